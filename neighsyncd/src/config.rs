@@ -1,0 +1,338 @@
+//! Command-line flags + TOML file -> one validated [`Config`]. Flags win over the file, the
+//! file over the defaults. Every file key has a flag of the same name (with dashes).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+
+use crate::appdb::dbconfig::{DEFAULT_DB_CONFIG, DbConfigError, DbLayout};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error(transparent)]
+    Db(#[from] DbConfigError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// eBPF when it loads here, else rtnetlink (the reason is logged and exported).
+    #[default]
+    Auto,
+    /// rtnetlink multicast only.
+    Netlink,
+    /// The eBPF program; fail if it cannot load.
+    Ebpf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Mirrors the kernel neighbor table (ARP, NDP) into SONiC's APPL_DB NEIGH_TABLE.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(name = "neighsyncd", version, about, long_about = None)]
+pub struct Args {
+    /// TOML config file; every key is also a flag below (flags win).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Plain Redis address for labs and tests: redis://HOST:PORT or unix:///PATH. SONiC's database
+    /// numbers are used (APPL_DB 0, CONFIG_DB 4, STATE_DB 6). Overrides --db-config.
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// SONiC database_config.json [default: /var/run/redis/sonic-db/database_config.json].
+    #[arg(long, value_name = "PATH")]
+    pub db_config: Option<PathBuf>,
+
+    /// Where neighbor events come from [default: auto].
+    #[arg(long, value_enum)]
+    pub source: Option<SourceKind>,
+
+    /// Netlink socket receive buffer in bytes (SO_RCVBUFFORCE when permitted) [default: 16777216].
+    #[arg(long, value_name = "BYTES")]
+    pub netlink_rcvbuf: Option<usize>,
+
+    /// Most neighbor operations written to APPL_DB in one round trip [default: 16384].
+    #[arg(long, value_name = "N")]
+    pub batch_max: Option<usize>,
+
+    /// Periodic audit (kernel dump + APPL_DB read-back + diff) every N seconds; 0 = off [default: 0].
+    #[arg(long, value_name = "SECS")]
+    pub audit_interval: Option<u64>,
+
+    /// Interfaces whose neighbors are never written (comma separated; opt-in, default none).
+    #[arg(long, value_name = "IFNAMES", value_delimiter = ',')]
+    pub ignore_interfaces: Option<Vec<String>>,
+
+    /// How often CONFIG_DB is re-read when Redis has keyspace notifications off [default: 5].
+    #[arg(long, value_name = "SECS")]
+    pub config_db_poll: Option<u64>,
+
+    /// Log format [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    /// Log level or tracing filter, e.g. info, debug, neighsyncd=trace [default: info].
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    /// Prometheus metrics and health listener, or "off" [default: [::1]:9091].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+
+    /// eBPF ring buffer size in bytes, a power of two [default: 4194304].
+    #[arg(long, value_name = "BYTES")]
+    pub ebpf_ring_bytes: Option<u32>,
+
+    /// eBPF de-duplication LRU entries [default: 262144].
+    #[arg(long, value_name = "N")]
+    pub ebpf_lru_entries: Option<u32>,
+}
+
+/// The TOML file: the same keys as the flags, with underscores.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    redis: Option<String>,
+    db_config: Option<PathBuf>,
+    source: Option<SourceKind>,
+    netlink_rcvbuf: Option<usize>,
+    batch_max: Option<usize>,
+    audit_interval: Option<u64>,
+    ignore_interfaces: Option<Vec<String>>,
+    config_db_poll: Option<u64>,
+    log_format: Option<LogFormat>,
+    log_level: Option<String>,
+    metrics_listen: Option<String>,
+    ebpf_ring_bytes: Option<u32>,
+    ebpf_lru_entries: Option<u32>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub db: DbLayout,
+    pub source: SourceKind,
+    pub netlink_rcvbuf: usize,
+    pub batch_max: usize,
+    pub audit_interval: Option<Duration>,
+    pub ignore_interfaces: HashSet<String>,
+    pub config_db_poll: Duration,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub metrics_listen: Option<SocketAddr>,
+    pub ebpf_ring_bytes: u32,
+    pub ebpf_lru_entries: u32,
+}
+
+pub const DEFAULT_RCVBUF: usize = 16 * 1024 * 1024;
+pub const DEFAULT_BATCH_MAX: usize = 16384;
+pub const DEFAULT_METRICS_LISTEN: &str = "[::1]:9091";
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+impl Config {
+    pub fn load(args: Args) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => {
+                let p = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: p.clone(),
+                    source,
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
+                    path: p,
+                    message: e.to_string(),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        Self::merge(args, file)
+    }
+
+    fn merge(a: Args, f: FileConfig) -> Result<Config, ConfigError> {
+        let redis = a.redis.or(f.redis);
+        let db = match redis {
+            Some(url) => DbLayout::from_url(&url).map_err(|e| invalid("redis", e.to_string()))?,
+            None => {
+                let path = a
+                    .db_config
+                    .or(f.db_config)
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_DB_CONFIG));
+                DbLayout::from_sonic_file(&path)?
+            }
+        };
+        let netlink_rcvbuf = a
+            .netlink_rcvbuf
+            .or(f.netlink_rcvbuf)
+            .unwrap_or(DEFAULT_RCVBUF);
+        if netlink_rcvbuf < 4096 {
+            return Err(invalid("netlink_rcvbuf", "must be at least 4096 bytes"));
+        }
+        let batch_max = a.batch_max.or(f.batch_max).unwrap_or(DEFAULT_BATCH_MAX);
+        if batch_max == 0 || batch_max > 1_000_000 {
+            return Err(invalid("batch_max", "must be between 1 and 1000000"));
+        }
+        let audit = a.audit_interval.or(f.audit_interval).unwrap_or(0);
+        let poll = a.config_db_poll.or(f.config_db_poll).unwrap_or(5);
+        if poll == 0 {
+            return Err(invalid("config_db_poll", "must be at least 1 second"));
+        }
+        let log_level = a.log_level.or(f.log_level).unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            return Err(invalid(
+                "log_level",
+                format!("{log_level:?} is not a level or filter"),
+            ));
+        }
+        let metrics_listen = match a
+            .metrics_listen
+            .or(f.metrics_listen)
+            .unwrap_or_else(|| DEFAULT_METRICS_LISTEN.into())
+            .as_str()
+        {
+            "off" => None,
+            s => Some(s.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "metrics_listen",
+                    format!("{s:?} is not an address like [::1]:9091 or \"off\""),
+                )
+            })?),
+        };
+        let ebpf_ring_bytes = a.ebpf_ring_bytes.or(f.ebpf_ring_bytes).unwrap_or(4 << 20);
+        if !ebpf_ring_bytes.is_power_of_two() || ebpf_ring_bytes < 4096 {
+            return Err(invalid(
+                "ebpf_ring_bytes",
+                "must be a power of two, at least 4096",
+            ));
+        }
+        let ebpf_lru_entries = a.ebpf_lru_entries.or(f.ebpf_lru_entries).unwrap_or(262_144);
+        if ebpf_lru_entries < 64 {
+            return Err(invalid("ebpf_lru_entries", "must be at least 64"));
+        }
+        let ignore: Vec<String> = a
+            .ignore_interfaces
+            .or(f.ignore_interfaces)
+            .unwrap_or_default();
+        if let Some(bad) = ignore.iter().find(|n| n.is_empty() || n.len() > 15) {
+            return Err(invalid(
+                "ignore_interfaces",
+                format!("{bad:?} is not an interface name"),
+            ));
+        }
+        Ok(Config {
+            db,
+            source: a.source.or(f.source).unwrap_or_default(),
+            netlink_rcvbuf,
+            batch_max,
+            audit_interval: (audit > 0).then(|| Duration::from_secs(audit)),
+            ignore_interfaces: ignore.into_iter().collect(),
+            config_db_poll: Duration::from_secs(poll),
+            log_format: a.log_format.or(f.log_format).unwrap_or_default(),
+            log_level,
+            metrics_listen,
+            ebpf_ring_bytes,
+            ebpf_lru_entries,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        let mut v = vec!["neighsyncd"];
+        v.extend_from_slice(extra);
+        Args::try_parse_from(v).unwrap()
+    }
+
+    fn file(text: &str) -> FileConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_defaults_fill_in() {
+        let c = Config::merge(
+            args(&["--redis", "unix:///tmp/x.sock", "--batch-max", "10"]),
+            file("batch_max = 20\naudit_interval = 30\nignore_interfaces = [\"eth0\", \"lo\"]"),
+        )
+        .unwrap();
+        assert_eq!(c.batch_max, 10);
+        assert_eq!(c.audit_interval, Some(Duration::from_secs(30)));
+        assert_eq!(c.netlink_rcvbuf, DEFAULT_RCVBUF);
+        assert!(c.ignore_interfaces.contains("lo"));
+        assert_eq!(c.source, SourceKind::Auto);
+        assert_eq!(c.metrics_listen, Some("[::1]:9091".parse().unwrap()));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases: &[(&[&str], &str, &str)] = &[
+            (&["--redis", "http://x"], "", "redis"),
+            (
+                &["--redis", "unix:///x", "--netlink-rcvbuf", "10"],
+                "",
+                "netlink_rcvbuf",
+            ),
+            (
+                &["--redis", "unix:///x", "--batch-max", "0"],
+                "",
+                "batch_max",
+            ),
+            (
+                &["--redis", "unix:///x"],
+                "ebpf_ring_bytes = 5000",
+                "ebpf_ring_bytes",
+            ),
+            (
+                &["--redis", "unix:///x"],
+                "metrics_listen = \"nowhere\"",
+                "metrics_listen",
+            ),
+            (&["--redis", "unix:///x"], "log_level = \"[[\"", "log_level"),
+        ];
+        for (a, f, key) in cases {
+            let e = Config::merge(args(a), file(f)).unwrap_err().to_string();
+            assert!(e.contains(key), "{e} should name {key}");
+        }
+        let e = toml::from_str::<FileConfig>("no_such_key = 1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no_such_key"), "{e}");
+    }
+
+    #[test]
+    fn metrics_can_be_turned_off() {
+        let c = Config::merge(
+            args(&["--redis", "unix:///x", "--metrics-listen", "off"]),
+            FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(c.metrics_listen, None);
+    }
+}

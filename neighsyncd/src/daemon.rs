@@ -1,0 +1,120 @@
+//! Wiring: the tasks of a running daemon and its one shutdown path.
+//!
+//! A shutdown signal (SIGTERM, SIGINT) is broadcast on a watch channel; the pipeline finishes
+//! the batch in flight and writes what is pending, then every task ends.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::appdb::AppDb;
+use crate::config::{Config, SourceKind};
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::sonic_config;
+use crate::source::SourceEvent;
+use crate::source::netlink::{self, NetlinkConfig};
+
+/// Events queued between the source and the pipeline. When full, the source stops reading and
+/// the kernel socket buffer absorbs the burst (an overflow there triggers a resync).
+const EVENT_QUEUE: usize = 65_536;
+
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let _http = match cfg.metrics_listen {
+        Some(addr) => Some(
+            crate::http::serve(addr, metrics.clone(), health.clone(), shutdown_rx.clone())
+                .await
+                .with_context(|| format!("cannot listen on {addr} (metrics_listen)"))?,
+        ),
+        None => None,
+    };
+
+    let (config_tx, config_rx) = watch::channel(None);
+    let config_task = tokio::spawn(sonic_config::watch(
+        cfg.db.config.clone(),
+        cfg.ignore_interfaces.clone(),
+        cfg.config_db_poll,
+        config_tx,
+        metrics.clone(),
+    ));
+
+    let (tx, rx) = mpsc::channel::<SourceEvent>(EVENT_QUEUE);
+    let (live_source, reason) = choose_source(cfg.source)?;
+    metrics
+        .source_active
+        .with_label_values(&[live_source, reason])
+        .set(1);
+    let (dumps, source_task) = netlink::spawn(
+        NetlinkConfig {
+            rcvbuf_bytes: cfg.netlink_rcvbuf,
+            subscribe_neigh: live_source == "netlink",
+        },
+        tx,
+        metrics.clone(),
+    )
+    .context("cannot start the rtnetlink source")?;
+    health.set_source_attached(true);
+    info!(
+        source = live_source,
+        reason, "neighbor event source attached"
+    );
+
+    let appdb = AppDb::new(&cfg.db.appl.url, cfg.db.appl.id, &cfg.db.appl.separator);
+    let pipeline = Pipeline::new(
+        PipelineConfig {
+            batch_max: cfg.batch_max,
+            audit_interval: cfg.audit_interval,
+            live_source,
+        },
+        appdb,
+        metrics.clone(),
+        health.clone(),
+        dumps,
+        rx,
+        config_rx,
+    );
+    let signals = tokio::spawn(wait_for_signal(shutdown_tx));
+    pipeline.run(shutdown_rx).await;
+    signals.abort();
+    source_task.abort();
+    config_task.abort();
+    info!("neighsyncd stopped");
+    Ok(())
+}
+
+/// Picks the live source. Returns (label, reason).
+fn choose_source(kind: SourceKind) -> anyhow::Result<(&'static str, &'static str)> {
+    match kind {
+        SourceKind::Netlink => Ok(("netlink", "configured")),
+        SourceKind::Ebpf => anyhow::bail!(
+            "--source ebpf: the eBPF source is not built into this binary yet; use --source netlink or auto"
+        ),
+        SourceKind::Auto => {
+            warn!("eBPF source not available in this build; using rtnetlink");
+            Ok(("netlink", "ebpf_unavailable"))
+        }
+    }
+}
+
+async fn wait_for_signal(tx: watch::Sender<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        warn!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: finishing the batch in flight"),
+        _ = int.recv() => info!("SIGINT: finishing the batch in flight"),
+    }
+    let _ = tx.send(true);
+}

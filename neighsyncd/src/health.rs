@@ -1,0 +1,158 @@
+//! Liveness and readiness facts, shared by the pipeline (writer) and the HTTP endpoints (reader).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    /// When the check last changed (RFC 3339, UTC).
+    pub since: String,
+}
+
+#[derive(Debug)]
+struct Flag {
+    ok: AtomicBool,
+    since: Mutex<SystemTime>,
+}
+
+impl Flag {
+    fn new() -> Flag {
+        Flag {
+            ok: AtomicBool::new(false),
+            since: Mutex::new(SystemTime::now()),
+        }
+    }
+
+    fn set(&self, ok: bool) {
+        if self.ok.swap(ok, Ordering::SeqCst) != ok {
+            if let Ok(mut s) = self.since.lock() {
+                *s = SystemTime::now();
+            }
+        }
+    }
+
+    fn check(&self, name: &'static str) -> Check {
+        let since = self
+            .since
+            .lock()
+            .map(|s| *s)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        Check {
+            name,
+            ok: self.ok.load(Ordering::SeqCst),
+            since: rfc3339(since),
+        }
+    }
+}
+
+/// Formats a time as RFC 3339 UTC (seconds precision).
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[derive(Debug)]
+pub struct Health {
+    redis: Flag,
+    source_attached: Flag,
+    synced: Flag,
+    warm_restart: Flag,
+    started: SystemTime,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        let h = Health {
+            redis: Flag::new(),
+            source_attached: Flag::new(),
+            synced: Flag::new(),
+            warm_restart: Flag::new(),
+            started: SystemTime::now(),
+        };
+        // No warm restart in progress until one says so.
+        h.warm_restart.set(true);
+        h
+    }
+}
+
+impl Health {
+    pub fn set_redis(&self, ok: bool) {
+        self.redis.set(ok)
+    }
+    pub fn set_source_attached(&self, ok: bool) {
+        self.source_attached.set(ok)
+    }
+    pub fn set_source_synced(&self, ok: bool) {
+        self.synced.set(ok)
+    }
+    /// `false` while a warm restart is still reconciling.
+    pub fn set_warm_restart_done(&self, ok: bool) {
+        self.warm_restart.set(ok)
+    }
+    pub fn started(&self) -> SystemTime {
+        self.started
+    }
+
+    pub fn readiness(&self) -> (bool, Vec<Check>) {
+        let checks = vec![
+            self.redis.check("redis"),
+            self.source_attached.check("source_attached"),
+            self.synced.check("initial_sync"),
+            self.warm_restart.check("warm_restart"),
+        ];
+        (checks.iter().all(|c| c.ok), checks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn formats_rfc3339() {
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        assert_eq!(rfc3339(t), "2026-11-18T11:06:40Z");
+    }
+
+    #[test]
+    fn ready_only_when_all_checks_pass() {
+        let h = Health::default();
+        assert!(!h.readiness().0);
+        h.set_redis(true);
+        h.set_source_attached(true);
+        h.set_source_synced(true);
+        assert!(h.readiness().0);
+        h.set_redis(false);
+        let (ok, checks) = h.readiness();
+        assert!(!ok);
+        assert!(checks.iter().any(|c| c.name == "redis" && !c.ok));
+    }
+}

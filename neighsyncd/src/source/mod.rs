@@ -1,0 +1,163 @@
+//! Where kernel neighbor events come from.
+//!
+//! Every source (rtnetlink multicast, the eBPF ring buffer) turns what the kernel says into
+//! [`SourceEvent`]s and sends them, in kernel order, down one channel to the pipeline. The
+//! pipeline never needs to know which source is active: that is the seam.
+//!
+//! Ordering between a dump and live events is resolved with timestamps, not channel order:
+//! every live event carries a CLOCK_MONOTONIC timestamp (the kernel's, for eBPF; the receive
+//! time, for netlink) and every dump carries the time its request was sent. A dump entry never
+//! overrides a key that a live event touched at or after the dump started; since live events are
+//! never lost (a loss triggers a new dump), the newest event is the truth for that key.
+
+pub mod links;
+pub mod netlink;
+pub mod parse;
+
+use std::net::IpAddr;
+
+/// NUD states (include/uapi/linux/neighbour.h).
+pub mod nud {
+    pub const NONE: u16 = 0x00;
+    pub const INCOMPLETE: u16 = 0x01;
+    pub const REACHABLE: u16 = 0x02;
+    pub const STALE: u16 = 0x04;
+    pub const DELAY: u16 = 0x08;
+    pub const PROBE: u16 = 0x10;
+    pub const FAILED: u16 = 0x20;
+    pub const NOARP: u16 = 0x40;
+    pub const PERMANENT: u16 = 0x80;
+
+    /// The kernel's name for a state, as `ip neigh` prints it.
+    pub fn name(state: u16) -> &'static str {
+        match state {
+            NONE => "NONE",
+            INCOMPLETE => "INCOMPLETE",
+            REACHABLE => "REACHABLE",
+            STALE => "STALE",
+            DELAY => "DELAY",
+            PROBE => "PROBE",
+            FAILED => "FAILED",
+            NOARP => "NOARP",
+            PERMANENT => "PERMANENT",
+            _ => "MIXED",
+        }
+    }
+}
+
+/// `NTF_EXT_LEARNED` (include/uapi/linux/neighbour.h).
+pub const NTF_EXT_LEARNED: u32 = 0x10;
+
+/// Whether the kernel said the neighbor exists (RTM_NEWNEIGH, or a dump entry) or is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NeighKind {
+    New,
+    Del,
+}
+
+/// Where a neighbor message came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A live change; `ts_ns` is CLOCK_MONOTONIC (eBPF: `bpf_ktime_get_ns`; netlink: receive time).
+    Live { ts_ns: u64 },
+    /// An entry of the dump started by the last [`SourceEvent::DumpStart`].
+    Dump,
+}
+
+/// One neighbor as the kernel described it. Family is implied by `ip`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeighMsg {
+    pub kind: NeighKind,
+    pub ifindex: u32,
+    pub ip: IpAddr,
+    /// Link-layer address as the kernel gave it (any length; the rules check it).
+    pub lladdr: Option<Vec<u8>>,
+    /// NUD state bits.
+    pub state: u16,
+    /// NTF_* flags (NTF_EXT_LEARNED = 0x10 lives in the 8-bit ndm_flags).
+    pub flags: u32,
+    pub origin: Origin,
+}
+
+/// One interface as the kernel described it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkMsg {
+    pub ifindex: u32,
+    pub name: String,
+    /// `IFLA_MASTER`: the VRF (or bridge) this interface is enslaved to.
+    pub master: Option<u32>,
+    /// Carrier / operational state up.
+    pub oper_up: bool,
+    pub deleted: bool,
+}
+
+/// Why a full resynchronisation (dump + diff) was needed. Each cause is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResyncCause {
+    /// The daemon just started.
+    Startup,
+    /// The netlink socket overflowed (ENOBUFS): multicast events were lost.
+    NetlinkOverrun,
+    /// The eBPF ring buffer could not take an event (reserve failure counted in the kernel).
+    RingbufOverflow,
+    /// The periodic audit.
+    Audit,
+    /// Redis came back after a disconnect.
+    RedisReconnect,
+    /// An operator asked for it (API).
+    Requested,
+    /// CONFIG_DB changed a global knob (dual-ToR, EVPN).
+    ConfigChange,
+}
+
+impl ResyncCause {
+    pub const ALL: [ResyncCause; 7] = [
+        ResyncCause::Startup,
+        ResyncCause::NetlinkOverrun,
+        ResyncCause::RingbufOverflow,
+        ResyncCause::Audit,
+        ResyncCause::RedisReconnect,
+        ResyncCause::Requested,
+        ResyncCause::ConfigChange,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResyncCause::Startup => "startup",
+            ResyncCause::NetlinkOverrun => "netlink_overrun",
+            ResyncCause::RingbufOverflow => "ringbuf_overflow",
+            ResyncCause::Audit => "audit",
+            ResyncCause::RedisReconnect => "redis_reconnect",
+            ResyncCause::Requested => "requested",
+            ResyncCause::ConfigChange => "config_change",
+        }
+    }
+}
+
+/// What a source sends to the pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceEvent {
+    Neigh(NeighMsg),
+    Link(LinkMsg),
+    /// A neighbor dump starts; `ts_ns` (CLOCK_MONOTONIC) was taken before the request was sent.
+    DumpStart {
+        ts_ns: u64,
+    },
+    /// The dump of both families is complete: anything not seen and not touched since is gone.
+    DumpDone,
+    /// Events may have been lost; the source will follow with a dump.
+    Lost(ResyncCause),
+    /// Input the source could not parse (counted and skipped; the reason is a stable label).
+    Malformed(&'static str),
+}
+
+/// CLOCK_MONOTONIC now, in nanoseconds: the clock `bpf_ktime_get_ns` reads.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}

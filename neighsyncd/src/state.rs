@@ -1,0 +1,515 @@
+//! What the kernel said, what APPL_DB should hold, and what APPL_DB was told.
+//!
+//! * `kernel`: every IPv4/IPv6 neighbor the kernel has, keyed by (ifindex, ip), as last heard.
+//! * `desired`: the `NEIGH_TABLE` the SONiC rules derive from the kernel's messages.
+//! * `told`: what APPL_DB holds (as far as we wrote it, or read it back after a reconnect).
+//!
+//! Every change marks a key dirty; the writer drains dirty keys and writes only where
+//! `desired` and `told` differ. That one mechanism gives per-key coalescing, no-op suppression
+//! (a REACHABLE/STALE flap with the same MAC writes nothing), and "write only the difference"
+//! for resyncs, Redis reconnects and restarts alike. Pure: no I/O.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use crate::appdb::{Fields, Op};
+use crate::rules::{self, ConfigSnapshot, Decision, Mac, NeighInput, NeighValue, SkipReason};
+use crate::source::links::LinkCache;
+use crate::source::{NeighKind, NeighMsg, Origin};
+
+/// What APPL_DB holds for a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Told {
+    Value(NeighValue),
+    /// Fields we did not write ourselves (or cannot parse): always rewritten.
+    Foreign,
+}
+
+impl Told {
+    pub fn from_fields(fields: &Fields) -> Told {
+        let mac = fields.get("neigh").and_then(|m| Mac::parse(m));
+        let fam = fields.get("family").map(String::as_str);
+        match (mac, fam, fields.len()) {
+            (Some(mac), Some("IPv4"), 2) => Told::Value(NeighValue { mac, ipv6: false }),
+            (Some(mac), Some("IPv6"), 2) => Told::Value(NeighValue { mac, ipv6: true }),
+            _ => Told::Foreign,
+        }
+    }
+}
+
+/// The outcome of the rules for a kernel entry, kept for the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Set,
+    Del,
+    Skip(SkipReason),
+}
+
+#[derive(Debug, Clone)]
+pub struct KernelEntry {
+    pub ifindex: u32,
+    pub ip: IpAddr,
+    /// The interface name when the entry was last heard of (its APPL_DB key's first part).
+    pub ifname: String,
+    pub lladdr: Option<Vec<u8>>,
+    pub state: u16,
+    pub flags: u32,
+    /// CLOCK_MONOTONIC of the last live event for this entry (0: none).
+    pub last_event_ns: u64,
+    /// The dump generation that last saw the entry.
+    pub seen_gen: u64,
+    pub verdict: Verdict,
+    pub changed_at: SystemTime,
+}
+
+impl KernelEntry {
+    pub fn key(&self) -> String {
+        rules::neigh_key(&self.ifname, &self.ip)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct DumpWindow {
+    start_ns: u64,
+    gen_: u64,
+}
+
+/// A batch the writer took; committed or returned.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub route_dels: Vec<Op>,
+    pub ops: Vec<Op>,
+    /// (key, what it will hold, when it became dirty)
+    targets: Vec<(String, Option<NeighValue>, u64)>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.route_dels.is_empty() && self.ops.is_empty()
+    }
+}
+
+/// Counts the caller turns into metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub decision: Option<Verdict>,
+    /// A dump entry ignored because a newer live event already spoke for the key.
+    pub superseded: bool,
+    pub unknown_ifindex: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct State {
+    kernel: HashMap<(u32, IpAddr), KernelEntry>,
+    desired: HashMap<String, NeighValue>,
+    told: HashMap<String, Told>,
+    /// Dirty keys and the CLOCK_MONOTONIC time they first became dirty.
+    dirty: HashMap<String, u64>,
+    route_dels: Vec<String>,
+    dump: Option<DumpWindow>,
+    generation: u64,
+}
+
+impl State {
+    pub fn kernel(&self) -> impl Iterator<Item = &KernelEntry> {
+        self.kernel.values()
+    }
+
+    pub fn kernel_entry(&self, ifindex: u32, ip: &IpAddr) -> Option<&KernelEntry> {
+        self.kernel.get(&(ifindex, *ip))
+    }
+
+    pub fn desired(&self) -> &HashMap<String, NeighValue> {
+        &self.desired
+    }
+
+    pub fn told(&self) -> &HashMap<String, Told> {
+        &self.told
+    }
+
+    pub fn pending(&self) -> usize {
+        self.dirty.len() + self.route_dels.len()
+    }
+
+    pub fn dump_in_progress(&self) -> bool {
+        self.dump.is_some()
+    }
+
+    fn mark(&mut self, key: String, now_ns: u64) {
+        self.dirty.entry(key).or_insert(now_ns);
+    }
+
+    /// Applies one neighbor message.
+    pub fn apply(
+        &mut self,
+        msg: &NeighMsg,
+        links: &LinkCache,
+        cfg: &ConfigSnapshot,
+        now_ns: u64,
+    ) -> Applied {
+        let mut applied = Applied::default();
+        let id = (msg.ifindex, msg.ip);
+        let live_ts = match msg.origin {
+            Origin::Live { ts_ns } => Some(ts_ns),
+            Origin::Dump => None,
+        };
+        if let (None, Some(w)) = (live_ts, self.dump) {
+            if let Some(e) = self.kernel.get_mut(&id) {
+                e.seen_gen = w.gen_;
+                if e.last_event_ns >= w.start_ns {
+                    applied.superseded = true;
+                    return applied;
+                }
+            }
+        }
+        // A delete keeps the name the entry was added under (the link may be gone already).
+        let known = links.get(msg.ifindex).is_some();
+        let ifname = match (msg.kind, self.kernel.get(&id)) {
+            (NeighKind::Del, Some(e)) => e.ifname.clone(),
+            _ => {
+                applied.unknown_ifindex = !known;
+                links.name(msg.ifindex)
+            }
+        };
+        let verdict = self.decide_and_apply(
+            msg.kind,
+            &ifname,
+            links.master_name(msg.ifindex),
+            msg,
+            cfg,
+            now_ns,
+        );
+        applied.decision = Some(verdict);
+        match msg.kind {
+            NeighKind::Del => {
+                self.kernel.remove(&id);
+            }
+            NeighKind::New => {
+                let gen_ = self.dump.map(|w| w.gen_).unwrap_or(0);
+                let e = self.kernel.entry(id).or_insert_with(|| KernelEntry {
+                    ifindex: msg.ifindex,
+                    ip: msg.ip,
+                    ifname: ifname.clone(),
+                    lladdr: None,
+                    state: 0,
+                    flags: 0,
+                    last_event_ns: 0,
+                    seen_gen: 0,
+                    verdict,
+                    changed_at: SystemTime::now(),
+                });
+                if e.lladdr != msg.lladdr || e.state != msg.state || e.verdict != verdict {
+                    e.changed_at = SystemTime::now();
+                }
+                e.ifname = ifname;
+                e.lladdr = msg.lladdr.clone();
+                e.state = msg.state;
+                e.flags = msg.flags;
+                e.verdict = verdict;
+                if let Some(ts) = live_ts {
+                    e.last_event_ns = e.last_event_ns.max(ts);
+                }
+                if self.dump.is_some() {
+                    e.seen_gen = gen_;
+                }
+            }
+        }
+        applied
+    }
+
+    fn decide_and_apply(
+        &mut self,
+        kind: NeighKind,
+        ifname: &str,
+        master: Option<&str>,
+        msg: &NeighMsg,
+        cfg: &ConfigSnapshot,
+        now_ns: u64,
+    ) -> Verdict {
+        let input = NeighInput {
+            kind,
+            ifname,
+            master,
+            ip: msg.ip,
+            lladdr: msg.lladdr.as_deref(),
+            state: msg.state,
+            flags: msg.flags,
+        };
+        match rules::decide(&input, cfg) {
+            Decision::Set {
+                key,
+                value,
+                route_del,
+            } => {
+                if let Some(r) = route_del {
+                    self.route_dels.push(r);
+                }
+                self.desired.insert(key.clone(), value);
+                self.mark(key, now_ns);
+                Verdict::Set
+            }
+            Decision::Del { key } => {
+                self.desired.remove(&key);
+                self.mark(key, now_ns);
+                Verdict::Del
+            }
+            Decision::Skip(r) => Verdict::Skip(r),
+        }
+    }
+
+    /// Re-runs the rules over kernel entries (as new messages) that match `filter`: after the
+    /// link-local knob turns on, a global CONFIG_DB change, or a rename.
+    pub fn reevaluate(
+        &mut self,
+        filter: impl Fn(&KernelEntry) -> bool,
+        links: &LinkCache,
+        cfg: &ConfigSnapshot,
+        now_ns: u64,
+    ) -> usize {
+        let ids: Vec<(u32, IpAddr)> = self
+            .kernel
+            .iter()
+            .filter(|(_, e)| filter(e))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            let Some(e) = self.kernel.get(id) else {
+                continue;
+            };
+            let msg = NeighMsg {
+                kind: NeighKind::New,
+                ifindex: e.ifindex,
+                ip: e.ip,
+                lladdr: e.lladdr.clone(),
+                state: e.state,
+                flags: e.flags,
+                origin: Origin::Dump,
+            };
+            let ifname = e.ifname.clone();
+            let verdict = self.decide_and_apply(
+                NeighKind::New,
+                &ifname,
+                links.master_name(msg.ifindex),
+                &msg,
+                cfg,
+                now_ns,
+            );
+            if let Some(e) = self.kernel.get_mut(id) {
+                e.verdict = verdict;
+            }
+        }
+        ids.len()
+    }
+
+    /// An interface was renamed: its neighbors leave their old keys and take new ones.
+    pub fn rename(
+        &mut self,
+        ifindex: u32,
+        new_name: &str,
+        links: &LinkCache,
+        cfg: &ConfigSnapshot,
+        now_ns: u64,
+    ) {
+        let mut moved = Vec::new();
+        for e in self.kernel.values_mut().filter(|e| e.ifindex == ifindex) {
+            moved.push(e.key());
+            e.ifname = new_name.to_string();
+        }
+        for key in moved {
+            if self.desired.remove(&key).is_some() {
+                self.mark(key, now_ns);
+            }
+        }
+        self.reevaluate(|e| e.ifindex == ifindex, links, cfg, now_ns);
+    }
+
+    /// An interface went away: the kernel dropped its neighbors with it.
+    pub fn link_removed(&mut self, ifindex: u32, cfg: &ConfigSnapshot, now_ns: u64) {
+        let gone: Vec<KernelEntry> = self
+            .kernel
+            .values()
+            .filter(|e| e.ifindex == ifindex)
+            .cloned()
+            .collect();
+        for e in gone {
+            self.forget(e, cfg, now_ns);
+        }
+    }
+
+    /// Treats a kernel entry as deleted (a synthesized RTM_DELNEIGH through the rules).
+    fn forget(&mut self, e: KernelEntry, cfg: &ConfigSnapshot, now_ns: u64) {
+        let msg = NeighMsg {
+            kind: NeighKind::Del,
+            ifindex: e.ifindex,
+            ip: e.ip,
+            lladdr: e.lladdr.clone(),
+            state: e.state,
+            flags: e.flags,
+            origin: Origin::Dump,
+        };
+        self.decide_and_apply(NeighKind::Del, &e.ifname, None, &msg, cfg, now_ns);
+        self.kernel.remove(&(e.ifindex, e.ip));
+    }
+
+    /// A dump begins; `start_ns` was taken before its request went out.
+    pub fn dump_start(&mut self, start_ns: u64) {
+        self.generation += 1;
+        self.dump = Some(DumpWindow {
+            start_ns,
+            gen_: self.generation,
+        });
+    }
+
+    /// The dump is complete: entries it did not see, and no live event touched since it
+    /// started, are gone; keys no kernel entry accounts for are deleted. Returns how many
+    /// entries were swept.
+    pub fn dump_done(&mut self, cfg: &ConfigSnapshot, now_ns: u64) -> usize {
+        let Some(w) = self.dump.take() else {
+            return 0;
+        };
+        let vanished: Vec<KernelEntry> = self
+            .kernel
+            .values()
+            .filter(|e| e.seen_gen != w.gen_ && e.last_event_ns < w.start_ns)
+            .cloned()
+            .collect();
+        let mut swept = vanished.len();
+        for e in vanished {
+            self.forget(e, cfg, now_ns);
+        }
+        let accounted: HashSet<String> = self.kernel.values().map(KernelEntry::key).collect();
+        let orphans: Vec<String> = self
+            .desired
+            .keys()
+            .filter(|k| !accounted.contains(*k))
+            .cloned()
+            .collect();
+        swept += orphans.len();
+        for k in orphans {
+            self.desired.remove(&k);
+            self.mark(k, now_ns);
+        }
+        // Keys APPL_DB holds that nothing in the kernel accounts for (a previous run's).
+        let stale: Vec<String> = self
+            .told
+            .keys()
+            .filter(|k| !self.desired.contains_key(*k) && !self.dirty.contains_key(*k))
+            .cloned()
+            .collect();
+        for k in stale {
+            self.mark(k, now_ns);
+        }
+        swept
+    }
+
+    /// APPL_DB was read back (start, reconnect, audit): that is now what it was told. Every
+    /// key either side knows is re-examined. With `seed_desired` (at start, when we know
+    /// nothing yet), what APPL_DB holds is also taken as the starting point of `desired`, so
+    /// the first dump replays on top of it exactly as events would: entries the rules skip keep
+    /// their value, entries no kernel neighbor accounts for are deleted at the dump's end.
+    pub fn replace_told(&mut self, told: HashMap<String, Told>, seed_desired: bool, now_ns: u64) {
+        if seed_desired {
+            for (k, t) in &told {
+                if let Told::Value(v) = t {
+                    self.desired.entry(k.clone()).or_insert(*v);
+                }
+            }
+        }
+        self.told = told;
+        let keys: Vec<String> = self
+            .desired
+            .keys()
+            .chain(self.told.keys())
+            .cloned()
+            .collect();
+        for k in keys {
+            self.mark(k, now_ns);
+        }
+    }
+
+    /// Forgets the writes a lost connection may not have made (their keys are re-examined
+    /// after APPL_DB is read back).
+    pub fn drop_pending_route_dels(&mut self) {
+        self.route_dels.clear();
+    }
+
+    /// Takes up to `max` dirty keys whose desired value differs from what APPL_DB holds.
+    /// Returns the batch and how many dirty keys needed no write.
+    pub fn take_batch(&mut self, max: usize) -> (Batch, usize) {
+        let mut batch = Batch {
+            route_dels: self
+                .route_dels
+                .drain(..)
+                .map(|key| Op::Del { key })
+                .collect(),
+            ..Default::default()
+        };
+        let mut noop = 0;
+        let keys: Vec<String> = self.dirty.keys().take(max).cloned().collect();
+        for key in keys {
+            let Some(since) = self.dirty.remove(&key) else {
+                continue;
+            };
+            let want = self.desired.get(&key).copied();
+            let have = self.told.get(&key).copied();
+            let op = match (want, have) {
+                (Some(w), Some(Told::Value(h))) if w == h => None,
+                (None, None) => None,
+                (Some(w), _) => Some(Op::Set {
+                    key: key.clone(),
+                    fields: w
+                        .fields()
+                        .into_iter()
+                        .map(|(f, v)| (f.to_string(), v))
+                        .collect(),
+                }),
+                (None, Some(_)) => Some(Op::Del { key: key.clone() }),
+            };
+            match op {
+                Some(op) => {
+                    batch.ops.push(op);
+                    batch.targets.push((key, want, since));
+                }
+                None => noop += 1,
+            }
+        }
+        (batch, noop)
+    }
+
+    /// The batch is in APPL_DB. Returns the dirty-since times of its operations.
+    pub fn commit(&mut self, batch: Batch) -> Vec<u64> {
+        let mut since = Vec::with_capacity(batch.targets.len());
+        for (key, value, t) in batch.targets {
+            match value {
+                Some(v) => self.told.insert(key, Told::Value(v)),
+                None => self.told.remove(&key),
+            };
+            since.push(t);
+        }
+        since
+    }
+
+    /// The batch failed: its keys stay dirty (route deletes are retried too).
+    pub fn abort(&mut self, batch: Batch) {
+        for (key, _, t) in batch.targets {
+            self.dirty.entry(key).or_insert(t);
+        }
+        for op in batch.route_dels {
+            if let Op::Del { key } = op {
+                self.route_dels.push(key);
+            }
+        }
+    }
+
+    /// Neighbors APPL_DB holds, by family (IPv4, IPv6).
+    pub fn told_counts(&self) -> (usize, usize) {
+        self.told.values().fold((0, 0), |(v4, v6), t| match t {
+            Told::Value(v) if v.ipv6 => (v4, v6 + 1),
+            _ => (v4 + 1, v6),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
