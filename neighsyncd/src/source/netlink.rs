@@ -53,6 +53,13 @@ pub struct NetlinkConfig {
 pub struct DumpRequester(mpsc::UnboundedSender<ResyncCause>);
 
 impl DumpRequester {
+    /// A requester and the receiving end, for driving a pipeline without a netlink source
+    /// (tests that feed it messages the kernel here cannot produce).
+    pub fn channel() -> (DumpRequester, mpsc::UnboundedReceiver<ResyncCause>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (DumpRequester(tx), rx)
+    }
+
     pub fn request(&self, cause: ResyncCause) {
         // The source task only goes away at shutdown; a request then has nothing left to do.
         let _ = self.0.send(cause);

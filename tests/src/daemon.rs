@@ -1,0 +1,152 @@
+//! The neighsyncd binary running inside a lab namespace.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::netns::Netns;
+use crate::redis_server::RedisServer;
+
+/// The metrics port inside the namespace (each namespace has its own loopback).
+pub const METRICS_PORT: u16 = 9091;
+
+/// The built `neighsyncd` binary: `$NEIGHSYNCD_BIN`, or next to this test executable.
+pub fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("NEIGHSYNCD_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join("neighsyncd");
+    assert!(
+        bin.exists(),
+        "{} not built: run `cargo build -p neighsyncd` (cargo xtask test does)",
+        bin.display()
+    );
+    bin
+}
+
+pub struct Daemon {
+    child: Option<Child>,
+    ns_name: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts the daemon in `ns` against `redis` with extra flags.
+    pub fn start(ns: &Netns, redis: &RedisServer, extra: &[&str]) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("nsd-daemon-")
+            .tempdir()
+            .expect("temp dir");
+        let log = dir.path().join("neighsyncd.log");
+        let logf = std::fs::File::create(&log).expect("log file");
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns.name()])
+            .arg(binary())
+            .arg("--redis")
+            .arg(redis.url())
+            .args(["--metrics-listen", &format!("127.0.0.1:{METRICS_PORT}")])
+            .args(["--log-level", "neighsyncd=debug"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(logf)
+            .spawn()
+            .expect("spawn neighsyncd");
+        Daemon {
+            child: Some(child),
+            ns_name: ns.name().to_string(),
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for `/ready` (initial sync done, Redis up).
+    pub async fn wait_ready(&self, ns: &Netns) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok((200, _)) = ns.http_get(METRICS_PORT, "/ready") {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "daemon in {} not ready within 20 s; log:\n{}",
+                    self.ns_name,
+                    self.tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A metric's value summed over the label sets whose text contains `labels` (e.g.
+    /// `cause="netlink_overrun"`).
+    pub fn metric(&self, ns: &Netns, name: &str, labels: &str) -> f64 {
+        let (_, body) = ns
+            .http_get(METRICS_PORT, "/metrics")
+            .unwrap_or((0, String::new()));
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| {
+                l.starts_with(name)
+                    && (l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' '))
+            })
+            .filter(|l| l.contains(labels))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    pub fn tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // `ip netns exec` execs the binary, so the child pid is the daemon's.
+        // SAFETY: sending a signal to a pid we spawned and have not reaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "daemon did not exit within 15 s of SIGTERM; log:\n{}",
+                    self.tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- neighsyncd log ({}) ---\n{}", self.ns_name, self.tail());
+        }
+        self.kill();
+    }
+}

@@ -1,0 +1,94 @@
+//! The kernel's neighbor table of a namespace, and what APPL_DB should hold for it under the
+//! default SONiC configuration, computed here independently of the daemon's rules module.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::netns::Netns;
+
+pub type Table = BTreeMap<String, BTreeMap<String, String>>;
+
+#[derive(Debug, Clone)]
+pub struct KernelNeigh {
+    pub dev: String,
+    pub dst: String,
+    pub lladdr: Option<String>,
+    pub states: Vec<String>,
+}
+
+pub fn neighbors(ns: &Netns) -> Vec<KernelNeigh> {
+    let out = ns.ip("-j neigh show");
+    let v: serde_json::Value =
+        serde_json::from_str(if out.trim().is_empty() { "[]" } else { &out })
+            .expect("ip -j neigh output");
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|n| KernelNeigh {
+                    dev: n["dev"].as_str().unwrap_or_default().to_string(),
+                    dst: n["dst"].as_str().unwrap_or_default().to_string(),
+                    lladdr: n["lladdr"].as_str().map(str::to_lowercase),
+                    states: n["state"]
+                        .as_array()
+                        .map(|s| {
+                            s.iter()
+                                .filter_map(|x| x.as_str().map(String::from))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What APPL_DB `NEIGH_TABLE` must hold for this kernel table with no dual-ToR, no EVPN, and
+/// IPv6 link-local enabled on `link_local` interfaces only.
+pub fn expected(ns: &Netns, link_local: &BTreeSet<String>) -> Table {
+    let mut t = Table::new();
+    for n in neighbors(ns) {
+        let ip: std::net::IpAddr = match n.dst.parse() {
+            Ok(ip) => ip,
+            Err(_) => continue,
+        };
+        let valid = n.states.iter().any(|s| {
+            matches!(
+                s.as_str(),
+                "REACHABLE" | "STALE" | "DELAY" | "PROBE" | "PERMANENT"
+            )
+        });
+        let Some(mac) = n.lladdr.clone() else {
+            continue;
+        };
+        if !valid || mac == "ff:ff:ff:ff:ff:ff" {
+            continue;
+        }
+        if let std::net::IpAddr::V6(a) = ip {
+            let s = a.segments();
+            if s[0] & 0xffc0 == 0xfe80 && !link_local.contains(&n.dev) {
+                continue;
+            }
+            if s[0] & 0xff0f == 0xff02 {
+                continue;
+            }
+        }
+        let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+        t.insert(
+            format!("{}:{}", n.dev, ip),
+            [
+                ("neigh".to_string(), mac),
+                ("family".to_string(), family.to_string()),
+            ]
+            .into(),
+        );
+    }
+    t
+}
+
+/// One APPL_DB entry, for building expectations by hand.
+pub fn entry(mac: &str, family: &str) -> BTreeMap<String, String> {
+    [
+        ("neigh".to_string(), mac.to_string()),
+        ("family".to_string(), family.to_string()),
+    ]
+    .into()
+}

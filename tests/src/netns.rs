@@ -1,0 +1,200 @@
+//! Network namespaces the tests create (`ip netns`), and a lab shaped like a switch.
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::process::{Command, Output};
+
+pub struct Netns {
+    name: String,
+}
+
+fn run(cmd: &mut Command) -> Result<String, String> {
+    let out: Output = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl Netns {
+    pub fn new(prefix: &str) -> Netns {
+        let name = crate::unique(prefix);
+        run(Command::new("ip").args(["netns", "add", &name])).expect("ip netns add");
+        let ns = Netns { name };
+        ns.ip("link set lo up");
+        // Addresses usable at once, and no router solicitations muddying NDP tests.
+        ns.sysctl("net.ipv6.conf.all.accept_dad", "0");
+        ns.sysctl("net.ipv6.conf.default.accept_dad", "0");
+        ns
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `ip -n NS <args>`; panics with stderr on failure.
+    pub fn ip(&self, args: &str) -> String {
+        self.try_ip(args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn try_ip(&self, args: &str) -> Result<String, String> {
+        run(Command::new("ip")
+            .args(["-n", &self.name])
+            .args(args.split_whitespace()))
+    }
+
+    /// Runs a command inside the namespace.
+    pub fn exec(&self, argv: &[&str]) -> Result<String, String> {
+        run(Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(argv))
+    }
+
+    pub fn sysctl(&self, key: &str, value: &str) {
+        self.exec(&["sysctl", "-qw", &format!("{key}={value}")])
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// `ip -n NS -batch FILE` with these lines.
+    pub fn batch(&self, lines: &str) {
+        let mut f = tempfile::NamedTempFile::new().expect("temp file");
+        f.write_all(lines.as_bytes()).expect("write batch");
+        run(Command::new("ip")
+            .args(["-n", &self.name, "-batch"])
+            .arg(f.path()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    pub fn ifindex(&self, ifname: &str) -> u32 {
+        let out = self.ip(&format!("-j link show dev {ifname}"));
+        let v: serde_json::Value = serde_json::from_str(&out).expect("ip -j output");
+        v[0]["ifindex"].as_u64().expect("ifindex") as u32
+    }
+
+    /// Runs `f` on a thread that has entered this namespace (sockets it opens live there).
+    pub fn run_inside<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, String> {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+            // SAFETY: setns on an fd we own; it changes only this thread's network namespace.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            if rc != 0 {
+                return Err(format!("setns: {}", std::io::Error::last_os_error()));
+            }
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| "namespace thread panicked".to_string())?
+    }
+
+    /// A plain HTTP/1.0 GET from inside the namespace: (status, body).
+    pub fn http_get(&self, port: u16, path: &str) -> Result<(u16, String), String> {
+        let path = path.to_string();
+        self.run_inside(move || -> Result<(u16, String), String> {
+            use std::io::Read;
+            let mut s =
+                std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .map_err(|e| e.to_string())?;
+            write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                .map_err(|e| e.to_string())?;
+            let mut resp = String::new();
+            s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
+            let status = resp
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .ok_or_else(|| format!("bad response: {resp:.200}"))?;
+            let body = resp
+                .split_once("\r\n\r\n")
+                .map(|(_, b)| b.to_string())
+                .unwrap_or_default();
+            Ok((status, body))
+        })?
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its interfaces (and the veth peers elsewhere).
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// Two namespaces wired like a switch and its hosts:
+/// `dut` has `Ethernet0` (10.0.0.1/24, 2000::1/64), `Ethernet4` (10.0.4.1/24, 2004::1/64) and a
+/// bridge `Vlan1000` (192.168.0.1/24, fc00::1/64) with member `Ethernet8`; `peer` has their
+/// other ends `p0`, `p4`, `p8` with the .2 / ::2 addresses.
+pub struct Lab {
+    pub dut: Netns,
+    pub peer: Netns,
+}
+
+impl Default for Lab {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Lab {
+    pub fn new() -> Lab {
+        let dut = Netns::new("nsdd");
+        let peer = Netns::new("nsdp");
+        for (port, p) in [
+            ("Ethernet0", "p0"),
+            ("Ethernet4", "p4"),
+            ("Ethernet8", "p8"),
+        ] {
+            dut.ip(&format!(
+                "link add {port} type veth peer name {p} netns {}",
+                peer.name()
+            ));
+            dut.ip(&format!("link set {port} up"));
+            peer.ip(&format!("link set {p} up"));
+        }
+        dut.ip("link add Vlan1000 type bridge");
+        dut.ip("link set Ethernet8 master Vlan1000");
+        dut.ip("link set Vlan1000 up");
+        for (ifname, v4, v6) in [
+            ("Ethernet0", "10.0.0.1/24", "2000::1/64"),
+            ("Ethernet4", "10.0.4.1/24", "2004::1/64"),
+            ("Vlan1000", "192.168.0.1/24", "fc00::1/64"),
+        ] {
+            dut.ip(&format!("addr add {v4} dev {ifname}"));
+            dut.ip(&format!("addr add {v6} dev {ifname} nodad"));
+        }
+        for (ifname, v4, v6) in [
+            ("p0", "10.0.0.2/24", "2000::2/64"),
+            ("p4", "10.0.4.2/24", "2004::2/64"),
+            ("p8", "192.168.0.2/24", "fc00::2/64"),
+        ] {
+            peer.ip(&format!("addr add {v4} dev {ifname}"));
+            peer.ip(&format!("addr add {v6} dev {ifname} nodad"));
+        }
+        Lab { dut, peer }
+    }
+
+    /// The MAC of a peer interface.
+    pub fn peer_mac(&self, ifname: &str) -> String {
+        let out = self.peer.ip(&format!("-j link show dev {ifname}"));
+        let v: serde_json::Value = serde_json::from_str(&out).expect("ip -j output");
+        v[0]["address"].as_str().expect("address").to_string()
+    }
+
+    /// Resolves a neighbor for real: the dut pings the peer address.
+    pub fn ping(&self, addr: &str) {
+        self.dut
+            .exec(&["ping", "-c", "1", "-W", "2", addr])
+            .unwrap_or_else(|e| panic!("ping {addr}: {e}"));
+    }
+}

@@ -1,0 +1,75 @@
+//! Playing orchagent: pop `NEIGH_TABLE` with ConsumerStateTable semantics and read the result,
+//! so tests assert what orchagent would see, not staging keys.
+
+use std::collections::BTreeMap;
+
+use neighsyncd::appdb::consumer::{ConsumerStateTable, Popped};
+use redis::aio::MultiplexedConnection;
+
+use crate::kernel::Table;
+
+pub struct Orchagent {
+    conn: MultiplexedConnection,
+    neigh: ConsumerStateTable,
+    route: ConsumerStateTable,
+    /// Every operation popped so far, in order (`fields` empty = delete).
+    pub seen: Vec<Popped>,
+    pub routes_seen: Vec<Popped>,
+}
+
+impl Orchagent {
+    pub fn new(conn: MultiplexedConnection) -> Orchagent {
+        Orchagent {
+            conn,
+            neigh: ConsumerStateTable::new("NEIGH_TABLE", ":"),
+            route: ConsumerStateTable::new("ROUTE_TABLE", ":"),
+            seen: Vec::new(),
+            routes_seen: Vec::new(),
+        }
+    }
+
+    /// Pops everything pending and returns `NEIGH_TABLE` as orchagent now holds it.
+    pub async fn sync(&mut self) -> Table {
+        let popped = self
+            .neigh
+            .pop_all(&mut self.conn)
+            .await
+            .expect("pop NEIGH_TABLE");
+        self.seen.extend(popped);
+        let routes = self
+            .route
+            .pop_all(&mut self.conn)
+            .await
+            .expect("pop ROUTE_TABLE");
+        self.routes_seen.extend(routes);
+        table(&mut self.conn, "NEIGH_TABLE:").await
+    }
+
+    /// The number of neighbor operations orchagent has been handed.
+    pub fn writes(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn conn(&mut self) -> &mut MultiplexedConnection {
+        &mut self.conn
+    }
+}
+
+/// All hashes under a prefix, keyed without it.
+pub async fn table(conn: &mut MultiplexedConnection, prefix: &str) -> Table {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(conn)
+        .await
+        .expect("KEYS");
+    let mut out = BTreeMap::new();
+    for k in keys {
+        let v: BTreeMap<String, String> = redis::cmd("HGETALL")
+            .arg(&k)
+            .query_async(conn)
+            .await
+            .expect("HGETALL");
+        out.insert(k[prefix.len()..].to_string(), v);
+    }
+    out
+}
