@@ -1,10 +1,12 @@
-//! The rtnetlink source: one NETLINK_ROUTE socket, subscribed to link (and, unless eBPF
-//! delivers neighbor events, neighbor) notifications *before* dumping, so nothing falls between
-//! the dump and the subscription.
+//! The rtnetlink source: a NETLINK_ROUTE socket subscribed to link (and, unless eBPF delivers
+//! neighbor events, neighbor) notifications *before* any dump, so nothing falls between the
+//! dump and the subscription; and a second socket, without subscriptions, for dumps.
 //!
-//! Dumps run on the same socket as the subscription, so the kernel queues dump entries and live
-//! events in the order it produced them. An overrun (ENOBUFS) means multicast events were lost:
-//! we report it and dump again. A dump that overlaps an overrun, or that the kernel flags
+//! Dumps have a socket of their own so that a small event buffer cannot starve a dump (the
+//! kernel reports a dump that cannot get buffer space as ENOBUFS too, which on a shared socket
+//! would be indistinguishable from lost events). Dump entries and live events are ordered by
+//! time instead (see [`super`]). An overrun of the event socket means multicast events were
+//! lost: we report it and dump again; a dump that overlaps an overrun, or that the kernel flags
 //! inconsistent, is redone before it is declared done.
 
 use std::io;
@@ -74,27 +76,44 @@ impl AsRawFd for NlSocket {
     }
 }
 
+/// The dump socket's receive buffer: large enough for any dump message.
+const DUMP_RCVBUF: usize = 4 * 1024 * 1024;
+
+fn open(groups: u32, rcvbuf: usize) -> Result<AsyncFd<NlSocket>, NetlinkError> {
+    let mut socket = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Open)?;
+    socket
+        .bind(&SocketAddr::new(0, groups))
+        .map_err(NetlinkError::Bind)?;
+    set_rcvbuf(socket.as_raw_fd(), rcvbuf);
+    socket.set_non_blocking(true).map_err(NetlinkError::Open)?;
+    // SAFETY: the fd is owned by `socket`, which the AsyncFd owns for its whole life.
+    unsafe { AsyncFd::register_with_interest(NlSocket(socket), Interest::READABLE) }
+        .map_err(|e| NetlinkError::Register(e.into_parts().1))
+}
+
 /// Opens, subscribes and spawns the source task. The first dump (cause `Startup`) starts at once.
 pub fn spawn(
     cfg: NetlinkConfig,
     tx: mpsc::Sender<SourceEvent>,
     metrics: Arc<Metrics>,
 ) -> Result<(DumpRequester, tokio::task::JoinHandle<()>), NetlinkError> {
-    let mut socket = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Open)?;
     let groups = RTMGRP_LINK | if cfg.subscribe_neigh { RTMGRP_NEIGH } else { 0 };
-    socket
-        .bind(&SocketAddr::new(0, groups))
-        .map_err(NetlinkError::Bind)?;
-    set_rcvbuf(socket.as_raw_fd(), cfg.rcvbuf_bytes);
-    socket.set_non_blocking(true).map_err(NetlinkError::Open)?;
-    // SAFETY: the fd is owned by `socket`, which the AsyncFd owns for its whole life.
-    let fd = unsafe { AsyncFd::register_with_interest(NlSocket(socket), Interest::READABLE) }
-        .map_err(|e| NetlinkError::Register(e.into_parts().1))?;
+    let events = open(groups, cfg.rcvbuf_bytes)?;
+    let dumps = open(0, DUMP_RCVBUF.max(cfg.rcvbuf_bytes))?;
     let (req_tx, req_rx) = mpsc::unbounded_channel();
     req_tx
         .send(ResyncCause::Startup)
         .map_err(|_| NetlinkError::Register(io::Error::other("request channel closed")))?;
-    let task = tokio::spawn(run(fd, tx, req_rx, metrics));
+    let source = Source {
+        events: Arc::new(events),
+        dumps: Arc::new(dumps),
+        tx,
+        metrics,
+        dump: None,
+        next_seq: 1,
+        parsed: Vec::with_capacity(256),
+    };
+    let task = tokio::spawn(source.run(req_rx));
     Ok((DumpRequester(req_tx), task))
 }
 
@@ -137,203 +156,249 @@ enum Phase {
 struct Dump {
     phase: Phase,
     seq: u32,
-    /// An overrun or a request arrived during this dump: run it again before declaring it done.
+    /// Events were lost, or a request arrived, during this dump: run it again when it is done.
     redo: bool,
 }
 
-async fn run(
-    fd: AsyncFd<NlSocket>,
-    tx: mpsc::Sender<SourceEvent>,
-    mut requests: mpsc::UnboundedReceiver<ResyncCause>,
-    metrics: Arc<Metrics>,
-) {
-    let mut buf = vec![0u8; RECV_BUF];
-    let mut parsed = Vec::with_capacity(256);
-    let mut dump: Option<Dump> = None;
-    let mut next_seq: u32 = 1;
-    loop {
-        tokio::select! {
-            req = requests.recv() => {
-                let Some(cause) = req else { return };
-                debug!(cause = cause.as_str(), "dump requested");
-                match dump.as_mut() {
-                    Some(d) => d.redo = true,
-                    None => {
-                        if start_dump(&fd, &tx, &mut dump, &mut next_seq).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-            guard = fd.readable() => {
-                let mut guard = match guard {
-                    Ok(g) => g,
-                    Err(e) => {
-                        warn!(error = %e, "netlink socket failed; source stops");
-                        return;
-                    }
-                };
-                // Drain to empty before clearing readiness.
-                loop {
-                    let res = guard.try_io(|inner| {
-                        // SAFETY: buf is a valid writable buffer of buf.len() bytes.
-                        let n = unsafe {
-                            libc::recv(inner.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_TRUNC)
-                        };
-                        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
-                    });
-                    let n = match res {
-                        Err(_would_block) => break,
-                        Ok(Ok(n)) => n,
-                        Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                            warn!("netlink receive buffer overrun: events lost, resynchronising");
-                            metrics.netlink_overruns.inc();
-                            if tx.send(SourceEvent::Lost(ResyncCause::NetlinkOverrun)).await.is_err() {
-                                return;
-                            }
-                            match dump.as_mut() {
-                                Some(d) => d.redo = true,
-                                None => {
-                                    if start_dump(&fd, &tx, &mut dump, &mut next_seq).await.is_err() {
-                                        return;
-                                    }
-                                }
-                            }
-                            continue;
-                        }
-                        Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Ok(Err(e)) => {
-                            warn!(error = %e, "netlink receive failed; source stops");
-                            return;
-                        }
-                    };
-                    if n > buf.len() {
-                        // A datagram larger than our buffer: its tail is gone. Treat as a loss.
-                        metrics.malformed("truncated_datagram");
-                        if let Some(d) = dump.as_mut() { d.redo = true; }
-                        else if start_dump(&fd, &tx, &mut dump, &mut next_seq).await.is_err() { return; }
-                        continue;
-                    }
-                    parsed.clear();
-                    parse_datagram(&buf[..n], dump.as_ref().map(|d| d.seq), monotonic_ns(), &mut parsed);
-                    for p in parsed.drain(..) {
-                        if handle(p, &fd, &tx, &mut dump, &mut next_seq, &metrics).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
+/// The pipeline went away: the source stops.
 struct Closed;
 
-async fn handle(
-    p: Parsed,
-    fd: &AsyncFd<NlSocket>,
-    tx: &mpsc::Sender<SourceEvent>,
-    dump: &mut Option<Dump>,
-    next_seq: &mut u32,
-    metrics: &Metrics,
-) -> Result<(), Closed> {
-    match p {
-        Parsed::Event(ev) => tx.send(ev).await.map_err(|_| Closed)?,
-        Parsed::NotIp => metrics.not_ip.inc(),
-        Parsed::Other => {}
-        Parsed::DumpInterrupted { .. } => {
-            if let Some(d) = dump.as_mut() {
-                d.redo = true;
-            }
-        }
-        Parsed::DumpError { errno, .. } => {
-            warn!(errno, "neighbor dump failed; retrying");
-            if let Some(d) = dump.as_mut() {
-                d.redo = true;
-                d.phase = Phase::Inet6; // treat as finished; the redo starts over
-            }
-            return finish_phase(fd, tx, dump, next_seq).await;
-        }
-        Parsed::DumpDone { .. } => return finish_phase(fd, tx, dump, next_seq).await,
-    }
-    Ok(())
+struct Source {
+    events: Arc<AsyncFd<NlSocket>>,
+    dumps: Arc<AsyncFd<NlSocket>>,
+    tx: mpsc::Sender<SourceEvent>,
+    metrics: Arc<Metrics>,
+    dump: Option<Dump>,
+    next_seq: u32,
+    parsed: Vec<Parsed>,
 }
 
-async fn finish_phase(
-    fd: &AsyncFd<NlSocket>,
-    tx: &mpsc::Sender<SourceEvent>,
-    dump: &mut Option<Dump>,
-    next_seq: &mut u32,
-) -> Result<(), Closed> {
-    let Some(d) = dump.as_mut() else {
-        return Ok(());
-    };
-    let next = match d.phase {
-        Phase::Links => Some(Phase::Inet),
-        Phase::Inet => Some(Phase::Inet6),
-        Phase::Inet6 => None,
-    };
-    match next {
-        Some(phase) => {
-            d.phase = phase;
-            d.seq = bump(next_seq);
-            send_request(fd, phase, d.seq);
+enum Recv {
+    Data(usize),
+    Empty,
+    Overrun,
+}
+
+fn recv(
+    guard: &mut tokio::io::unix::AsyncFdReadyGuard<'_, NlSocket>,
+    buf: &mut [u8],
+) -> io::Result<Recv> {
+    loop {
+        let res = guard.try_io(|inner| {
+            // SAFETY: buf is a valid writable buffer of buf.len() bytes.
+            let n = unsafe {
+                libc::recv(
+                    inner.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_TRUNC,
+                )
+            };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        });
+        return match res {
+            Err(_would_block) => Ok(Recv::Empty),
+            Ok(Ok(n)) => Ok(Recv::Data(n)),
+            Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => Ok(Recv::Overrun),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Ok(Err(e)) => Err(e),
+        };
+    }
+}
+
+impl Source {
+    async fn run(mut self, mut requests: mpsc::UnboundedReceiver<ResyncCause>) {
+        let events = self.events.clone();
+        let dumps = self.dumps.clone();
+        let mut buf = vec![0u8; RECV_BUF];
+        let res: Result<(), Closed> = async {
+            loop {
+                tokio::select! {
+                    req = requests.recv() => {
+                        let Some(cause) = req else { return Err(Closed) };
+                        debug!(cause = cause.as_str(), "dump requested");
+                        self.want_dump().await?;
+                    }
+                    guard = events.readable() => {
+                        let mut guard = guard.map_err(|e| { warn!(error = %e, "netlink event socket failed"); Closed })?;
+                        // Drain to empty before clearing readiness (try_io clears it on WouldBlock).
+                        loop {
+                            match recv(&mut guard, &mut buf) {
+                                Ok(Recv::Empty) => break,
+                                Ok(Recv::Data(n)) => self.datagram(&buf, n, false).await?,
+                                Ok(Recv::Overrun) => {
+                                    warn!("netlink receive buffer overrun: events lost, resynchronising");
+                                    self.metrics.netlink_overruns.inc();
+                                    self.send(SourceEvent::Lost(ResyncCause::NetlinkOverrun)).await?;
+                                    self.want_dump().await?;
+                                }
+                                Err(e) => { warn!(error = %e, "netlink receive failed; source stops"); return Err(Closed); }
+                            }
+                        }
+                    }
+                    guard = dumps.readable() => {
+                        let mut guard = guard.map_err(|e| { warn!(error = %e, "netlink dump socket failed"); Closed })?;
+                        loop {
+                            match recv(&mut guard, &mut buf) {
+                                Ok(Recv::Empty) => break,
+                                Ok(Recv::Data(n)) => self.datagram(&buf, n, true).await?,
+                                Ok(Recv::Overrun) => {
+                                    warn!("netlink dump socket overrun; the dump will be redone");
+                                    if let Some(d) = self.dump.as_mut() { d.redo = true; }
+                                }
+                                Err(e) => { warn!(error = %e, "netlink dump receive failed; source stops"); return Err(Closed); }
+                            }
+                        }
+                    }
+                }
+            }
         }
-        None if d.redo => {
-            *dump = None;
-            return start_dump(fd, tx, dump, next_seq).await;
-        }
-        None => {
-            *dump = None;
-            info!("kernel dump complete");
-            tx.send(SourceEvent::DumpDone).await.map_err(|_| Closed)?;
+        .await;
+        let _ = res;
+    }
+
+    async fn send(&self, ev: SourceEvent) -> Result<(), Closed> {
+        self.tx.send(ev).await.map_err(|_| Closed)
+    }
+
+    /// Starts a dump, or marks the one in flight to be redone.
+    async fn want_dump(&mut self) -> Result<(), Closed> {
+        match self.dump.as_mut() {
+            Some(d) => {
+                d.redo = true;
+                Ok(())
+            }
+            None => self.start_dump().await,
         }
     }
-    Ok(())
+
+    async fn datagram(
+        &mut self,
+        buf: &[u8],
+        n: usize,
+        from_dump_socket: bool,
+    ) -> Result<(), Closed> {
+        if n > buf.len() {
+            // A datagram larger than our buffer: its tail is gone. Treat it as a loss.
+            self.metrics.malformed("truncated_datagram");
+            return self.want_dump().await;
+        }
+        let dump_seq = if from_dump_socket {
+            self.dump.as_ref().map(|d| d.seq)
+        } else {
+            None
+        };
+        let mut parsed = std::mem::take(&mut self.parsed);
+        parse_datagram(&buf[..n], dump_seq, monotonic_ns(), &mut parsed);
+        let mut res = Ok(());
+        for p in parsed.drain(..) {
+            res = self.handle(p).await;
+            if res.is_err() {
+                break;
+            }
+        }
+        self.parsed = parsed;
+        res
+    }
+
+    async fn handle(&mut self, p: Parsed) -> Result<(), Closed> {
+        match p {
+            Parsed::Event(ev) => self.send(ev).await?,
+            Parsed::NotIp => self.metrics.not_ip.inc(),
+            Parsed::Other => {}
+            Parsed::DumpInterrupted { .. } => {
+                if let Some(d) = self.dump.as_mut() {
+                    d.redo = true;
+                }
+            }
+            Parsed::DumpError { errno, .. } => {
+                warn!(errno, "kernel dump failed; it will be redone");
+                if let Some(d) = self.dump.as_mut() {
+                    d.redo = true;
+                    d.phase = Phase::Inet6;
+                }
+                return self.finish_phase().await;
+            }
+            Parsed::DumpDone { .. } => return self.finish_phase().await,
+        }
+        Ok(())
+    }
+
+    async fn finish_phase(&mut self) -> Result<(), Closed> {
+        let Some(d) = self.dump.as_mut() else {
+            return Ok(());
+        };
+        let next = match d.phase {
+            Phase::Links => Some(Phase::Inet),
+            Phase::Inet => Some(Phase::Inet6),
+            Phase::Inet6 => None,
+        };
+        match next {
+            Some(phase) => {
+                d.phase = phase;
+                d.seq = bump(&mut self.next_seq);
+                let seq = d.seq;
+                self.send_request(phase, seq).await
+            }
+            None if d.redo => {
+                self.dump = None;
+                self.start_dump().await
+            }
+            None => {
+                self.dump = None;
+                info!("kernel dump complete");
+                self.send(SourceEvent::DumpDone).await
+            }
+        }
+    }
+
+    async fn start_dump(&mut self) -> Result<(), Closed> {
+        let ts_ns = monotonic_ns();
+        self.send(SourceEvent::DumpStart { ts_ns }).await?;
+        let seq = bump(&mut self.next_seq);
+        self.dump = Some(Dump {
+            phase: Phase::Links,
+            seq,
+            redo: false,
+        });
+        self.send_request(Phase::Links, seq).await
+    }
+
+    async fn send_request(&mut self, phase: Phase, seq: u32) -> Result<(), Closed> {
+        let msg = match phase {
+            Phase::Links => RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            Phase::Inet | Phase::Inet6 => {
+                let mut n = NeighbourMessage::default();
+                n.header.family = if phase == Phase::Inet {
+                    AddressFamily::Inet
+                } else {
+                    AddressFamily::Inet6
+                };
+                RouteNetlinkMessage::GetNeighbour(n)
+            }
+        };
+        let bytes = encode(msg, NLM_F_REQUEST | NLM_F_DUMP, seq);
+        let mut delay = std::time::Duration::from_millis(10);
+        // A request to the kernel only fails under memory pressure: retry, never give up on a
+        // dump (the pipeline's correctness depends on its completion).
+        while let Err(e) = self.dumps.get_ref().0.send(&bytes, 0) {
+            warn!(error = %e, ?phase, "cannot send the dump request; retrying");
+            if self.tx.is_closed() {
+                return Err(Closed);
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(std::time::Duration::from_secs(1));
+        }
+        Ok(())
+    }
 }
 
 fn bump(next_seq: &mut u32) -> u32 {
     let s = *next_seq;
     *next_seq = next_seq.wrapping_add(1).max(1);
     s
-}
-
-async fn start_dump(
-    fd: &AsyncFd<NlSocket>,
-    tx: &mpsc::Sender<SourceEvent>,
-    dump: &mut Option<Dump>,
-    next_seq: &mut u32,
-) -> Result<(), Closed> {
-    let ts_ns = monotonic_ns();
-    tx.send(SourceEvent::DumpStart { ts_ns })
-        .await
-        .map_err(|_| Closed)?;
-    let seq = bump(next_seq);
-    send_request(fd, Phase::Links, seq);
-    *dump = Some(Dump {
-        phase: Phase::Links,
-        seq,
-        redo: false,
-    });
-    Ok(())
-}
-
-fn send_request(fd: &AsyncFd<NlSocket>, phase: Phase, seq: u32) {
-    let msg = match phase {
-        Phase::Links => RouteNetlinkMessage::GetLink(LinkMessage::default()),
-        Phase::Inet | Phase::Inet6 => {
-            let mut n = NeighbourMessage::default();
-            n.header.family = if phase == Phase::Inet {
-                AddressFamily::Inet
-            } else {
-                AddressFamily::Inet6
-            };
-            RouteNetlinkMessage::GetNeighbour(n)
-        }
-    };
-    let bytes = encode(msg, NLM_F_REQUEST | NLM_F_DUMP, seq);
-    // Requests are tiny; a netlink send to the kernel does not block for lack of buffer.
-    if let Err(e) = fd.get_ref().0.send(&bytes, 0) {
-        warn!(error = %e, ?phase, "cannot send the dump request");
-    }
 }

@@ -1,0 +1,130 @@
+//! Never losing an event: netlink overruns and Redis restarts in the middle of bursts.
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+use std::time::Duration;
+
+use neighsyncd_tests::daemon::Daemon;
+use neighsyncd_tests::kernel;
+use neighsyncd_tests::netns::Lab;
+use neighsyncd_tests::orchagent::Orchagent;
+use neighsyncd_tests::redis_server::RedisServer;
+use neighsyncd_tests::{lab_available, raise_neigh_limits, wait};
+
+fn burst(n: u32, dev: &str, third_octet_base: u32) -> String {
+    let mut s = String::new();
+    for i in 0..n {
+        let (a, b) = (third_octet_base + i / 250, i % 250 + 2);
+        let _ = writeln!(
+            s,
+            "neigh add 10.{}.{}.{} lladdr 02:00:{:02x}:{:02x}:{:02x}:{:02x} dev {dev} nud permanent",
+            100 + a / 256,
+            a % 256,
+            b,
+            (i >> 24) & 0xff,
+            (i >> 16) & 0xff,
+            (i >> 8) & 0xff,
+            i & 0xff
+        );
+    }
+    s
+}
+
+async fn assert_converges(orch: &mut Orchagent, lab: &Lab, timeout: Duration) {
+    let none = BTreeSet::new();
+    wait::until("APPL_DB equals the kernel", timeout, async || {
+        let want = kernel::expected(&lab.dut, &none);
+        let got = orch.sync().await;
+        wait::diff(&got, &want)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netlink_overrun_resyncs_to_the_kernel_table() {
+    if !lab_available("netlink_overrun_resyncs_to_the_kernel_table") {
+        return;
+    }
+    raise_neigh_limits(200_000);
+    let redis = RedisServer::start();
+    let lab = Lab::new();
+    // Routes so that 10.100.0.0/14 is on-link on Ethernet0.
+    lab.dut.ip("addr add 10.100.0.1/14 dev Ethernet0");
+    let d = Daemon::start(
+        &lab.dut,
+        &redis,
+        &["--source", "netlink", "--netlink-rcvbuf", "4096"],
+    );
+    d.wait_ready(&lab.dut).await;
+    let mut orch = Orchagent::new(redis.conn(0).await);
+    lab.dut.batch(&burst(50_000, "Ethernet0", 0));
+    assert_converges(&mut orch, &lab, Duration::from_secs(120)).await;
+    let overruns = d.metric(
+        &lab.dut,
+        "neighsyncd_resyncs_total",
+        "cause=\"netlink_overrun\"",
+    );
+    assert!(
+        overruns >= 1.0,
+        "no overrun resync counted; a 4 KiB buffer cannot hold a 50k burst"
+    );
+    assert_eq!(orch.sync().await.len(), 50_000 + 0);
+    // Deletes in a burst too.
+    lab.dut.ip("neigh flush dev Ethernet0");
+    assert_converges(&mut orch, &lab, Duration::from_secs(120)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_mid_burst_loses_nothing() {
+    if !lab_available("redis_restart_mid_burst_loses_nothing") {
+        return;
+    }
+    raise_neigh_limits(200_000);
+    let mut redis = RedisServer::start();
+    let lab = Lab::new();
+    lab.dut.ip("addr add 10.100.0.1/14 dev Ethernet4");
+    let d = Daemon::start(&lab.dut, &redis, &["--source", "netlink"]);
+    d.wait_ready(&lab.dut).await;
+    let ns = lab.dut.name().to_string();
+    let first = burst(10_000, "Ethernet4", 0);
+    let second = burst(10_000, "Ethernet4", 40);
+    let feeder = std::thread::spawn(move || {
+        let run = |text: &str| {
+            let mut f = tempfile::NamedTempFile::new().unwrap();
+            std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+            let st = std::process::Command::new("ip")
+                .args(["-n", &ns, "-batch"])
+                .arg(f.path())
+                .status()
+                .unwrap();
+            assert!(st.success());
+        };
+        run(&first);
+        run(&second);
+    });
+    // Kill Redis while the burst is being written.
+    let mut conn = redis.conn(0).await;
+    wait::until("writes started", Duration::from_secs(30), async || {
+        let n: usize = redis::cmd("SCARD")
+            .arg("NEIGH_TABLE_KEY_SET")
+            .query_async(&mut conn)
+            .await
+            .unwrap_or(0);
+        if n > 0 {
+            Ok(())
+        } else {
+            Err("no writes yet".into())
+        }
+    })
+    .await;
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await; // Redis stays down a while: not a synchronisation.
+    redis.restart();
+    feeder.join().unwrap();
+    let mut orch = Orchagent::new(redis.conn(0).await);
+    assert_converges(&mut orch, &lab, Duration::from_secs(60)).await;
+    assert!(d.metric(&lab.dut, "neighsyncd_redis_reconnects_total", "") >= 1.0);
+    // And it keeps working afterwards.
+    lab.dut.ip("neigh del 10.100.0.2 dev Ethernet4");
+    assert_converges(&mut orch, &lab, Duration::from_secs(10)).await;
+}
