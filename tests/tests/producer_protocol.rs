@@ -1,0 +1,172 @@
+//! The exact Redis effects of the ProducerStateTable protocol, checked against a real Redis:
+//! staging hashes, key set, del set, and the channel notification.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures::StreamExt;
+use neighsyncd::appdb::consumer::ConsumerStateTable;
+use neighsyncd::appdb::{Op, ProducerStateTable};
+use neighsyncd_tests::redis_server::RedisServer;
+
+fn has_redis(test: &str) -> bool {
+    let ok = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("redis-server").is_file()))
+        .unwrap_or(false);
+    if !ok {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{test}: redis-server missing in CI");
+        }
+        eprintln!("SKIP {test}: redis-server not installed");
+    }
+    ok
+}
+
+fn set(key: &str, mac: &str) -> Op {
+    Op::Set {
+        key: key.into(),
+        fields: vec![
+            ("neigh".into(), mac.into()),
+            ("family".into(), "IPv4".into()),
+        ],
+    }
+}
+
+async fn members(c: &mut redis::aio::MultiplexedConnection, key: &str) -> BTreeSet<String> {
+    redis::cmd("SMEMBERS")
+        .arg(key)
+        .query_async(c)
+        .await
+        .unwrap()
+}
+
+async fn hash(c: &mut redis::aio::MultiplexedConnection, key: &str) -> BTreeMap<String, String> {
+    redis::cmd("HGETALL").arg(key).query_async(c).await.unwrap()
+}
+
+#[tokio::test]
+async fn set_del_and_clear_have_sonic_effects() {
+    if !has_redis("set_del_and_clear_have_sonic_effects") {
+        return;
+    }
+    let redis = RedisServer::start();
+    let mut c = redis.conn(0).await;
+    let client = redis::Client::open(redis.db_url(0)).unwrap();
+    let mut sub = client.get_async_pubsub().await.unwrap();
+    sub.subscribe("NEIGH_TABLE_CHANNEL@0").await.unwrap();
+    let mut messages = sub.into_on_message();
+
+    let p = ProducerStateTable::new("NEIGH_TABLE", 0, ":");
+    p.load_scripts(&mut c).await.unwrap();
+    let wc = c.clone();
+    let write = |ops: Vec<Op>| {
+        let p = p.clone();
+        let mut c = wc.clone();
+        async move {
+            let mut pipe = redis::pipe();
+            p.append(&mut pipe, &ops);
+            pipe.query_async::<()>(&mut c).await.unwrap();
+        }
+    };
+
+    // set: SADD key set, HSET staging hash, PUBLISH "G".
+    write(vec![set("Ethernet0:10.0.0.2", "00:11:22:33:44:55")]).await;
+    assert_eq!(
+        members(&mut c, "NEIGH_TABLE_KEY_SET").await,
+        ["Ethernet0:10.0.0.2".to_string()].into()
+    );
+    assert_eq!(
+        hash(&mut c, "_NEIGH_TABLE:Ethernet0:10.0.0.2").await,
+        [
+            ("neigh".to_string(), "00:11:22:33:44:55".to_string()),
+            ("family".to_string(), "IPv4".to_string())
+        ]
+        .into()
+    );
+    let msg = tokio::time::timeout(Duration::from_secs(5), messages.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(msg.get_channel_name(), "NEIGH_TABLE_CHANNEL@0");
+    assert_eq!(msg.get_payload::<String>().unwrap(), "G");
+
+    // A second set of the same unconsumed key: no new notification (SADD added nothing).
+    write(vec![set("Ethernet0:10.0.0.2", "00:11:22:33:44:66")]).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), messages.next())
+            .await
+            .is_err()
+    );
+
+    // del: SADD key set, SADD del set, DEL staging hash.
+    write(vec![Op::Del {
+        key: "Ethernet0:10.0.0.3".into(),
+    }])
+    .await;
+    assert!(
+        members(&mut c, "NEIGH_TABLE_DEL_SET")
+            .await
+            .contains("Ethernet0:10.0.0.3")
+    );
+    assert!(
+        hash(&mut c, "_NEIGH_TABLE:Ethernet0:10.0.0.3")
+            .await
+            .is_empty()
+    );
+    let msg = tokio::time::timeout(Duration::from_secs(5), messages.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(msg.get_payload::<String>().unwrap(), "G");
+
+    // The consumer (orchagent) sees the last set and the delete.
+    let consumer = ConsumerStateTable::new("NEIGH_TABLE", ":");
+    let mut popped = consumer.pop_all(&mut c).await.unwrap();
+    popped.sort();
+    assert_eq!(popped.len(), 2);
+    assert_eq!(popped[0].0, "Ethernet0:10.0.0.2");
+    assert!(
+        popped[0]
+            .1
+            .contains(&("neigh".to_string(), "00:11:22:33:44:66".to_string()))
+    );
+    assert_eq!(popped[1], ("Ethernet0:10.0.0.3".to_string(), vec![]));
+    assert_eq!(
+        hash(&mut c, "NEIGH_TABLE:Ethernet0:10.0.0.2")
+            .await
+            .get("neigh")
+            .unwrap(),
+        "00:11:22:33:44:66"
+    );
+
+    // Batches equal one-by-one application: set, del, set again of one key in one script.
+    write(vec![
+        set("Ethernet0:10.0.0.9", "00:00:00:00:00:01"),
+        Op::Del {
+            key: "Ethernet0:10.0.0.9".into(),
+        },
+        set("Ethernet0:10.0.0.9", "00:00:00:00:00:02"),
+    ])
+    .await;
+    assert!(
+        members(&mut c, "NEIGH_TABLE_DEL_SET")
+            .await
+            .contains("Ethernet0:10.0.0.9")
+    );
+    assert_eq!(
+        hash(&mut c, "_NEIGH_TABLE:Ethernet0:10.0.0.9")
+            .await
+            .get("neigh")
+            .unwrap(),
+        "00:00:00:00:00:02"
+    );
+
+    // clear: key set, staging hashes, del set all gone; the table itself untouched.
+    p.clear(&mut c).await.unwrap();
+    let keys: BTreeSet<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(keys, ["NEIGH_TABLE:Ethernet0:10.0.0.2".to_string()].into());
+}
