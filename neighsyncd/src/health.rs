@@ -29,10 +29,10 @@ impl Flag {
     }
 
     fn set(&self, ok: bool) {
-        if self.ok.swap(ok, Ordering::SeqCst) != ok {
-            if let Ok(mut s) = self.since.lock() {
-                *s = SystemTime::now();
-            }
+        if self.ok.swap(ok, Ordering::SeqCst) != ok
+            && let Ok(mut s) = self.since.lock()
+        {
+            *s = SystemTime::now();
         }
     }
 

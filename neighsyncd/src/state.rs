@@ -154,13 +154,13 @@ impl State {
             Origin::Live { ts_ns } => Some(ts_ns),
             Origin::Dump => None,
         };
-        if let (None, Some(w)) = (live_ts, self.dump) {
-            if let Some(e) = self.kernel.get_mut(&id) {
-                e.seen_gen = w.gen_;
-                if e.last_event_ns >= w.start_ns {
-                    applied.superseded = true;
-                    return applied;
-                }
+        if let (None, Some(w)) = (live_ts, self.dump)
+            && let Some(e) = self.kernel.get_mut(&id)
+        {
+            e.seen_gen = w.gen_;
+            if e.last_event_ns >= w.start_ns {
+                applied.superseded = true;
+                return applied;
             }
         }
         // A delete keeps the name the entry was added under (the link may be gone already).

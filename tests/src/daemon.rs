@@ -48,7 +48,10 @@ impl Daemon {
             .arg("--redis")
             .arg(redis.url())
             .args(["--metrics-listen", &format!("127.0.0.1:{METRICS_PORT}")])
-            .args(["--log-level", "neighsyncd=debug"])
+            .args([
+                "--log-level",
+                &std::env::var("NEIGHSYNCD_TEST_LOG").unwrap_or_else(|_| "neighsyncd=debug".into()),
+            ])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(logf)

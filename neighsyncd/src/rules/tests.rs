@@ -396,9 +396,9 @@ fn decision_table_is_exhaustive() {
                         let is_del = kind == NeighKind::Del;
                         let ext = flags != 0;
                         let unresolved = state == INCOMPLETE || state == FAILED;
-                        let expect = if ev && !is_del && state == PROBE {
-                            "skip"
-                        } else if !ev && state == NOARP && !ext {
+                        let evpn_probe = ev && !is_del && state == PROBE;
+                        let plain_noarp = !ev && state == NOARP && !ext;
+                        let expect = if evpn_probe || plain_noarp {
                             "skip"
                         } else if dual && unresolved {
                             if is_del { "del" } else { "zero" }

@@ -232,7 +232,7 @@ mod tests {
             NLM_F_MULTIPART,
             9,
         );
-        while bytes.len() % 4 != 0 {
+        while !bytes.len().is_multiple_of(4) {
             bytes.push(0);
         }
         // NLMSG_DONE: header only + 4-byte status.

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what building and testing neighsyncd needs on a fresh Debian 12 machine (as root):
+# apt packages, the nightly rust-src for the eBPF crate, and bpf-linker. Idempotent and quick
+# when everything is already there.
+set -euo pipefail
+
+need_apt=()
+for pkg in redis-server iproute2 iputils-ping arping ndisc6 bpftool tcpdump curl llvm-22-dev libpolly-22-dev prometheus systemd; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
+done
+if ((${#need_apt[@]})); then
+    echo "setup: apt-get install ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+# The packaged redis-server must not hold the default port or socket the tests never use anyway.
+systemctl disable --now redis-server >/dev/null 2>&1 || true
+
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! rustup toolchain list | grep -q '^nightly'; then
+    rustup toolchain install nightly --profile minimal
+fi
+if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
+    rustup component add rust-src --toolchain nightly
+fi
+if ! command -v bpf-linker >/dev/null || ! bpf-linker --version | grep -q '0.13'; then
+    echo "setup: building bpf-linker (about 2 minutes)"
+    PATH=/usr/lib/llvm-22/bin:$PATH cargo install bpf-linker --version '^0.13' --no-default-features --features llvm-22 --locked
+fi
+# tracefs for classic tracepoints (the eBPF program uses BTF tracepoints, which need none).
+mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true
+echo "setup: ok"

@@ -1,0 +1,73 @@
+//! Developer workflows: `cargo xtask <command>`.
+
+mod bench;
+mod demo;
+mod ebpf;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "neighsyncd developer workflows")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the eBPF object (nightly, rust-src, bpf-linker).
+    BuildEbpf {
+        #[arg(long)]
+        release: bool,
+    },
+    /// The whole suite: fmt, clippy, unit and integration tests (as root, against real
+    /// redis-server, network namespaces and the kernel).
+    Test {
+        /// Extra arguments for `cargo test` (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Runs the daemon against a private Redis in a demo namespace, makes neighbors flow, and
+    /// prints APPL_DB NEIGH_TABLE as orchagent would see it.
+    Demo {
+        /// Keep running (printing changes) until Ctrl-C.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// End-to-end benchmarks; writes docs/BENCHMARKING.md.
+    Bench {
+        /// Neighbor counts to burst.
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+        sizes: Vec<u32>,
+        /// Print the table but do not rewrite docs/BENCHMARKING.md.
+        #[arg(long)]
+        no_write: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::BuildEbpf { release } => ebpf::build(release),
+        Cmd::Test { args } => test::run(&args),
+        Cmd::Demo { keep } => demo::run(keep),
+        Cmd::Bench { sizes, no_write } => bench::run(&sizes, !no_write),
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_else(|| ".".into())
+}
+
+/// Runs a command in the workspace root, failing with its name when it fails.
+pub fn run(cmd: &mut std::process::Command) -> anyhow::Result<()> {
+    cmd.current_dir(root());
+    eprintln!("xtask: {cmd:?}");
+    let st = cmd.status().map_err(|e| anyhow::anyhow!("{cmd:?}: {e}"))?;
+    anyhow::ensure!(st.success(), "{cmd:?} failed: {st}");
+    Ok(())
+}
