@@ -21,6 +21,8 @@ use crate::source::netlink::{self, NetlinkConfig};
 /// Events queued between the source and the pipeline. When full, the source stops reading and
 /// the kernel socket buffer absorbs the burst (an overflow there triggers a resync).
 const EVENT_QUEUE: usize = 65_536;
+/// Changes kept for API subscribers resuming from a sequence number.
+const VIEW_HISTORY: usize = 65_536;
 
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
@@ -80,6 +82,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         rx,
         config_rx,
     );
+    // The management APIs' read model (kept current by the pipeline).
+    let view = Arc::new(crate::view::View::new(VIEW_HISTORY));
+    let pipeline = pipeline.with_view(view.clone());
     let signals = tokio::spawn(wait_for_signal(shutdown_tx));
     pipeline.run(shutdown_rx).await;
     signals.abort();

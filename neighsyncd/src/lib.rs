@@ -16,3 +16,4 @@ pub mod rules;
 pub mod sonic_config;
 pub mod source;
 pub mod state;
+pub mod view;

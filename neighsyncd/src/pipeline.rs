@@ -22,6 +22,7 @@ use crate::source::links::{LinkCache, LinkChange};
 use crate::source::netlink::DumpRequester;
 use crate::source::{NeighKind, Origin, ResyncCause, SourceEvent, monotonic_ns};
 use crate::state::{State, Told, Verdict};
+use crate::view::{KernelSide, View};
 
 const EVENT_CHUNK: usize = 8192;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -52,6 +53,7 @@ pub struct Pipeline {
     /// Read APPL_DB back once the writes in flight are done (audit).
     readback_pending: bool,
     initial_dump_done: bool,
+    view: Option<Arc<View>>,
 }
 
 impl Pipeline {
@@ -80,6 +82,39 @@ impl Pipeline {
             retry_at: None,
             readback_pending: false,
             initial_dump_done: false,
+            view: None,
+        }
+    }
+
+    /// Keeps `view` (the management APIs' read model) current.
+    pub fn with_view(mut self, view: Arc<View>) -> Pipeline {
+        self.state.track_touched(true);
+        self.view = Some(view);
+        self
+    }
+
+    /// Publishes the kernel-side changes of the last turn to the view.
+    fn publish_touched(&mut self) {
+        let Some(view) = &self.view else { return };
+        for (key, id) in self.state.take_touched() {
+            let entry = id.and_then(|(ifindex, ip)| self.state.kernel_entry(ifindex, &ip));
+            match entry {
+                Some(e) => view.kernel_update(
+                    &key,
+                    KernelSide {
+                        ifname: e.ifname.clone(),
+                        vrf: self.links.master_name(e.ifindex).map(str::to_string),
+                        ip: e.ip,
+                        lladdr: e.lladdr.clone(),
+                        state: crate::source::nud::name(e.state),
+                        skip_reason: match e.verdict {
+                            Verdict::Skip(r) => Some(r.as_str()),
+                            _ => None,
+                        },
+                    },
+                ),
+                None => view.kernel_remove(&key),
+            }
         }
     }
 
@@ -143,6 +178,7 @@ impl Pipeline {
                 }
                 _ = std::future::ready(()), if can_flush => {}
             }
+            self.publish_touched();
             self.metrics.pending_ops.set(self.state.pending() as i64);
         }
         self.finish().await;
@@ -309,10 +345,13 @@ impl Pipeline {
                 m.with_label_values(&["ROUTE_TABLE", "del"])
                     .inc_by(n_routes as u64);
                 let now = monotonic_ns();
-                for since in self.state.commit(batch) {
+                for (key, value, since) in self.state.commit(batch) {
                     self.metrics
                         .event_to_appdb
                         .observe(now.saturating_sub(since) as f64 / 1e9);
+                    if let Some(view) = &self.view {
+                        view.appl_update(&key, value);
+                    }
                 }
                 let (v4, v6) = self.state.told_counts();
                 self.metrics
@@ -377,6 +416,13 @@ impl Pipeline {
                     .collect();
                 let n = map.len();
                 self.state.replace_told(told, seed, monotonic_ns());
+                if let Some(view) = &self.view {
+                    for (key, t) in self.state.told() {
+                        if let Told::Value(v) = t {
+                            view.appl_update(key, Some(*v));
+                        }
+                    }
+                }
                 self.backoff = BACKOFF_MIN;
                 self.health.set_redis(true);
                 self.metrics.redis_connected.set(1);

@@ -109,6 +109,9 @@ pub struct State {
     route_dels: Vec<String>,
     dump: Option<DumpWindow>,
     generation: u64,
+    /// Kernel-side changes since the last [`State::take_touched`] (for the API view).
+    touched: Vec<(String, Option<(u32, IpAddr)>)>,
+    track_touched: bool,
 }
 
 impl State {
@@ -130,6 +133,23 @@ impl State {
 
     pub fn pending(&self) -> usize {
         self.dirty.len() + self.route_dels.len()
+    }
+
+    /// Records kernel-side changes for [`State::take_touched`] (off by default: costs a
+    /// little per event, and only the API view needs it).
+    pub fn track_touched(&mut self, on: bool) {
+        self.track_touched = on;
+    }
+
+    /// Keys whose kernel side changed, with the kernel entry's id when it still exists.
+    pub fn take_touched(&mut self) -> Vec<(String, Option<(u32, IpAddr)>)> {
+        std::mem::take(&mut self.touched)
+    }
+
+    fn touch(&mut self, key: String, id: Option<(u32, IpAddr)>) {
+        if self.track_touched {
+            self.touched.push((key, id));
+        }
     }
 
     pub fn dump_in_progress(&self) -> bool {
@@ -181,6 +201,8 @@ impl State {
             now_ns,
         );
         applied.decision = Some(verdict);
+        let key = rules::neigh_key(&ifname, &msg.ip);
+        self.touch(key, (msg.kind == NeighKind::New).then_some(id));
         match msg.kind {
             NeighKind::Del => {
                 self.kernel.remove(&id);
@@ -298,6 +320,7 @@ impl State {
             if let Some(e) = self.kernel.get_mut(id) {
                 e.verdict = verdict;
             }
+            self.touch(rules::neigh_key(&ifname, &id.1), Some(*id));
         }
         ids.len()
     }
@@ -317,6 +340,7 @@ impl State {
             e.ifname = new_name.to_string();
         }
         for key in moved {
+            self.touch(key.clone(), None);
             if self.desired.remove(&key).is_some() {
                 self.mark(key, now_ns);
             }
@@ -349,6 +373,7 @@ impl State {
             origin: Origin::Dump,
         };
         self.decide_and_apply(NeighKind::Del, &e.ifname, None, &msg, cfg, now_ns);
+        self.touch(e.key(), None);
         self.kernel.remove(&(e.ifindex, e.ip));
     }
 
@@ -477,17 +502,15 @@ impl State {
         (batch, noop)
     }
 
-    /// The batch is in APPL_DB. Returns the dirty-since times of its operations.
-    pub fn commit(&mut self, batch: Batch) -> Vec<u64> {
-        let mut since = Vec::with_capacity(batch.targets.len());
-        for (key, value, t) in batch.targets {
+    /// The batch is in APPL_DB. Returns (key, value now held, dirty-since time) per operation.
+    pub fn commit(&mut self, batch: Batch) -> Vec<(String, Option<NeighValue>, u64)> {
+        for (key, value, _) in &batch.targets {
             match value {
-                Some(v) => self.told.insert(key, Told::Value(v)),
-                None => self.told.remove(&key),
+                Some(v) => self.told.insert(key.clone(), Told::Value(*v)),
+                None => self.told.remove(key),
             };
-            since.push(t);
         }
-        since
+        batch.targets
     }
 
     /// The batch failed: its keys stay dirty (route deletes are retried too).
