@@ -80,6 +80,9 @@ struct Inner {
     history: VecDeque<Arc<Change>>,
 }
 
+/// A subscriber's end of the change stream.
+pub type ChangeReceiver = broadcast::Receiver<Arc<Change>>;
+
 pub struct View {
     inner: RwLock<Inner>,
     tx: broadcast::Sender<Arc<Change>>,
@@ -255,7 +258,7 @@ impl View {
     }
 
     /// Subscribes: the receiver sees every change after the returned snapshot, in order.
-    pub fn subscribe(&self) -> (u64, Vec<NeighborRecord>, broadcast::Receiver<Arc<Change>>) {
+    pub fn subscribe(&self) -> (u64, Vec<NeighborRecord>, ChangeReceiver) {
         // Under the read lock no change can be sent, so nothing falls between the two.
         match self.inner.read() {
             Ok(inner) => {
@@ -273,7 +276,7 @@ impl View {
 
     /// Resumes after `seq`: the changes since, and a receiver for what follows; `None` when the
     /// history no longer reaches back that far (take a snapshot instead).
-    pub fn resume(&self, seq: u64) -> Option<(Vec<Arc<Change>>, broadcast::Receiver<Arc<Change>>)> {
+    pub fn resume(&self, seq: u64) -> Option<(Vec<Arc<Change>>, ChangeReceiver)> {
         let inner = self.inner.read().ok()?;
         if seq > inner.seq {
             return None;
