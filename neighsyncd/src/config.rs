@@ -106,6 +106,11 @@ pub struct Args {
     /// eBPF de-duplication LRU entries [default: 262144].
     #[arg(long, value_name = "N")]
     pub ebpf_lru_entries: Option<u32>,
+
+    /// Warm start: how long to wait for STATE_DB NEIGH_RESTORE_TABLE|Flags restored=true before
+    /// exiting with an error [default: 180].
+    #[arg(long, value_name = "SECS")]
+    pub warm_restore_timeout: Option<u64>,
 }
 
 /// The TOML file: the same keys as the flags, with underscores.
@@ -125,6 +130,7 @@ struct FileConfig {
     metrics_listen: Option<String>,
     ebpf_ring_bytes: Option<u32>,
     ebpf_lru_entries: Option<u32>,
+    warm_restore_timeout: Option<u64>,
 }
 
 /// The validated configuration.
@@ -142,6 +148,7 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     pub ebpf_ring_bytes: u32,
     pub ebpf_lru_entries: u32,
+    pub warm_restore_timeout: Duration,
 }
 
 pub const DEFAULT_RCVBUF: usize = 16 * 1024 * 1024;
@@ -244,7 +251,15 @@ impl Config {
                 format!("{bad:?} is not an interface name"),
             ));
         }
+        let warm_restore_timeout = a
+            .warm_restore_timeout
+            .or(f.warm_restore_timeout)
+            .unwrap_or(180);
+        if warm_restore_timeout == 0 {
+            return Err(invalid("warm_restore_timeout", "must be at least 1 second"));
+        }
         Ok(Config {
+            warm_restore_timeout: Duration::from_secs(warm_restore_timeout),
             db,
             source: a.source.or(f.source).unwrap_or_default(),
             netlink_rcvbuf,

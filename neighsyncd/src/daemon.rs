@@ -13,10 +13,11 @@ use crate::appdb::AppDb;
 use crate::config::{Config, SourceKind};
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::pipeline::{Pipeline, PipelineConfig, WarmPlan};
 use crate::sonic_config;
 use crate::source::SourceEvent;
 use crate::source::netlink::{self, NetlinkConfig};
+use crate::warm::{WarmDb, WarmState};
 
 /// Events queued between the source and the pipeline. When full, the source stops reading and
 /// the kernel socket buffer absorbs the burst (an overflow there triggers a resync).
@@ -37,6 +38,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
+
+    // Warm start is decided before anything is read or written (swss' AppRestartAssist).
+    let warm = warm_start_check(&cfg).await?;
 
     let (config_tx, config_rx) = watch::channel(None);
     let config_task = tokio::spawn(sonic_config::watch(
@@ -84,14 +88,58 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     );
     // The management APIs' read model (kept current by the pipeline).
     let view = Arc::new(crate::view::View::new(VIEW_HISTORY));
-    let pipeline = pipeline.with_view(view.clone());
+    let mut pipeline = pipeline.with_view(view.clone());
+    if let Some(db) = warm {
+        pipeline = pipeline.with_warm_start(WarmPlan {
+            db,
+            restore_timeout: cfg.warm_restore_timeout,
+        });
+    }
     let signals = tokio::spawn(wait_for_signal(shutdown_tx));
-    pipeline.run(shutdown_rx).await;
+    let result = pipeline.run(shutdown_rx).await;
     signals.abort();
     source_task.abort();
     config_task.abort();
+    result?;
     info!("neighsyncd stopped");
     Ok(())
+}
+
+/// Connects to STATE_DB and CONFIG_DB (retrying while Redis is not up yet) and runs
+/// `checkWarmStart`. Returns the warm-restart handles when this is a warm start.
+async fn warm_start_check(cfg: &Config) -> anyhow::Result<Option<WarmDb>> {
+    let mut delay = std::time::Duration::from_millis(100);
+    let mut db = loop {
+        let conns = async {
+            let state = crate::appdb::connect(&cfg.db.state.url).await?;
+            let config = crate::appdb::connect(&cfg.db.config.url).await?;
+            Ok::<_, redis::RedisError>((state, config))
+        }
+        .await;
+        match conns {
+            Ok((state, config)) => {
+                break WarmDb {
+                    state,
+                    state_sep: cfg.db.state.separator.clone(),
+                    config,
+                    config_sep: cfg.db.config.separator.clone(),
+                };
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot reach STATE_DB/CONFIG_DB yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    };
+    let ws = db.check(true).await.context("warm-restart check")?;
+    if !ws.enabled {
+        return Ok(None);
+    }
+    db.set_state(WarmState::Initialized)
+        .await
+        .context("warm-restart state")?;
+    Ok(Some(db))
 }
 
 /// Picks the live source. Returns (label, reason).

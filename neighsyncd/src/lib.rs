@@ -17,3 +17,4 @@ pub mod sonic_config;
 pub mod source;
 pub mod state;
 pub mod view;
+pub mod warm;

@@ -23,6 +23,27 @@ use crate::source::netlink::DumpRequester;
 use crate::source::{NeighKind, Origin, ResyncCause, SourceEvent, monotonic_ns};
 use crate::state::{State, Told, Verdict};
 use crate::view::{KernelSide, View};
+use crate::warm::{WarmDb, WarmError, WarmState};
+
+/// A warm start in progress: writes are held until the reconcile timer fires.
+pub struct WarmPlan {
+    pub db: WarmDb,
+    pub restore_timeout: Duration,
+}
+
+enum WarmPhase {
+    /// Waiting for the restore flag; yields the reconcile timer.
+    Restoring(tokio::task::JoinHandle<Result<(WarmDb, Duration), WarmError>>),
+    Timer(tokio::time::Instant, WarmDb),
+    /// Timer fired: writing the difference; `reconciled` once nothing is pending.
+    Reconciling(WarmDb),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("warm restart: {0}")]
+    Warm(#[from] WarmError),
+}
 
 const EVENT_CHUNK: usize = 8192;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -54,6 +75,10 @@ pub struct Pipeline {
     readback_pending: bool,
     initial_dump_done: bool,
     view: Option<Arc<View>>,
+    warm_plan: Option<WarmPlan>,
+    warm: Option<WarmPhase>,
+    /// Keys a live event deleted during a warm start's reconcile window (vs. stale ones).
+    warm_deleted: std::collections::HashSet<String>,
 }
 
 impl Pipeline {
@@ -83,7 +108,25 @@ impl Pipeline {
             readback_pending: false,
             initial_dump_done: false,
             view: None,
+            warm_plan: None,
+            warm: None,
+            warm_deleted: Default::default(),
         }
+    }
+
+    /// Runs as a warm start: APPL_DB staging is cleared and read back, and nothing is written
+    /// until the restore flag is set and the reconcile timer has fired; then only the
+    /// difference is written.
+    pub fn with_warm_start(mut self, plan: WarmPlan) -> Pipeline {
+        self.warm_plan = Some(plan);
+        self
+    }
+
+    fn holding(&self) -> bool {
+        matches!(
+            self.warm,
+            Some(WarmPhase::Restoring(_)) | Some(WarmPhase::Timer(..))
+        )
     }
 
     /// Keeps `view` (the management APIs' read model) current.
@@ -119,7 +162,7 @@ impl Pipeline {
     }
 
     /// Runs until `shutdown` fires (or the source ends), then writes what is pending.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), PipelineError> {
         // The rules need CONFIG_DB before the first message is judged.
         loop {
             if let Some(s) = self.config_rx.borrow_and_update().clone() {
@@ -127,12 +170,16 @@ impl Pipeline {
                 break;
             }
             tokio::select! {
-                r = self.config_rx.changed() => if r.is_err() { return },
-                _ = shutdown.changed() => return,
+                r = self.config_rx.changed() => if r.is_err() { return Ok(()) },
+                _ = shutdown.changed() => return Ok(()),
             }
         }
         self.metrics.resync(ResyncCause::Startup);
-        self.connect_and_read_back(true).await;
+        if let Some(plan) = self.warm_plan.take() {
+            self.start_warm(plan, &mut shutdown).await?;
+        } else {
+            self.connect_and_read_back(true).await;
+        }
         let mut audit = self.cfg.audit_interval.map(|d| {
             let mut i = tokio::time::interval_at(tokio::time::Instant::now() + d, d);
             i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -140,7 +187,7 @@ impl Pipeline {
         });
         let mut buf = Vec::with_capacity(EVENT_CHUNK);
         loop {
-            if self.appdb.is_connected() {
+            if self.appdb.is_connected() && !self.holding() {
                 if self.state.pending() > 0 {
                     self.flush().await;
                 } else if self.readback_pending {
@@ -148,8 +195,17 @@ impl Pipeline {
                     self.read_back(false).await;
                     continue;
                 }
+                if self.state.pending() == 0 {
+                    self.finish_warm().await?;
+                }
             }
-            let can_flush = self.appdb.is_connected() && self.state.pending() > 0;
+            let can_flush =
+                self.appdb.is_connected() && self.state.pending() > 0 && !self.holding();
+            let restoring = matches!(self.warm, Some(WarmPhase::Restoring(_)));
+            let timer_at = match &self.warm {
+                Some(WarmPhase::Timer(at, _)) => Some(*at),
+                _ => None,
+            };
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
@@ -176,12 +232,69 @@ impl Pipeline {
                     self.dumps.request(ResyncCause::Audit);
                     self.readback_pending = true;
                 }
+                res = restore_wait(&mut self.warm), if restoring => {
+                    let (db, timer) = res?;
+                    info!(timer_secs = timer.as_secs(), "starting the warm-restart reconcile timer");
+                    self.warm = Some(WarmPhase::Timer(tokio::time::Instant::now() + timer, db));
+                }
+                _ = sleep_until(timer_at.unwrap_or_else(tokio::time::Instant::now)), if timer_at.is_some() => {
+                    if let Some(WarmPhase::Timer(_, db)) = self.warm.take() {
+                        info!(pending = self.state.pending(), "warmstart timer expired; reconciling");
+                        self.warm = Some(WarmPhase::Reconciling(db));
+                    }
+                }
                 _ = std::future::ready(()), if can_flush => {}
             }
             self.publish_touched();
             self.metrics.pending_ops.set(self.state.pending() as i64);
         }
         self.finish().await;
+        Ok(())
+    }
+
+    async fn start_warm(
+        &mut self,
+        mut plan: WarmPlan,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), PipelineError> {
+        self.health.set_warm_restart_done(false);
+        // Nothing can be restored without APPL_DB: keep trying.
+        while !self.appdb.is_connected() {
+            if let Err(e) = self.appdb.connect().await {
+                warn!(error = %e, "warm start: cannot connect to APPL_DB; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(self.backoff) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+        if let Err(e) = self.appdb.clear_staging().await {
+            warn!(error = %e, "warm start: cannot clear NEIGH_TABLE staging state");
+        }
+        self.read_back(true).await;
+        info!("Restored appDB table to NEIGH_TABLE internal cache map");
+        plan.db.set_state(WarmState::Restored).await?;
+        let timeout = plan.restore_timeout;
+        let mut db = plan.db;
+        self.warm = Some(WarmPhase::Restoring(tokio::spawn(async move {
+            db.wait_restore(timeout).await?;
+            let timer = db.reconcile_timer().await?;
+            Ok((db, timer))
+        })));
+        Ok(())
+    }
+
+    /// After the reconcile flush: `reconciled`.
+    async fn finish_warm(&mut self) -> Result<(), PipelineError> {
+        if let Some(WarmPhase::Reconciling(_)) = &self.warm
+            && let Some(WarmPhase::Reconciling(mut db)) = self.warm.take()
+        {
+            db.set_state(WarmState::Reconciled).await?;
+            self.warm_deleted.clear();
+            self.health.set_warm_restart_done(true);
+        }
+        Ok(())
     }
 
     async fn finish(&mut self) {
@@ -214,6 +327,12 @@ impl Pipeline {
                 let applied = self.state.apply(&msg, &self.links, &self.snapshot, now);
                 if applied.unknown_ifindex {
                     self.metrics.unknown_ifindex.inc();
+                }
+                if self.warm.is_some()
+                    && applied.decision == Some(Verdict::Del)
+                    && let (Origin::Live { .. }, Some(k)) = (msg.origin, &applied.key)
+                {
+                    self.warm_deleted.insert(k.clone());
                 }
                 match applied.decision {
                     Some(Verdict::Set) => self.metrics.decisions.with_label_values(&["set"]).inc(),
@@ -333,6 +452,9 @@ impl Pipeline {
             crate::appdb::Op::Del { .. } => (s, d + 1),
         });
         let n_routes = batch.route_dels.len();
+        if matches!(self.warm, Some(WarmPhase::Reconciling(_))) {
+            self.log_reconcile(&batch.ops);
+        }
         let started = Instant::now();
         match self.appdb.write(&batch.route_dels, &batch.ops).await {
             Ok(()) => {
@@ -376,6 +498,26 @@ impl Pipeline {
                 self.state.abort(batch);
                 self.appdb.disconnect();
                 self.lost_redis();
+            }
+        }
+    }
+
+    /// The per-entry lines SONiC's warm-restart tests look for.
+    fn log_reconcile(&self, ops: &[crate::appdb::Op]) {
+        for op in ops {
+            match op {
+                crate::appdb::Op::Set { key, fields } => {
+                    let fv: String = fields.iter().map(|(f, v)| format!("{f}:{v}, ")).collect();
+                    info!("NEIGH_TABLE NEW, key: {key}, {fv}cache-state:NEW, ");
+                }
+                crate::appdb::Op::Del { key } => {
+                    let state = if self.warm_deleted.contains(key) {
+                        "DELETE"
+                    } else {
+                        "STALE"
+                    };
+                    info!("NEIGH_TABLE STALE/DELETE, key: {key}, cache-state:{state}, ");
+                }
             }
         }
     }
@@ -439,6 +581,19 @@ impl Pipeline {
                 self.lost_redis();
             }
         }
+    }
+}
+
+/// The restore-flag wait's result.
+async fn restore_wait(warm: &mut Option<WarmPhase>) -> Result<(WarmDb, Duration), WarmError> {
+    match warm {
+        Some(WarmPhase::Restoring(handle)) => match handle.await {
+            Ok(res) => res,
+            Err(e) => Err(WarmError::Redis(redis::RedisError::from(
+                std::io::Error::other(format!("restore wait task failed: {e}")),
+            ))),
+        },
+        _ => std::future::pending().await,
     }
 }
 

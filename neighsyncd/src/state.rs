@@ -91,12 +91,14 @@ impl Batch {
 }
 
 /// Counts the caller turns into metrics.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Applied {
     pub decision: Option<Verdict>,
     /// A dump entry ignored because a newer live event already spoke for the key.
     pub superseded: bool,
     pub unknown_ifindex: bool,
+    /// The APPL_DB key the message was judged under.
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -202,6 +204,7 @@ impl State {
         );
         applied.decision = Some(verdict);
         let key = rules::neigh_key(&ifname, &msg.ip);
+        applied.key = Some(key.clone());
         self.touch(key, (msg.kind == NeighKind::New).then_some(id));
         match msg.kind {
             NeighKind::Del => {
