@@ -205,5 +205,6 @@ async fn vrf_unknown_ifindex_and_malformed_records() {
     tokio::time::timeout(Duration::from_secs(10), task)
         .await
         .unwrap()
+        .unwrap()
         .unwrap();
 }
