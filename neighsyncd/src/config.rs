@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
 use crate::appdb::dbconfig::{DEFAULT_DB_CONFIG, DbConfigError, DbLayout};
@@ -50,6 +50,9 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Default, Parser)]
 #[command(name = "neighsyncd", version, about, long_about = None)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// TOML config file; every key is also a flag below (flags win).
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -111,6 +114,22 @@ pub struct Args {
     /// exiting with an error [default: 180].
     #[arg(long, value_name = "SECS")]
     pub warm_restore_timeout: Option<u64>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// SONiC's restore_neighbors step (run by supervisord before neighsyncd): on a system warm
+    /// reboot, re-add the neighbors saved in APPL_DB to the kernel and re-resolve them (ARP /
+    /// neighbor solicitation), then set STATE_DB NEIGH_RESTORE_TABLE|Flags restored=true; on a
+    /// swss-only warm restart set the flag at once; with warm restart off, do nothing.
+    Restore {
+        /// Give up on interfaces still down after this many seconds.
+        #[arg(long, default_value_t = 110, value_name = "SECS")]
+        timeout: u64,
+        /// Seconds between interface state checks.
+        #[arg(long, default_value_t = 5, value_name = "SECS")]
+        check_interval: u64,
+    },
 }
 
 /// The TOML file: the same keys as the flags, with underscores.

@@ -12,6 +12,7 @@ pub mod logging;
 pub mod metrics;
 pub mod pipeline;
 pub mod ratelimit;
+pub mod restore;
 pub mod rules;
 pub mod sonic_config;
 pub mod source;

@@ -3,10 +3,14 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use neighsyncd::config::{Args, Config};
+use std::time::Duration;
+
+use neighsyncd::config::{Args, Command, Config};
+use neighsyncd::restore::RestoreOptions;
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let command = args.command.clone();
     let cfg = match Config::load(args) {
         Ok(c) => c,
         Err(e) => {
@@ -29,7 +33,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(neighsyncd::daemon::run(cfg)) {
+    let result = match command {
+        None => rt.block_on(neighsyncd::daemon::run(cfg)),
+        Some(Command::Restore {
+            timeout,
+            check_interval,
+        }) => rt
+            .block_on(neighsyncd::restore::run(
+                &cfg,
+                RestoreOptions {
+                    timeout: Duration::from_secs(timeout),
+                    check_interval: Duration::from_secs(check_interval.max(1)),
+                },
+            ))
+            .map_err(anyhow::Error::from),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
