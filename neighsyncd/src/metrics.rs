@@ -21,7 +21,8 @@ pub struct Metrics {
     pub not_ip: IntCounter,
     pub unknown_ifindex: IntCounter,
     pub resyncs: IntCounterVec,
-    /// Entries a resync or audit corrected (set|del).
+    /// Entries a resync or audit corrected, by where the drift was: `kernel` (missed kernel
+    /// events) or `appl_db` (APPL_DB changed behind our back, or lost our writes).
     pub resync_corrections: IntCounterVec,
     pub netlink_overruns: IntCounter,
     /// APPL_DB operations written, by table and op.
@@ -132,8 +133,8 @@ impl Metrics {
             resync_corrections: counter_vec(
                 &r,
                 "resync_corrections_total",
-                "APPL_DB entries a resynchronisation or audit corrected.",
-                &["op"],
+                "Entries a resynchronisation or audit corrected, by where the drift was (kernel, appl_db).",
+                &["side"],
             ),
             netlink_overruns: counter(
                 &r,

@@ -328,6 +328,12 @@ impl Pipeline {
                 if applied.unknown_ifindex {
                     self.metrics.unknown_ifindex.inc();
                 }
+                if applied.corrected && self.initial_dump_done {
+                    self.metrics
+                        .resync_corrections
+                        .with_label_values(&["kernel"])
+                        .inc();
+                }
                 if self.warm.is_some()
                     && applied.decision == Some(Verdict::Del)
                     && let (Origin::Live { .. }, Some(k)) = (msg.origin, &applied.key)
@@ -372,11 +378,11 @@ impl Pipeline {
             SourceEvent::DumpStart { ts_ns } => self.state.dump_start(ts_ns),
             SourceEvent::DumpDone => {
                 let swept = self.state.dump_done(&self.snapshot, now);
-                if swept > 0 {
+                if swept > 0 && self.initial_dump_done {
                     info!(swept, "dump found neighbors gone");
                     self.metrics
                         .resync_corrections
-                        .with_label_values(&["del"])
+                        .with_label_values(&["kernel"])
                         .inc_by(swept as u64);
                 }
                 if !self.initial_dump_done {
@@ -557,7 +563,14 @@ impl Pipeline {
                     .map(|(k, f)| (k.clone(), Told::from_fields(f)))
                     .collect();
                 let n = map.len();
-                self.state.replace_told(told, seed, monotonic_ns());
+                let drift = self.state.replace_told(told, seed, monotonic_ns());
+                if !seed && drift > 0 {
+                    warn!(drift, "APPL_DB differed from what was written; correcting");
+                    self.metrics
+                        .resync_corrections
+                        .with_label_values(&["appl_db"])
+                        .inc_by(drift as u64);
+                }
                 if let Some(view) = &self.view {
                     for (key, t) in self.state.told() {
                         if let Told::Value(v) = t {

@@ -99,6 +99,8 @@ pub struct Applied {
     pub unknown_ifindex: bool,
     /// The APPL_DB key the message was judged under.
     pub key: Option<String>,
+    /// A dump entry changed what APPL_DB should hold: an event had been missed.
+    pub corrected: bool,
 }
 
 #[derive(Debug, Default)]
@@ -194,6 +196,11 @@ impl State {
                 links.name(msg.ifindex)
             }
         };
+        let desired_before = (live_ts.is_none() && self.dump.is_some()).then(|| {
+            self.desired
+                .get(&rules::neigh_key(&ifname, &msg.ip))
+                .copied()
+        });
         let verdict = self.decide_and_apply(
             msg.kind,
             &ifname,
@@ -204,6 +211,9 @@ impl State {
         );
         applied.decision = Some(verdict);
         let key = rules::neigh_key(&ifname, &msg.ip);
+        if let Some(before) = desired_before {
+            applied.corrected = self.desired.get(&key).copied() != before;
+        }
         applied.key = Some(key.clone());
         self.touch(key, (msg.kind == NeighKind::New).then_some(id));
         match msg.kind {
@@ -436,7 +446,19 @@ impl State {
     /// nothing yet), what APPL_DB holds is also taken as the starting point of `desired`, so
     /// the first dump replays on top of it exactly as events would: entries the rules skip keep
     /// their value, entries no kernel neighbor accounts for are deleted at the dump's end.
-    pub fn replace_told(&mut self, told: HashMap<String, Told>, seed_desired: bool, now_ns: u64) {
+    ///
+    /// Returns how many keys APPL_DB held differently from what we believed (drift).
+    pub fn replace_told(
+        &mut self,
+        told: HashMap<String, Told>,
+        seed_desired: bool,
+        now_ns: u64,
+    ) -> usize {
+        let drift = told
+            .iter()
+            .filter(|(k, t)| self.told.get(*k) != Some(*t))
+            .count()
+            + self.told.keys().filter(|k| !told.contains_key(*k)).count();
         if seed_desired {
             for (k, t) in &told {
                 if let Told::Value(v) = t {
@@ -454,6 +476,7 @@ impl State {
         for k in keys {
             self.mark(k, now_ns);
         }
+        drift
     }
 
     /// Forgets the writes a lost connection may not have made (their keys are re-examined

@@ -128,3 +128,56 @@ async fn redis_restart_mid_burst_loses_nothing() {
     lab.dut.ip("neigh del 10.100.0.2 dev Ethernet4");
     assert_converges(&mut orch, &lab, Duration::from_secs(10)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periodic_audit_corrects_appl_db_drift_and_counts_it() {
+    if !lab_available("periodic_audit_corrects_appl_db_drift_and_counts_it") {
+        return;
+    }
+    let redis = RedisServer::start();
+    let lab = Lab::new();
+    for i in 2..6 {
+        lab.dut.ip(&format!(
+            "neigh add 10.0.0.{i} lladdr 02:00:00:00:00:0{i} dev Ethernet0 nud permanent"
+        ));
+    }
+    let d = Daemon::start(
+        &lab.dut,
+        &redis,
+        &["--source", "netlink", "--audit-interval", "1"],
+    );
+    d.wait_ready(&lab.dut).await;
+    let mut orch = Orchagent::new(redis.conn(0).await);
+    assert_converges(&mut orch, &lab, Duration::from_secs(10)).await;
+    // Someone deletes one entry and corrupts another behind the daemon's back.
+    let mut c = redis.conn(0).await;
+    let _: () = redis::cmd("DEL")
+        .arg("NEIGH_TABLE:Ethernet0:10.0.0.2")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg("NEIGH_TABLE:Ethernet0:10.0.0.3")
+        .arg("neigh")
+        .arg("02:de:ad:00:00:00")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg("NEIGH_TABLE:Ethernet0:10.9.9.9")
+        .arg("neigh")
+        .arg("02:de:ad:00:00:01")
+        .arg("family")
+        .arg("IPv4")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_converges(&mut orch, &lab, Duration::from_secs(15)).await;
+    let corrected = d.metric(
+        &lab.dut,
+        "neighsyncd_resync_corrections_total",
+        "side=\"appl_db\"",
+    );
+    assert!(corrected >= 3.0, "corrections counted: {corrected}");
+    assert!(d.metric(&lab.dut, "neighsyncd_resyncs_total", "cause=\"audit\"") >= 1.0);
+}
