@@ -38,6 +38,14 @@ pub enum SourceKind {
     Ebpf,
 }
 
+/// Where logs go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    Stderr,
+    /// RFC 3164 datagrams to this unix socket (normally /dev/log).
+    Syslog(PathBuf),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -94,9 +102,18 @@ pub struct Args {
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
 
-    /// Log level or tracing filter, e.g. info, debug, neighsyncd=trace [default: info].
+    /// Log level or tracing filter, e.g. info, debug, neighsyncd=trace [default: info]. CONFIG_DB
+    /// LOGGER|neighsyncd LOGLEVEL overrides it at run time, as in SONiC.
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
+
+    /// Where logs go: stderr, or syslog (the socket of --syslog-socket) [default: stderr].
+    #[arg(long, value_name = "stderr|syslog")]
+    pub log_target: Option<String>,
+
+    /// The syslog socket [default: /dev/log].
+    #[arg(long, value_name = "PATH")]
+    pub syslog_socket: Option<PathBuf>,
 
     /// Prometheus metrics and health listener, or "off" [default: [::1]:9091].
     #[arg(long, value_name = "ADDR")]
@@ -146,6 +163,8 @@ struct FileConfig {
     config_db_poll: Option<u64>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
+    log_target: Option<String>,
+    syslog_socket: Option<PathBuf>,
     metrics_listen: Option<String>,
     ebpf_ring_bytes: Option<u32>,
     ebpf_lru_entries: Option<u32>,
@@ -164,6 +183,7 @@ pub struct Config {
     pub config_db_poll: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
+    pub log_target: LogTarget,
     pub metrics_listen: Option<SocketAddr>,
     pub ebpf_ring_bytes: u32,
     pub ebpf_lru_entries: u32,
@@ -235,6 +255,20 @@ impl Config {
                 format!("{log_level:?} is not a level or filter"),
             ));
         }
+        let syslog = a
+            .syslog_socket
+            .or(f.syslog_socket)
+            .unwrap_or_else(|| PathBuf::from("/dev/log"));
+        let log_target = match a.log_target.or(f.log_target).as_deref() {
+            None | Some("stderr") => LogTarget::Stderr,
+            Some("syslog") => LogTarget::Syslog(syslog),
+            Some(other) => {
+                return Err(invalid(
+                    "log_target",
+                    format!("{other:?} is not stderr or syslog"),
+                ));
+            }
+        };
         let metrics_listen = match a
             .metrics_listen
             .or(f.metrics_listen)
@@ -288,6 +322,7 @@ impl Config {
             config_db_poll: Duration::from_secs(poll),
             log_format: a.log_format.or(f.log_format).unwrap_or_default(),
             log_level,
+            log_target,
             metrics_listen,
             ebpf_ring_bytes,
             ebpf_lru_entries,

@@ -25,7 +25,7 @@ const EVENT_QUEUE: usize = 65_536;
 /// Changes kept for API subscribers resuming from a sequence number.
 const VIEW_HISTORY: usize = 65_536;
 
-pub async fn run(cfg: Config) -> anyhow::Result<()> {
+pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -41,6 +41,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     // Warm start is decided before anything is read or written (swss' AppRestartAssist).
     let warm = warm_start_check(&cfg).await?;
+
+    let log_task = log.map(|handle| {
+        tokio::spawn(crate::log_level::watch(
+            cfg.db.config.clone(),
+            handle,
+            cfg.log_level.clone(),
+        ))
+    });
 
     let (config_tx, config_rx) = watch::channel(None);
     let config_task = tokio::spawn(sonic_config::watch(
@@ -100,6 +108,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     signals.abort();
     source_task.abort();
     config_task.abort();
+    if let Some(t) = log_task {
+        t.abort();
+    }
     result?;
     info!("neighsyncd stopped");
     Ok(())

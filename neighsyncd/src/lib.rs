@@ -8,6 +8,7 @@ pub mod config;
 pub mod daemon;
 pub mod health;
 pub mod http;
+pub mod log_level;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;

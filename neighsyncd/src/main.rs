@@ -18,10 +18,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = neighsyncd::logging::init(cfg.log_format, &cfg.log_level) {
-        eprintln!("neighsyncd: cannot set up logging: {e}");
-        return ExitCode::from(2);
-    }
+    let log_handle =
+        match neighsyncd::logging::init(cfg.log_format, &cfg.log_target, &cfg.log_level) {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("neighsyncd: cannot set up logging: {e}");
+                return ExitCode::from(2);
+            }
+        };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -34,7 +38,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match command {
-        None => rt.block_on(neighsyncd::daemon::run(cfg)),
+        None => rt.block_on(neighsyncd::daemon::run(cfg, Some(log_handle))),
         Some(Command::Restore {
             timeout,
             check_interval,

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub event_to_appdb: Histogram,
     pub pending_ops: IntGauge,
     pub neighbors: IntGaugeVec,
+    /// Neighbors held in APPL_DB per interface (interfaces are few: bounded).
+    pub neighbors_by_interface: IntGaugeVec,
     pub source_active: IntGaugeVec,
     pub ringbuf_drops: IntCounter,
     pub ebpf_events: IntCounter,
@@ -190,6 +192,12 @@ impl Metrics {
                 "neighbors",
                 "Neighbors held in APPL_DB by family.",
                 &["family"],
+            ),
+            neighbors_by_interface: gauge_vec(
+                &r,
+                "interface_neighbors",
+                "Neighbors held in APPL_DB per interface.",
+                &["interface"],
             ),
             source_active: gauge_vec(
                 &r,

@@ -116,6 +116,12 @@ pub struct State {
     /// Kernel-side changes since the last [`State::take_touched`] (for the API view).
     touched: Vec<(String, Option<(u32, IpAddr)>)>,
     track_touched: bool,
+    /// APPL_DB entries per interface (the first part of the key), for metrics.
+    told_by_if: HashMap<String, i64>,
+}
+
+fn ifname_of(key: &str) -> &str {
+    key.split_once(':').map(|(i, _)| i).unwrap_or(key)
 }
 
 impl State {
@@ -467,6 +473,12 @@ impl State {
             }
         }
         self.told = told;
+        for n in self.told_by_if.values_mut() {
+            *n = 0;
+        }
+        for k in self.told.keys() {
+            *self.told_by_if.entry(ifname_of(k).to_string()).or_default() += 1;
+        }
         let keys: Vec<String> = self
             .desired
             .keys()
@@ -531,10 +543,18 @@ impl State {
     /// The batch is in APPL_DB. Returns (key, value now held, dirty-since time) per operation.
     pub fn commit(&mut self, batch: Batch) -> Vec<(String, Option<NeighValue>, u64)> {
         for (key, value, _) in &batch.targets {
-            match value {
+            let had = match value {
                 Some(v) => self.told.insert(key.clone(), Told::Value(*v)),
                 None => self.told.remove(key),
-            };
+            }
+            .is_some();
+            let delta = i64::from(value.is_some()) - i64::from(had);
+            if delta != 0 {
+                *self
+                    .told_by_if
+                    .entry(ifname_of(key).to_string())
+                    .or_default() += delta;
+            }
         }
         batch.targets
     }
@@ -549,6 +569,11 @@ impl State {
                 self.route_dels.push(key);
             }
         }
+    }
+
+    /// APPL_DB entries per interface (interfaces that had some keep a zero).
+    pub fn told_by_interface(&self) -> &HashMap<String, i64> {
+        &self.told_by_if
     }
 
     /// Neighbors APPL_DB holds, by family (IPv4, IPv6).
