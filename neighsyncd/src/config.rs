@@ -405,3 +405,43 @@ mod tests {
         assert_eq!(c.metrics_listen, None);
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// deploy/neighsyncd.toml.example has every key and loads with the real loader.
+    #[test]
+    fn the_example_config_loads_and_names_every_key() {
+        let text = include_str!("../../deploy/neighsyncd.toml.example");
+        let file: FileConfig = toml::from_str(text).expect("example parses (no unknown keys)");
+        let c = Config::merge(Args::default(), file).expect("example validates");
+        assert_eq!(c.batch_max, DEFAULT_BATCH_MAX);
+        assert_eq!(c.log_target, LogTarget::Stderr);
+        let keys: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains(" = "))
+            .filter_map(|l| l.split(" = ").next())
+            .collect();
+        for flag in [
+            "db_config",
+            "redis",
+            "source",
+            "netlink_rcvbuf",
+            "batch_max",
+            "audit_interval",
+            "ignore_interfaces",
+            "config_db_poll",
+            "log_format",
+            "log_target",
+            "syslog_socket",
+            "log_level",
+            "metrics_listen",
+            "ebpf_ring_bytes",
+            "ebpf_lru_entries",
+            "warm_restore_timeout",
+        ] {
+            assert!(keys.contains(&flag), "example lacks {flag}");
+        }
+    }
+}

@@ -8,6 +8,19 @@ use prometheus::{
 use crate::rules::SkipReason;
 use crate::source::ResyncCause;
 
+/// The stable reasons bad kernel input is skipped for.
+pub const MALFORMED_REASONS: [&str; 9] = [
+    "truncated_netlink_header",
+    "bad_netlink_length",
+    "undecodable_message",
+    "bad_address",
+    "missing_address",
+    "address_family_mismatch",
+    "missing_ifname",
+    "truncated_datagram",
+    "bad_ringbuf_record",
+];
+
 pub struct Metrics {
     pub registry: Registry,
     /// Kernel events by source (netlink|ebpf|dump) and kind (new|del|link).
@@ -252,6 +265,28 @@ impl Metrics {
         }
         for f in ["IPv4", "IPv6"] {
             m.neighbors.with_label_values(&[f]);
+        }
+        for side in ["kernel", "appl_db"] {
+            m.resync_corrections.with_label_values(&[side]);
+        }
+        for (t, op) in [
+            ("NEIGH_TABLE", "set"),
+            ("NEIGH_TABLE", "del"),
+            ("ROUTE_TABLE", "del"),
+        ] {
+            m.appdb_ops.with_label_values(&[t, op]);
+        }
+        for source in ["netlink", "ebpf", "dump"] {
+            for kind in ["new", "del"] {
+                m.events.with_label_values(&[source, kind]);
+            }
+        }
+        m.events.with_label_values(&["netlink", "link"]);
+        for reason in MALFORMED_REASONS {
+            m.malformed_total.with_label_values(&[reason]);
+        }
+        for stage in ["appl_db_read_back"] {
+            m.stage_seconds.with_label_values(&[stage]);
         }
         m
     }

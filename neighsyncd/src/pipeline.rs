@@ -490,6 +490,12 @@ impl Pipeline {
                     .neighbors
                     .with_label_values(&["IPv6"])
                     .set(v6 as i64);
+                for (ifname, n) in self.state.told_by_interface() {
+                    self.metrics
+                        .neighbors_by_interface
+                        .with_label_values(&[ifname.as_str()])
+                        .set(*n);
+                }
                 debug!(
                     sets = n_sets,
                     dels = n_dels,

@@ -36,6 +36,13 @@ pub struct Daemon {
 impl Daemon {
     /// Starts the daemon in `ns` against `redis` with extra flags.
     pub fn start(ns: &Netns, redis: &RedisServer, extra: &[&str]) -> Daemon {
+        let level =
+            std::env::var("NEIGHSYNCD_TEST_LOG").unwrap_or_else(|_| "neighsyncd=debug".into());
+        Self::start_with_log(ns, redis, extra, &level)
+    }
+
+    /// Like [`Daemon::start`], with this `--log-level`.
+    pub fn start_with_log(ns: &Netns, redis: &RedisServer, extra: &[&str], level: &str) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("nsd-daemon-")
             .tempdir()
@@ -48,10 +55,7 @@ impl Daemon {
             .arg("--redis")
             .arg(redis.url())
             .args(["--metrics-listen", &format!("127.0.0.1:{METRICS_PORT}")])
-            .args([
-                "--log-level",
-                &std::env::var("NEIGHSYNCD_TEST_LOG").unwrap_or_else(|_| "neighsyncd=debug".into()),
-            ])
+            .args(["--log-level", level])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(logf)

@@ -1,0 +1,324 @@
+//! Metrics, health, logs and the deployment files, against a running daemon.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+use neighsyncd_tests::daemon::{Daemon, METRICS_PORT, binary};
+use neighsyncd_tests::netns::Lab;
+use neighsyncd_tests::redis_server::RedisServer;
+use neighsyncd_tests::{lab_available, wait};
+
+const T: Duration = Duration::from_secs(10);
+
+fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Skips (printing why) outside CI when a tool is missing; fails in CI.
+fn tool(name: &str, test: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !found {
+        assert!(
+            std::env::var("CI").map(|v| v != "true").unwrap_or(true),
+            "{test}: {name} missing in CI"
+        );
+        eprintln!("SKIP {test}: {name} not installed (scripts/setup.sh installs it)");
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_move_with_kernel_events_and_ready_follows_redis() {
+    if !lab_available("counters_move_with_kernel_events_and_ready_follows_redis") {
+        return;
+    }
+    let mut redis = RedisServer::start();
+    let lab = Lab::new();
+    let d = Daemon::start(&lab.dut, &redis, &["--source", "netlink"]);
+    d.wait_ready(&lab.dut).await;
+    let m = |name: &str, labels: &str| d.metric(&lab.dut, name, labels);
+    let new0 = m("neighsyncd_events_total", "kind=\"new\",source=\"netlink\"");
+    let sets0 = m(
+        "neighsyncd_appdb_operations_total",
+        "op=\"set\",table=\"NEIGH_TABLE\"",
+    );
+    for i in 2..7 {
+        lab.dut.ip(&format!(
+            "neigh add 10.0.0.{i} lladdr 02:00:00:00:00:0{i} dev Ethernet0 nud permanent"
+        ));
+    }
+    lab.dut
+        .ip("neigh add 10.0.0.9 lladdr 02:00:00:00:00:09 dev Ethernet0 nud noarp");
+    wait::until("counters moved", T, async || {
+        let (new, sets) = (
+            m("neighsyncd_events_total", "kind=\"new\",source=\"netlink\""),
+            m(
+                "neighsyncd_appdb_operations_total",
+                "op=\"set\",table=\"NEIGH_TABLE\"",
+            ),
+        );
+        let skips = m(
+            "neighsyncd_rule_skips_total",
+            "reason=\"noarp_not_ext_learned\"",
+        );
+        let ipv4 = m("neighsyncd_neighbors", "family=\"IPv4\"");
+        let eth0 = m("neighsyncd_interface_neighbors", "interface=\"Ethernet0\"");
+        if new - new0 >= 6.0 && sets - sets0 == 5.0 && skips >= 1.0 && ipv4 == 5.0 && eth0 == 5.0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "new +{}, sets +{}, skips {skips}, IPv4 {ipv4}, Ethernet0 {eth0}",
+                new - new0,
+                sets - sets0
+            ))
+        }
+    })
+    .await;
+    assert!(m("neighsyncd_event_to_appdb_seconds_count", "") >= 5.0);
+    assert!(m("neighsyncd_redis_roundtrip_seconds_count", "") >= 1.0);
+    assert_eq!(m("neighsyncd_source_active", "source=\"netlink\""), 1.0);
+    assert_eq!(m("neighsyncd_build_info", ""), 1.0);
+    let (code, body) = lab.dut.http_get(METRICS_PORT, "/health").unwrap();
+    assert_eq!(code, 200, "{body}");
+
+    // Redis goes away: /ready says 503 and names the check; it comes back: 200.
+    redis.kill();
+    lab.dut
+        .ip("neigh add 10.0.0.20 lladdr 02:00:00:00:00:20 dev Ethernet0 nud permanent");
+    wait::until("/ready reports Redis down", T, async || {
+        match lab.dut.http_get(METRICS_PORT, "/ready") {
+            Ok((503, body))
+                if body.contains("\"failed\":[\"redis\"]") && body.contains("since") =>
+            {
+                Ok(())
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    redis.restart();
+    wait::until(
+        "/ready recovers",
+        Duration::from_secs(20),
+        async || match lab.dut.http_get(METRICS_PORT, "/ready") {
+            Ok((200, _)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    assert!(m("neighsyncd_redis_reconnects_total", "") >= 1.0);
+}
+
+/// Every metric the dashboard and the alert rules name is exported by a running daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_and_alerts_use_only_exported_metrics() {
+    if !lab_available("dashboard_and_alerts_use_only_exported_metrics") {
+        return;
+    }
+    let redis = RedisServer::start();
+    let lab = Lab::new();
+    let d = Daemon::start(&lab.dut, &redis, &["--source", "netlink"]);
+    d.wait_ready(&lab.dut).await;
+    lab.dut
+        .ip("neigh add 10.0.0.2 lladdr 02:00:00:00:00:02 dev Ethernet0 nud permanent");
+    let mut exported = BTreeSet::new();
+    wait::until("a write was made", T, async || {
+        let (_, body) = lab
+            .dut
+            .http_get(METRICS_PORT, "/metrics")
+            .map_err(|e| e.to_string())?;
+        exported = body
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .map(String::from)
+            .collect();
+        if exported.contains("neighsyncd_interface_neighbors") {
+            Ok(())
+        } else {
+            Err("no write yet".into())
+        }
+    })
+    .await;
+    let mut checked = 0;
+    for file in [
+        "deploy/grafana/neighsyncd.json",
+        "deploy/prometheus/neighsyncd-alerts.yml",
+    ] {
+        let text = std::fs::read_to_string(root().join(file)).unwrap();
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find("neighsyncd_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[i + name.len()..];
+            checked += 1;
+            assert!(
+                exported.contains(&name),
+                "{file} uses {name}, which the daemon does not export"
+            );
+        }
+    }
+    assert!(checked > 20, "too few metric references found: {checked}");
+}
+
+#[test]
+fn alert_rules_pass_promtool() {
+    if !tool("promtool", "alert_rules_pass_promtool") {
+        return;
+    }
+    let dir = root().join("deploy/prometheus");
+    for args in [
+        ["check", "rules", "neighsyncd-alerts.yml"],
+        ["test", "rules", "neighsyncd-alerts.test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn systemd_unit_verifies() {
+    if !tool("systemd-analyze", "systemd_unit_verifies") {
+        return;
+    }
+    // The unit names the installed path; verify a copy pointing at the built binary.
+    let unit = std::fs::read_to_string(root().join("deploy/neighsyncd.service")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("neighsyncd.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/neighsyncd", binary().to_str().unwrap()),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=true"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let score: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.split("exposure level for neighsyncd.service: ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no exposure score in:\n{text}"));
+    assert!(score <= 2.0, "exposure {score} (was 1.6 when hardened)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_level_follows_config_db_without_restart() {
+    if !lab_available("log_level_follows_config_db_without_restart") {
+        return;
+    }
+    let redis = RedisServer::start();
+    let lab = Lab::new();
+    let d = Daemon::start_with_log(&lab.dut, &redis, &["--source", "netlink"], "info");
+    d.wait_ready(&lab.dut).await;
+    let mut orch = neighsyncd_tests::orchagent::Orchagent::new(redis.conn(0).await);
+    lab.dut
+        .ip("neigh add 10.0.0.2 lladdr 02:00:00:00:00:02 dev Ethernet0 nud permanent");
+    wait::until("first write", T, async || {
+        if orch.sync().await.contains_key("Ethernet0:10.0.0.2") {
+            Ok(())
+        } else {
+            Err("not yet".into())
+        }
+    })
+    .await;
+    assert!(
+        !d.log().contains("APPL_DB batch written"),
+        "debug line at info level"
+    );
+    let mut cfg = redis.conn(4).await;
+    let _: () = redis::cmd("HSET")
+        .arg("LOGGER|neighsyncd")
+        .arg("LOGLEVEL")
+        .arg("DEBUG")
+        .query_async(&mut cfg)
+        .await
+        .unwrap();
+    wait::until("level change applied", T, async || {
+        if d.log().contains("log level changed from CONFIG_DB") {
+            Ok(())
+        } else {
+            Err(d.tail())
+        }
+    })
+    .await;
+    lab.dut
+        .ip("neigh add 10.0.0.3 lladdr 02:00:00:00:00:03 dev Ethernet0 nud permanent");
+    wait::until("debug lines appear", T, async || {
+        if d.log().contains("APPL_DB batch written") {
+            Ok(())
+        } else {
+            Err(d.tail())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_go_to_syslog() {
+    if !lab_available("logs_go_to_syslog") {
+        return;
+    }
+    let redis = RedisServer::start();
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("log");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _d = Daemon::start(
+        &lab.dut,
+        &redis,
+        &[
+            "--source",
+            "netlink",
+            "--log-target",
+            "syslog",
+            "--syslog-socket",
+            sock_path.to_str().unwrap(),
+        ],
+    );
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).expect("a syslog datagram");
+    let line = String::from_utf8_lossy(&buf[..n]);
+    // <facility daemon (3) * 8 + severity>neighsyncd[pid]: message
+    assert!(line.starts_with("<2") || line.starts_with("<3"), "{line}");
+    assert!(line.contains(">neighsyncd["), "{line}");
+}
