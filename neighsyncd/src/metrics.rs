@@ -285,9 +285,7 @@ impl Metrics {
         for reason in MALFORMED_REASONS {
             m.malformed_total.with_label_values(&[reason]);
         }
-        for stage in ["appl_db_read_back"] {
-            m.stage_seconds.with_label_values(&[stage]);
-        }
+        m.stage_seconds.with_label_values(&["appl_db_read_back"]);
         m
     }
 
