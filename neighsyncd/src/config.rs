@@ -115,6 +115,11 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub syslog_socket: Option<PathBuf>,
 
+    /// OpenTelemetry: export spans (OTLP over HTTP) to this URL, e.g.
+    /// http://127.0.0.1:4318/v1/traces [default: off].
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+
     /// Prometheus metrics and health listener, or "off" [default: [::1]:9091].
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
@@ -165,6 +170,7 @@ struct FileConfig {
     log_level: Option<String>,
     log_target: Option<String>,
     syslog_socket: Option<PathBuf>,
+    otlp_endpoint: Option<String>,
     metrics_listen: Option<String>,
     ebpf_ring_bytes: Option<u32>,
     ebpf_lru_entries: Option<u32>,
@@ -184,6 +190,7 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_level: String,
     pub log_target: LogTarget,
+    pub otlp_endpoint: Option<String>,
     pub metrics_listen: Option<SocketAddr>,
     pub ebpf_ring_bytes: u32,
     pub ebpf_lru_entries: u32,
@@ -269,6 +276,18 @@ impl Config {
                 ));
             }
         };
+        let otlp_endpoint = a
+            .otlp_endpoint
+            .or(f.otlp_endpoint)
+            .filter(|e| !e.is_empty());
+        if let Some(e) = &otlp_endpoint
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            return Err(invalid(
+                "otlp_endpoint",
+                format!("{e:?} is not an http(s) URL"),
+            ));
+        }
         let metrics_listen = match a
             .metrics_listen
             .or(f.metrics_listen)
@@ -323,6 +342,7 @@ impl Config {
             log_format: a.log_format.or(f.log_format).unwrap_or_default(),
             log_level,
             log_target,
+            otlp_endpoint,
             metrics_listen,
             ebpf_ring_bytes,
             ebpf_lru_entries,

@@ -91,7 +91,47 @@ impl<'a> MakeWriter<'a> for Syslog {
     }
 }
 
-pub fn init(format: LogFormat, target: &LogTarget, level: &str) -> Result<LevelHandle, String> {
+/// Keeps the span exporter alive; [`Telemetry::shutdown`] flushes what is queued.
+pub struct Telemetry {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports the spans still queued (call outside the async runtime: the exporter blocks).
+    pub fn shutdown(self) {
+        if let Some(p) = self.provider
+            && let Err(e) = p.shutdown()
+        {
+            eprintln!("neighsyncd: span export shutdown: {e}");
+        }
+    }
+}
+
+/// An OpenTelemetry (OTLP over HTTP, protobuf) span exporter to `endpoint`, e.g.
+/// `http://collector:4318/v1/traces`. Call before any async runtime starts.
+fn otlp_provider(endpoint: &str) -> Result<opentelemetry_sdk::trace::SdkTracerProvider, String> {
+    use opentelemetry_otlp::WithExportConfig;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(endpoint)
+        .build()
+        .map_err(|e| format!("otlp_endpoint: {e}"))?;
+    Ok(opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name("neighsyncd")
+                .build(),
+        )
+        .build())
+}
+
+pub fn init(
+    format: LogFormat,
+    target: &LogTarget,
+    level: &str,
+    otlp_endpoint: Option<&str>,
+) -> Result<(LevelHandle, Telemetry), String> {
     let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
     let (filter, handle) = reload::Layer::new(filter);
     let fmt = match target {
@@ -129,10 +169,16 @@ pub fn init(format: LogFormat, target: &LogTarget, level: &str) -> Result<LevelH
             }
         }
     };
+    let provider = otlp_endpoint.map(otlp_provider).transpose()?;
+    let otel = provider.as_ref().map(|p| {
+        use opentelemetry::trace::TracerProvider as _;
+        tracing_opentelemetry::layer().with_tracer(p.tracer("neighsyncd"))
+    });
     tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
+        .with(otel)
         .try_init()
         .map_err(|e| e.to_string())?;
-    Ok(handle)
+    Ok((handle, Telemetry { provider }))
 }

@@ -18,14 +18,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let log_handle =
-        match neighsyncd::logging::init(cfg.log_format, &cfg.log_target, &cfg.log_level) {
-            Ok(h) => h,
-            Err(e) => {
-                eprintln!("neighsyncd: cannot set up logging: {e}");
-                return ExitCode::from(2);
-            }
-        };
+    let (log_handle, telemetry) = match neighsyncd::logging::init(
+        cfg.log_format,
+        &cfg.log_target,
+        &cfg.log_level,
+        cfg.otlp_endpoint.as_deref(),
+    ) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("neighsyncd: cannot set up logging: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -52,6 +56,8 @@ fn main() -> ExitCode {
             ))
             .map_err(anyhow::Error::from),
     };
+    drop(rt);
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

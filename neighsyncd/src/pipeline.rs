@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::sleep_until;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use crate::appdb::AppDb;
 use crate::health::Health;
@@ -377,6 +377,7 @@ impl Pipeline {
             }
             SourceEvent::DumpStart { ts_ns } => self.state.dump_start(ts_ns),
             SourceEvent::DumpDone => {
+                let _span = tracing::info_span!("kernel_dump_done").entered();
                 let swept = self.state.dump_done(&self.snapshot, now);
                 if swept > 0 && self.initial_dump_done {
                     info!(swept, "dump found neighbors gone");
@@ -462,7 +463,18 @@ impl Pipeline {
             self.log_reconcile(&batch.ops);
         }
         let started = Instant::now();
-        match self.appdb.write(&batch.route_dels, &batch.ops).await {
+        let span = tracing::info_span!(
+            "appdb_write",
+            sets = n_sets,
+            dels = n_dels,
+            routes = n_routes
+        );
+        match self
+            .appdb
+            .write(&batch.route_dels, &batch.ops)
+            .instrument(span)
+            .await
+        {
             Ok(()) => {
                 let rtt = started.elapsed();
                 self.metrics.redis_roundtrip.observe(rtt.as_secs_f64());
@@ -562,7 +574,12 @@ impl Pipeline {
 
     async fn read_back(&mut self, seed: bool) {
         let started = Instant::now();
-        match self.appdb.read_neighbors().await {
+        match self
+            .appdb
+            .read_neighbors()
+            .instrument(tracing::info_span!("appl_db_read_back"))
+            .await
+        {
             Ok(map) => {
                 let told = map
                     .iter()

@@ -322,3 +322,82 @@ async fn logs_go_to_syslog() {
     assert!(line.starts_with("<2") || line.starts_with("<3"), "{line}");
     assert!(line.contains(">neighsyncd["), "{line}");
 }
+
+/// With `--otlp-endpoint`, spans reach an OTLP/HTTP collector (a fake one in the lab namespace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_exported_over_otlp_when_configured() {
+    if !lab_available("spans_are_exported_over_otlp_when_configured") {
+        return;
+    }
+    let redis = RedisServer::start();
+    let lab = Lab::new();
+    // The collector listens on the namespace's loopback, where the daemon runs.
+    let listener = lab
+        .dut
+        .run_inside(|| std::net::TcpListener::bind("127.0.0.1:4318"))
+        .unwrap()
+        .unwrap();
+    listener.set_nonblocking(false).unwrap();
+    let collector = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut req = Vec::new();
+        let mut buf = [0u8; 65536];
+        // Read the headers and the body the Content-Length announces.
+        loop {
+            let n = s.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            req.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&req).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                if body.len() >= len {
+                    break;
+                }
+            }
+        }
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        String::from_utf8_lossy(&req).to_string()
+    });
+    let mut d = Daemon::start(
+        &lab.dut,
+        &redis,
+        &[
+            "--source",
+            "netlink",
+            "--otlp-endpoint",
+            "http://127.0.0.1:4318/v1/traces",
+        ],
+    );
+    d.wait_ready(&lab.dut).await;
+    lab.dut
+        .ip("neigh add 10.0.0.2 lladdr 02:00:00:00:00:02 dev Ethernet0 nud permanent");
+    // Spans are batched; shutdown flushes them.
+    let mut orch = neighsyncd_tests::orchagent::Orchagent::new(redis.conn(0).await);
+    wait::until("written", T, async || {
+        if orch.sync().await.contains_key("Ethernet0:10.0.0.2") {
+            Ok(())
+        } else {
+            Err("not yet".into())
+        }
+    })
+    .await;
+    assert!(d.stop().success());
+    let req = collector.join().unwrap();
+    assert!(req.starts_with("POST /v1/traces"), "{req:.300}");
+    assert!(req.contains("application/x-protobuf"), "{req:.300}");
+    assert!(
+        req.contains("appdb_write") || req.contains("appl_db_read_back"),
+        "no span names in the export"
+    );
+}
