@@ -15,8 +15,10 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineConfig, WarmPlan};
 use crate::sonic_config;
+use crate::source::ResyncCause;
 use crate::source::SourceEvent;
-use crate::source::netlink::{self, NetlinkConfig};
+use crate::source::ebpf::{EbpfConfig, EbpfError, EbpfSource};
+use crate::source::netlink::{self, DumpRequester, NetlinkConfig};
 use crate::warm::{WarmDb, WarmState};
 
 /// Events queued between the source and the pipeline. When full, the source stops reading and
@@ -60,20 +62,23 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
     ));
 
     let (tx, rx) = mpsc::channel::<SourceEvent>(EVENT_QUEUE);
-    let (live_source, reason) = choose_source(cfg.source)?;
+    // Links and dumps always come over rtnetlink; neighbor events from eBPF when it loads.
+    let (dumps, source_task) = netlink::spawn(
+        NetlinkConfig {
+            rcvbuf_bytes: cfg.netlink_rcvbuf,
+            subscribe_neigh: cfg.source == SourceKind::Netlink,
+        },
+        tx.clone(),
+        metrics.clone(),
+    )
+    .context("cannot start the rtnetlink source")?;
+    let (live_source, reason, _ebpf) = choose_source(&cfg, tx, &dumps, &metrics)?;
+    // Settled: now the first dump (after any subscription it needs).
+    dumps.request(ResyncCause::Startup);
     metrics
         .source_active
         .with_label_values(&[live_source, reason])
         .set(1);
-    let (dumps, source_task) = netlink::spawn(
-        NetlinkConfig {
-            rcvbuf_bytes: cfg.netlink_rcvbuf,
-            subscribe_neigh: live_source == "netlink",
-        },
-        tx,
-        metrics.clone(),
-    )
-    .context("cannot start the rtnetlink source")?;
     health.set_source_attached(true);
     info!(
         source = live_source,
@@ -153,16 +158,40 @@ async fn warm_start_check(cfg: &Config) -> anyhow::Result<Option<WarmDb>> {
     Ok(Some(db))
 }
 
-/// Picks the live source. Returns (label, reason).
-fn choose_source(kind: SourceKind) -> anyhow::Result<(&'static str, &'static str)> {
-    match kind {
-        SourceKind::Netlink => Ok(("netlink", "configured")),
-        SourceKind::Ebpf => anyhow::bail!(
-            "--source ebpf: the eBPF source is not built into this binary yet; use --source netlink or auto"
-        ),
-        SourceKind::Auto => {
-            warn!("eBPF source not available in this build; using rtnetlink");
-            Ok(("netlink", "ebpf_unavailable"))
+/// Picks the live neighbor source: eBPF when asked (or, with `auto`, when it loads), else
+/// rtnetlink multicast. Returns (label, reason, the attached eBPF source).
+fn choose_source(
+    cfg: &Config,
+    tx: mpsc::Sender<SourceEvent>,
+    dumps: &DumpRequester,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(&'static str, &'static str, Option<EbpfSource>)> {
+    if cfg.source == SourceKind::Netlink {
+        return Ok(("netlink", "configured", None));
+    }
+    let requester = dumps.clone();
+    let started = EbpfSource::start(
+        &EbpfConfig {
+            ring_bytes: cfg.ebpf_ring_bytes,
+            lru_entries: cfg.ebpf_lru_entries,
+        },
+        tx,
+        Box::new(move |cause| requester.request(cause)),
+        metrics.clone(),
+    );
+    match (started, cfg.source) {
+        (Ok(src), SourceKind::Ebpf) => Ok(("ebpf", "configured", Some(src))),
+        (Ok(src), _) => Ok(("ebpf", "auto", Some(src))),
+        (Err(e), SourceKind::Ebpf) => Err(anyhow::anyhow!("--source ebpf: {e}")),
+        (Err(e), _) => {
+            warn!(error = %e, "eBPF source unavailable; falling back to rtnetlink");
+            dumps.subscribe_neighbors();
+            let reason = match e {
+                EbpfError::NotBuilt => "ebpf_not_built",
+                EbpfError::Btf(_) | EbpfError::Offsets(_) => "ebpf_no_btf",
+                _ => "ebpf_load_failed",
+            };
+            Ok(("netlink", reason, None))
         }
     }
 }

@@ -13,6 +13,7 @@ pub struct KernelNeigh {
     pub dst: String,
     pub lladdr: Option<String>,
     pub states: Vec<String>,
+    pub extern_learn: bool,
 }
 
 pub fn neighbors(ns: &Netns) -> Vec<KernelNeigh> {
@@ -35,6 +36,7 @@ pub fn neighbors(ns: &Netns) -> Vec<KernelNeigh> {
                                 .collect()
                         })
                         .unwrap_or_default(),
+                    extern_learn: n.get("extern_learn").is_some(),
                 })
                 .collect()
         })
@@ -54,7 +56,7 @@ pub fn expected(ns: &Netns, link_local: &BTreeSet<String>) -> Table {
             matches!(
                 s.as_str(),
                 "REACHABLE" | "STALE" | "DELAY" | "PROBE" | "PERMANENT"
-            )
+            ) || (s == "NOARP" && n.extern_learn)
         });
         let Some(mac) = n.lladdr.clone() else {
             continue;

@@ -10,6 +10,7 @@
 //! overrides a key that a live event touched at or after the dump started; since live events are
 //! never lost (a loss triggers a new dump), the newest event is the truth for that key.
 
+pub mod ebpf;
 pub mod links;
 pub mod netlink;
 pub mod parse;

@@ -50,21 +50,37 @@ pub struct NetlinkConfig {
     pub subscribe_neigh: bool,
 }
 
-/// Asks the source for a dump (coalesced: requests during a dump make it run once more).
+/// What the source can be asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// A dump (coalesced: requests during a dump make it run once more).
+    Dump(ResyncCause),
+    /// Join the neighbor notification group (the eBPF source could not be used).
+    SubscribeNeighbors,
+}
+
+const RTNLGRP_NEIGH: u32 = 3;
+
+/// Asks the source for dumps and subscriptions.
 #[derive(Debug, Clone)]
-pub struct DumpRequester(mpsc::UnboundedSender<ResyncCause>);
+pub struct DumpRequester(mpsc::UnboundedSender<Request>);
 
 impl DumpRequester {
     /// A requester and the receiving end, for driving a pipeline without a netlink source
     /// (tests that feed it messages the kernel here cannot produce).
-    pub fn channel() -> (DumpRequester, mpsc::UnboundedReceiver<ResyncCause>) {
+    pub fn channel() -> (DumpRequester, mpsc::UnboundedReceiver<Request>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (DumpRequester(tx), rx)
     }
 
     pub fn request(&self, cause: ResyncCause) {
         // The source task only goes away at shutdown; a request then has nothing left to do.
-        let _ = self.0.send(cause);
+        let _ = self.0.send(Request::Dump(cause));
+    }
+
+    /// Starts receiving neighbor notifications over netlink (before the dump that follows).
+    pub fn subscribe_neighbors(&self) {
+        let _ = self.0.send(Request::SubscribeNeighbors);
     }
 }
 
@@ -91,7 +107,8 @@ fn open(groups: u32, rcvbuf: usize) -> Result<AsyncFd<NlSocket>, NetlinkError> {
         .map_err(|e| NetlinkError::Register(e.into_parts().1))
 }
 
-/// Opens, subscribes and spawns the source task. The first dump (cause `Startup`) starts at once.
+/// Opens, subscribes and spawns the source task. Nothing is dumped until asked (the caller
+/// first settles which groups to join, then requests the `Startup` dump).
 pub fn spawn(
     cfg: NetlinkConfig,
     tx: mpsc::Sender<SourceEvent>,
@@ -101,9 +118,6 @@ pub fn spawn(
     let events = open(groups, cfg.rcvbuf_bytes)?;
     let dumps = open(0, DUMP_RCVBUF.max(cfg.rcvbuf_bytes))?;
     let (req_tx, req_rx) = mpsc::unbounded_channel();
-    req_tx
-        .send(ResyncCause::Startup)
-        .map_err(|_| NetlinkError::Register(io::Error::other("request channel closed")))?;
     let source = Source {
         events: Arc::new(events),
         dumps: Arc::new(dumps),
@@ -211,7 +225,7 @@ fn recv(
 }
 
 impl Source {
-    async fn run(mut self, mut requests: mpsc::UnboundedReceiver<ResyncCause>) {
+    async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Request>) {
         let events = self.events.clone();
         let dumps = self.dumps.clone();
         let mut buf = vec![0u8; RECV_BUF];
@@ -219,9 +233,18 @@ impl Source {
             loop {
                 tokio::select! {
                     req = requests.recv() => {
-                        let Some(cause) = req else { return Err(Closed) };
-                        debug!(cause = cause.as_str(), "dump requested");
-                        self.want_dump().await?;
+                        match req {
+                            None => return Err(Closed),
+                            Some(Request::Dump(cause)) => {
+                                debug!(cause = cause.as_str(), "dump requested");
+                                self.want_dump().await?;
+                            }
+                            Some(Request::SubscribeNeighbors) => {
+                                if let Err(e) = self.events.get_ref().0.add_membership(RTNLGRP_NEIGH) {
+                                    warn!(error = %e, "cannot join the netlink neighbor group");
+                                }
+                            }
+                        }
                     }
                     guard = events.readable() => {
                         let mut guard = guard.map_err(|e| { warn!(error = %e, "netlink event socket failed"); Closed })?;

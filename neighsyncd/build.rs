@@ -1,0 +1,28 @@
+//! Embeds the eBPF object when `cargo xtask build-ebpf` has built it; without it the daemon
+//! still builds, and `--source ebpf` explains what is missing.
+
+use std::path::PathBuf;
+
+fn main() {
+    println!("cargo::rustc-check-cfg=cfg(neighsyncd_ebpf)");
+    println!("cargo:rerun-if-env-changed=NEIGHSYNCD_EBPF_OBJECT");
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let obj = std::env::var_os("NEIGHSYNCD_EBPF_OBJECT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            manifest.join("../neighsyncd-ebpf/target/bpfel-unknown-none/release/neighsyncd")
+        });
+    println!("cargo:rerun-if-changed={}", obj.display());
+    if obj.is_file() {
+        println!("cargo:rustc-cfg=neighsyncd_ebpf");
+        println!(
+            "cargo:rustc-env=NEIGHSYNCD_EBPF_OBJECT_PATH={}",
+            obj.display()
+        );
+    } else {
+        println!(
+            "cargo:warning=eBPF object not found at {}: building without the eBPF source (run `cargo xtask build-ebpf`)",
+            obj.display()
+        );
+    }
+}
