@@ -5,6 +5,8 @@ use std::process::{Command, Stdio};
 
 pub fn run(extra: &[String]) -> anyhow::Result<()> {
     crate::run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
+    // First, so that clippy and the tests see the daemon with the eBPF object embedded.
+    crate::ebpf::build_for_tests()?;
     crate::run(Command::new("cargo").args([
         "clippy",
         "--workspace",
@@ -13,7 +15,6 @@ pub fn run(extra: &[String]) -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))?;
-    crate::ebpf::build_for_tests()?;
     crate::run(Command::new("cargo").args(["build", "-p", "neighsyncd", "--bins"]))?;
     let mut test = Command::new("cargo");
     test.current_dir(crate::root())
