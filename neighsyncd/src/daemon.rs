@@ -72,9 +72,11 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
         metrics.clone(),
     )
     .context("cannot start the rtnetlink source")?;
-    let (live_source, reason, _ebpf) = choose_source(&cfg, tx, &dumps, &metrics)?;
+    let (live_source, reason, ebpf) = choose_source(&cfg, tx, &dumps, &metrics)?;
+    let ebpf = Arc::new(std::sync::Mutex::new(ebpf));
     // Settled: now the first dump (after any subscription it needs).
     dumps.request(ResyncCause::Startup);
+    let dumps_for_check = dumps.clone();
     metrics
         .source_active
         .with_label_values(&[live_source, reason])
@@ -102,6 +104,28 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
     // The management APIs' read model (kept current by the pipeline).
     let view = Arc::new(crate::view::View::new(VIEW_HISTORY));
     let mut pipeline = pipeline.with_view(view.clone());
+    if live_source == "ebpf" {
+        let (ebpf, dumps, metrics) = (ebpf.clone(), dumps_for_check.clone(), metrics.clone());
+        pipeline = pipeline.with_ebpf_check(Box::new(move || {
+            if let Ok(mut e) = ebpf.lock() {
+                e.take();
+            }
+            dumps.subscribe_neighbors();
+            dumps.request(ResyncCause::Requested);
+            metrics
+                .source_active
+                .with_label_values(&["ebpf", "auto"])
+                .set(0);
+            metrics
+                .source_active
+                .with_label_values(&["ebpf", "configured"])
+                .set(0);
+            metrics
+                .source_active
+                .with_label_values(&["netlink", "ebpf_startup_check_failed"])
+                .set(1);
+        }));
+    }
     if let Some(db) = warm {
         pipeline = pipeline.with_warm_start(WarmPlan {
             db,

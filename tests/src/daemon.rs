@@ -43,6 +43,17 @@ impl Daemon {
 
     /// Like [`Daemon::start`], with this `--log-level`.
     pub fn start_with_log(ns: &Netns, redis: &RedisServer, extra: &[&str], level: &str) -> Daemon {
+        Self::start_with_env(ns, redis, extra, level, &[])
+    }
+
+    /// Like [`Daemon::start_with_log`], with extra environment variables.
+    pub fn start_with_env(
+        ns: &Netns,
+        redis: &RedisServer,
+        extra: &[&str],
+        level: &str,
+        envs: &[(&str, &str)],
+    ) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("nsd-daemon-")
             .tempdir()
@@ -56,6 +67,7 @@ impl Daemon {
             .arg(redis.url())
             .args(["--metrics-listen", &format!("127.0.0.1:{METRICS_PORT}")])
             .args(["--log-level", level])
+            .envs(envs.iter().copied())
             .args(extra)
             .stdout(Stdio::null())
             .stderr(logf)

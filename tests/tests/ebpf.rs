@@ -431,3 +431,61 @@ async fn netlink_and_ebpf_sources_end_with_the_same_appl_db() {
     wait::diff(&via_ebpf, &via_netlink).unwrap_or_else(|e| panic!("eBPF vs netlink:\n{e}"));
     assert!(via_netlink.len() >= 5, "{via_netlink:?}");
 }
+
+/// Wrong struct offsets (injected) make the first events disagree with the kernel dump: the
+/// daemon detaches, falls back to rtnetlink, says so, and APPL_DB still converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_offsets_fall_back_to_netlink_loudly() {
+    if !ebpf_available("wrong_offsets_fall_back_to_netlink_loudly") {
+        return;
+    }
+    let redis = RedisServer::start();
+    let lab = Lab::new();
+    let d = Daemon::start_with_env(
+        &lab.dut,
+        &redis,
+        &["--source", "auto"],
+        "neighsyncd=debug",
+        &[("NEIGHSYNCD_EBPF_FAULT", "ifindex")],
+    );
+    d.wait_ready(&lab.dut).await;
+    let mut script = String::new();
+    for i in 2..12 {
+        writeln!(
+            script,
+            "neigh add 10.0.0.{i} lladdr 02:00:00:00:00:{i:02x} dev Ethernet0 nud permanent"
+        )
+        .unwrap();
+    }
+    lab.dut.batch(&script);
+    wait::until("fallback", Duration::from_secs(10), async || {
+        if d.log().contains("falling back to rtnetlink") {
+            Ok(())
+        } else {
+            Err(d.tail())
+        }
+    })
+    .await;
+    lab.dut
+        .ip("neigh add 10.0.0.99 lladdr 02:00:00:00:00:99 dev Ethernet0 nud permanent");
+    let mut orch = Orchagent::new(redis.conn(0).await);
+    let none = BTreeSet::new();
+    wait::until(
+        "APPL_DB equals the kernel",
+        Duration::from_secs(10),
+        async || {
+            let want = kernel::expected(&lab.dut, &none);
+            let got = orch.sync().await;
+            wait::diff(&got, &want)
+        },
+    )
+    .await;
+    assert_eq!(
+        d.metric(
+            &lab.dut,
+            "neighsyncd_source_active",
+            "reason=\"ebpf_startup_check_failed\""
+        ),
+        1.0
+    );
+}

@@ -15,7 +15,7 @@ pub fn own_netns() -> Result<u32, EbpfError> {
 
 pub fn resolve() -> Result<Offsets, EbpfError> {
     let btf = Btf::from_sys().map_err(|e| EbpfError::Btf(e.to_string()))?;
-    Ok(Offsets {
+    let mut o = Offsets {
         neigh_tbl: btf.offset("neighbour", "tbl")?,
         neigh_dev: btf.offset("neighbour", "dev")?,
         neigh_primary_key: btf.offset("neighbour", "primary_key")?,
@@ -29,5 +29,12 @@ pub fn resolve() -> Result<Offsets, EbpfError> {
         dev_nd_net: btf.offset("net_device", "nd_net.net")?,
         net_ns_inum: btf.offset("net", "ns.inum")?,
         netns_inum: own_netns()?,
-    })
+    };
+    // Fault injection for the start-up check's test: a wrong offset, as a kernel whose layout
+    // was misread would give.
+    if std::env::var("NEIGHSYNCD_EBPF_FAULT").as_deref() == Ok("ifindex") {
+        tracing::warn!("NEIGHSYNCD_EBPF_FAULT=ifindex: reading ifindex at a wrong offset");
+        o.dev_ifindex += 1;
+    }
+    Ok(o)
 }
