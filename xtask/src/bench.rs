@@ -24,6 +24,10 @@ struct Row {
     rss_mib: f64,
     round_trips: f64,
     ops: f64,
+    /// Kernel neighbor changes the phase made, and events that reached userspace.
+    kernel_events: f64,
+    user_events: f64,
+    drops: f64,
 }
 
 pub fn run(sizes: &[u32], write: bool) -> anyhow::Result<()> {
@@ -45,6 +49,7 @@ pub fn run(sizes: &[u32], write: bool) -> anyhow::Result<()> {
     for &n in sizes {
         neighsyncd_tests::raise_neigh_limits(u64::from(n) + 1000);
         rows.extend(rt.block_on(burst("netlink", &["--source", "netlink"], n))?);
+        rows.extend(rt.block_on(burst("ebpf", &["--source", "ebpf"], n))?);
     }
     // The C++ daemon's way, approximated: one operation per Redis round trip.
     if let Some(&n) = sizes.first() {
@@ -107,18 +112,32 @@ fn batch_lines(n: u32, verb: &str) -> String {
     for i in 0..n {
         let (a, b) = (i / 250, i % 250 + 2);
         let ip = format!("10.{}.{}.{}", 100 + a / 256, a % 256, b);
+        let mac = format!(
+            "02:00:{:02x}:{:02x}:{:02x}:{:02x}",
+            (i >> 24) & 0xff,
+            (i >> 16) & 0xff,
+            (i >> 8) & 0xff,
+            i & 0xff
+        );
         let _ = if verb == "del" {
             writeln!(s, "neigh del {ip} dev Ethernet0")
+        } else if verb == "flap" {
+            writeln!(s, "neigh change {ip} lladdr {mac} dev Ethernet0 nud stale")
         } else {
             writeln!(
                 s,
-                "neigh {verb} {ip} lladdr 02:00:{:02x}:{:02x}:{:02x}:{:02x} dev Ethernet0 nud permanent",
+                "neigh {verb} {ip} lladdr 02:00:{:02x}:{:02x}:{:02x}:{:02x} dev Ethernet0 nud reachable",
                 (i >> 24) & 0xff,
                 (i >> 16) & 0xff,
                 (i >> 8) & 0xff,
                 i & 0xff
             )
         };
+    }
+    if verb == "flap" {
+        // ... and back to REACHABLE, MAC unchanged.
+        let back = s.replace(" nud stale", " nud reachable");
+        s.push_str(&back);
     }
     s
 }
@@ -146,14 +165,30 @@ async fn burst(mode: &str, args: &[&str], n: u32) -> anyhow::Result<Vec<Row>> {
     d.wait_ready(&lab.dut).await;
     let mut orch = Orchagent::new(redis.conn(0).await);
     let mut rows = Vec::new();
-    for (phase, verb, want) in [("add", "add", n as usize), ("delete", "del", 0)] {
+    let phases: [(&'static str, &str, usize); 3] = [
+        ("add", "add", n as usize),
+        ("flap storm", "flap", n as usize),
+        ("delete", "del", 0),
+    ];
+    for (phase, verb, want) in phases {
         let (cpu0, _) = proc_stats(d.pid());
         let rt0 = metric(&lab.dut, "neighsyncd_appdb_batches_total");
         let ops0 = metric(&lab.dut, "neighsyncd_appdb_operations_total");
+        let ev0 = metric(&lab.dut, "neighsyncd_events_total");
+        let drops0 = metric(&lab.dut, "neighsyncd_ringbuf_drops_total");
         let t0 = Instant::now();
         lab.dut.batch(&batch_lines(n, verb));
         let kernel_seconds = t0.elapsed().as_secs_f64();
-        wait_count(&mut orch, want, Duration::from_secs(600)).await?;
+        if verb == "flap" {
+            // Nothing to write: a marker after the storm shows when the daemon is through it.
+            lab.dut
+                .ip("neigh add 10.99.0.1 lladdr 02:99:00:00:00:01 dev Ethernet0 nud permanent");
+            wait_count(&mut orch, want + 1, Duration::from_secs(600)).await?;
+            lab.dut.ip("neigh del 10.99.0.1 dev Ethernet0");
+            wait_count(&mut orch, want, Duration::from_secs(600)).await?;
+        } else {
+            wait_count(&mut orch, want, Duration::from_secs(600)).await?;
+        }
         let seconds = t0.elapsed().as_secs_f64();
         let (cpu1, rss) = proc_stats(d.pid());
         rows.push(Row {
@@ -166,6 +201,9 @@ async fn burst(mode: &str, args: &[&str], n: u32) -> anyhow::Result<Vec<Row>> {
             rss_mib: rss,
             round_trips: metric(&lab.dut, "neighsyncd_appdb_batches_total") - rt0,
             ops: metric(&lab.dut, "neighsyncd_appdb_operations_total") - ops0,
+            kernel_events: f64::from(n) * if verb == "flap" { 2.0 } else { 1.0 },
+            user_events: metric(&lab.dut, "neighsyncd_events_total") - ev0,
+            drops: metric(&lab.dut, "neighsyncd_ringbuf_drops_total") - drops0,
         });
         eprintln!("{mode} {n} {phase}: {seconds:.2} s");
     }
@@ -182,7 +220,7 @@ fn render(rows: &[Row]) -> String {
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.2} | {:.2} | {:.0} | {:.2} | {:.1} | {:.0} | {:.0} |",
+            "| {} | {} | {} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0} | {:.0} | {:.1} | {:.0} | {:.0} |",
             r.mode,
             r.n,
             r.phase,
@@ -190,6 +228,9 @@ fn render(rows: &[Row]) -> String {
             r.seconds,
             f64::from(r.n) / r.seconds.max(1e-9),
             r.cpu,
+            r.cpu * 1e6 / r.kernel_events.max(1.0),
+            r.user_events,
+            r.drops,
             r.rss_mib,
             r.round_trips,
             r.ops
