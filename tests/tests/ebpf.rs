@@ -210,6 +210,14 @@ async fn events_for_adds_changes_deletes_timers_and_removal_in_our_namespace_onl
     let tail = src
         .until("marker", |m| has(m, "10.0.0.9", NeighKind::New, None, None))
         .await;
+    // Deleting the peer namespace destroys the veth pairs: our ends' neighbors are released.
+    let Lab { dut, peer } = lab;
+    drop(peer);
+    src.until("removal with the peer namespace", |m| {
+        has(m, "10.0.0.2", NeighKind::Del, None, None)
+    })
+    .await;
+    drop(dut);
     assert!(
         !has(&tail, "10.0.0.6", NeighKind::New, None, None),
         "event from another namespace: {tail:?}"

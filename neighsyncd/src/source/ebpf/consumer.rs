@@ -79,6 +79,15 @@ pub fn spawn(
     )))
 }
 
+fn drain(ring: &mut RingBuf<MapData>, batch: &mut Vec<SourceEvent>) {
+    while let Some(item) = ring.next() {
+        batch.push(match to_neigh_msg(&item) {
+            Some(m) => SourceEvent::Neigh(m),
+            None => SourceEvent::Malformed("bad_ringbuf_record"),
+        });
+    }
+}
+
 fn drop_total(drops: &PerCpuArray<MapData, u64>) -> u64 {
     drops.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0)
 }
@@ -101,16 +110,14 @@ async fn run(
                     Ok(g) => g,
                     Err(e) => { warn!(error = %e, "eBPF ring buffer failed; source stops"); return; }
                 };
-                let ring = guard.get_inner_mut();
-                while let Some(item) = ring.next() {
-                    batch.push(match to_neigh_msg(&item) {
-                        Some(m) => SourceEvent::Neigh(m),
-                        None => SourceEvent::Malformed("bad_ringbuf_record"),
-                    });
-                }
+                drain(guard.get_inner_mut(), &mut batch);
                 guard.clear_ready();
+                // A record submitted between the last read and clear_ready() would wait for
+                // the next wakeup: read once more after clearing.
+                drain(fd.get_mut(), &mut batch);
             }
-            _ = tick.tick() => {}
+            // The timer drains too, so nothing waits longer than a tick.
+            _ = tick.tick() => drain(fd.get_mut(), &mut batch),
         }
         stats
             .events
