@@ -124,6 +124,19 @@ pub struct Args {
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
 
+    /// REST API listener, or "off" [default: [::1]:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub rest_listen: Option<String>,
+
+    /// File holding the bearer token mutating API calls (resync) need; without it they are
+    /// refused [default: none].
+    #[arg(long, value_name = "PATH")]
+    pub api_token_file: Option<PathBuf>,
+
+    /// Whether API reads need no token [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub api_reads_open: Option<bool>,
+
     /// eBPF ring buffer size in bytes, a power of two [default: 4194304].
     #[arg(long, value_name = "BYTES")]
     pub ebpf_ring_bytes: Option<u32>,
@@ -172,6 +185,9 @@ struct FileConfig {
     syslog_socket: Option<PathBuf>,
     otlp_endpoint: Option<String>,
     metrics_listen: Option<String>,
+    rest_listen: Option<String>,
+    api_token_file: Option<PathBuf>,
+    api_reads_open: Option<bool>,
     ebpf_ring_bytes: Option<u32>,
     ebpf_lru_entries: Option<u32>,
     warm_restore_timeout: Option<u64>,
@@ -192,6 +208,9 @@ pub struct Config {
     pub log_target: LogTarget,
     pub otlp_endpoint: Option<String>,
     pub metrics_listen: Option<SocketAddr>,
+    pub rest_listen: Option<SocketAddr>,
+    pub api_token_file: Option<PathBuf>,
+    pub api_reads_open: bool,
     pub ebpf_ring_bytes: u32,
     pub ebpf_lru_entries: u32,
     pub warm_restore_timeout: Duration,
@@ -200,6 +219,7 @@ pub struct Config {
 pub const DEFAULT_RCVBUF: usize = 16 * 1024 * 1024;
 pub const DEFAULT_BATCH_MAX: usize = 16384;
 pub const DEFAULT_METRICS_LISTEN: &str = "[::1]:9091";
+pub const DEFAULT_REST_LISTEN: &str = "[::1]:8080";
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
@@ -209,6 +229,35 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
 }
 
 impl Config {
+    /// The effective configuration, as the API serves it (the token itself never appears).
+    pub fn to_json(&self) -> serde_json::Value {
+        let addr =
+            |a: &Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "off".into());
+        let mut ignore: Vec<&String> = self.ignore_interfaces.iter().collect();
+        ignore.sort();
+        serde_json::json!({
+            "appl_db": self.db.appl.url,
+            "config_db": self.db.config.url,
+            "state_db": self.db.state.url,
+            "source": format!("{:?}", self.source).to_lowercase(),
+            "netlink_rcvbuf": self.netlink_rcvbuf,
+            "batch_max": self.batch_max,
+            "audit_interval": self.audit_interval.map(|d| d.as_secs()).unwrap_or(0),
+            "ignore_interfaces": ignore,
+            "config_db_poll": self.config_db_poll.as_secs(),
+            "log_format": format!("{:?}", self.log_format).to_lowercase(),
+            "log_level": self.log_level,
+            "otlp_endpoint": self.otlp_endpoint,
+            "metrics_listen": addr(&self.metrics_listen),
+            "rest_listen": addr(&self.rest_listen),
+            "api_token_file": self.api_token_file.as_ref().map(|p| p.display().to_string()),
+            "api_reads_open": self.api_reads_open,
+            "ebpf_ring_bytes": self.ebpf_ring_bytes,
+            "ebpf_lru_entries": self.ebpf_lru_entries,
+            "warm_restore_timeout": self.warm_restore_timeout.as_secs(),
+        })
+    }
+
     pub fn load(args: Args) -> Result<Config, ConfigError> {
         let file = match &args.config {
             Some(path) => {
@@ -302,6 +351,20 @@ impl Config {
                 )
             })?),
         };
+        let rest_listen = match a
+            .rest_listen
+            .or(f.rest_listen)
+            .unwrap_or_else(|| DEFAULT_REST_LISTEN.into())
+            .as_str()
+        {
+            "off" => None,
+            s => Some(s.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "rest_listen",
+                    format!("{s:?} is not an address like [::1]:8080 or \"off\""),
+                )
+            })?),
+        };
         let ebpf_ring_bytes = a.ebpf_ring_bytes.or(f.ebpf_ring_bytes).unwrap_or(4 << 20);
         if !ebpf_ring_bytes.is_power_of_two() || ebpf_ring_bytes < 4096 {
             return Err(invalid(
@@ -344,6 +407,9 @@ impl Config {
             log_target,
             otlp_endpoint,
             metrics_listen,
+            rest_listen,
+            api_token_file: a.api_token_file.or(f.api_token_file),
+            api_reads_open: a.api_reads_open.or(f.api_reads_open).unwrap_or(true),
             ebpf_ring_bytes,
             ebpf_lru_entries,
         })

@@ -3,6 +3,7 @@
 //! The data's way through: `source` (netlink | eBPF) -> `rules` -> `state` -> `appdb`
 //! (ProducerStateTable) -> Redis; `pipeline` runs that loop, `daemon` wires the tasks.
 
+pub mod api;
 pub mod appdb;
 pub mod config;
 pub mod daemon;

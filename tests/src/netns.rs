@@ -97,15 +97,35 @@ impl Netns {
 
     /// A plain HTTP/1.0 GET from inside the namespace: (status, body).
     pub fn http_get(&self, port: u16, path: &str) -> Result<(u16, String), String> {
-        let path = path.to_string();
+        self.http(("127.0.0.1", port), "GET", path, &[], "")
+    }
+
+    /// Any HTTP/1.0 request from inside the namespace: (status, body).
+    pub fn http(
+        &self,
+        addr: (&str, u16),
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Result<(u16, String), String> {
+        let (host, port) = (addr.0.to_string(), addr.1);
+        let mut req = format!(
+            "{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
         self.run_inside(move || -> Result<(u16, String), String> {
             use std::io::Read;
             let mut s =
-                std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+                std::net::TcpStream::connect((host.as_str(), port)).map_err(|e| e.to_string())?;
             s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
                 .map_err(|e| e.to_string())?;
-            write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")
-                .map_err(|e| e.to_string())?;
+            s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
             let mut resp = String::new();
             s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
             let status = resp
@@ -119,6 +139,59 @@ impl Netns {
                 .unwrap_or_default();
             Ok((status, body))
         })?
+    }
+}
+
+impl Netns {
+    /// Opens a Server-Sent Events stream from inside the namespace; (event, data) pairs
+    /// arrive on the receiver until the connection closes.
+    pub fn sse(
+        &self,
+        addr: (&str, u16),
+        path: &str,
+    ) -> std::sync::mpsc::Receiver<(String, String)> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (host, port, path) = (addr.0.to_string(), addr.1, path.to_string());
+        let ns = format!("/var/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let Ok(file) = std::fs::File::open(&ns) else {
+                return;
+            };
+            // SAFETY: setns on an fd we own; only this thread changes namespace.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return;
+            }
+            let Ok(mut s) = std::net::TcpStream::connect((host.as_str(), port)) else {
+                return;
+            };
+            if write!(
+                s,
+                "GET {path} HTTP/1.0\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n"
+            )
+            .is_err()
+            {
+                return;
+            }
+            let mut event = String::new();
+            let mut data = String::new();
+            for line in std::io::BufReader::new(s).lines() {
+                let Ok(line) = line else { return };
+                if let Some(e) = line.strip_prefix("event: ") {
+                    event = e.to_string();
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data.push_str(d);
+                } else if line.is_empty()
+                    && !event.is_empty()
+                    && tx
+                        .send((std::mem::take(&mut event), std::mem::take(&mut data)))
+                        .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        rx
     }
 }
 
