@@ -4,6 +4,17 @@
 use std::path::PathBuf;
 
 fn main() {
+    // The gRPC API, with a descriptor set for server reflection. Needs `protoc`
+    // (Debian: protobuf-compiler; scripts/setup.sh installs it).
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
+    if let Err(e) = tonic_prost_build::configure()
+        .file_descriptor_set_path(out.join("neighsyncd_descriptor.bin"))
+        .compile_protos(&["../proto/neighsyncd.proto"], &["../proto"])
+    {
+        panic!(
+            "compiling proto/neighsyncd.proto failed (is protoc installed? sudo bash scripts/setup.sh): {e}"
+        );
+    }
     println!("cargo::rustc-check-cfg=cfg(neighsyncd_ebpf)");
     println!("cargo:rerun-if-env-changed=NEIGHSYNCD_EBPF_OBJECT");
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());

@@ -128,6 +128,10 @@ pub struct Args {
     #[arg(long, value_name = "ADDR")]
     pub rest_listen: Option<String>,
 
+    /// gRPC API listener (neighsyncd.v1, health, reflection), or "off" [default: [::1]:50051].
+    #[arg(long, value_name = "ADDR")]
+    pub grpc_listen: Option<String>,
+
     /// File holding the bearer token mutating API calls (resync) need; without it they are
     /// refused [default: none].
     #[arg(long, value_name = "PATH")]
@@ -186,6 +190,7 @@ struct FileConfig {
     otlp_endpoint: Option<String>,
     metrics_listen: Option<String>,
     rest_listen: Option<String>,
+    grpc_listen: Option<String>,
     api_token_file: Option<PathBuf>,
     api_reads_open: Option<bool>,
     ebpf_ring_bytes: Option<u32>,
@@ -209,6 +214,7 @@ pub struct Config {
     pub otlp_endpoint: Option<String>,
     pub metrics_listen: Option<SocketAddr>,
     pub rest_listen: Option<SocketAddr>,
+    pub grpc_listen: Option<SocketAddr>,
     pub api_token_file: Option<PathBuf>,
     pub api_reads_open: bool,
     pub ebpf_ring_bytes: u32,
@@ -220,6 +226,7 @@ pub const DEFAULT_RCVBUF: usize = 16 * 1024 * 1024;
 pub const DEFAULT_BATCH_MAX: usize = 16384;
 pub const DEFAULT_METRICS_LISTEN: &str = "[::1]:9091";
 pub const DEFAULT_REST_LISTEN: &str = "[::1]:8080";
+pub const DEFAULT_GRPC_LISTEN: &str = "[::1]:50051";
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
@@ -250,6 +257,7 @@ impl Config {
             "otlp_endpoint": self.otlp_endpoint,
             "metrics_listen": addr(&self.metrics_listen),
             "rest_listen": addr(&self.rest_listen),
+            "grpc_listen": addr(&self.grpc_listen),
             "api_token_file": self.api_token_file.as_ref().map(|p| p.display().to_string()),
             "api_reads_open": self.api_reads_open,
             "ebpf_ring_bytes": self.ebpf_ring_bytes,
@@ -365,6 +373,20 @@ impl Config {
                 )
             })?),
         };
+        let grpc_listen = match a
+            .grpc_listen
+            .or(f.grpc_listen)
+            .unwrap_or_else(|| DEFAULT_GRPC_LISTEN.into())
+            .as_str()
+        {
+            "off" => None,
+            s => Some(s.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "grpc_listen",
+                    format!("{s:?} is not an address like [::1]:50051 or \"off\""),
+                )
+            })?),
+        };
         let ebpf_ring_bytes = a.ebpf_ring_bytes.or(f.ebpf_ring_bytes).unwrap_or(4 << 20);
         if !ebpf_ring_bytes.is_power_of_two() || ebpf_ring_bytes < 4096 {
             return Err(invalid(
@@ -408,6 +430,7 @@ impl Config {
             otlp_endpoint,
             metrics_listen,
             rest_listen,
+            grpc_listen,
             api_token_file: a.api_token_file.or(f.api_token_file),
             api_reads_open: a.api_reads_open.or(f.api_reads_open).unwrap_or(true),
             ebpf_ring_bytes,

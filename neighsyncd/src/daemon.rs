@@ -132,24 +132,30 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
             restore_timeout: cfg.warm_restore_timeout,
         });
     }
+    let api_state = crate::api::ApiState {
+        view: view.clone(),
+        metrics: metrics.clone(),
+        dumps: dumps_for_check.clone(),
+        config: Arc::new(cfg.to_json()),
+        auth: Arc::new(
+            crate::api::auth::Auth::new(cfg.api_token_file.as_deref(), cfg.api_reads_open)
+                .context("api_token_file")?,
+        ),
+    };
+    let _grpc = match cfg.grpc_listen {
+        Some(addr) => Some(
+            crate::api::grpc::serve(addr, api_state.clone(), shutdown_rx.clone())
+                .await
+                .with_context(|| format!("cannot listen on {addr} (grpc_listen)"))?,
+        ),
+        None => None,
+    };
     let _rest = match cfg.rest_listen {
-        Some(addr) => {
-            let auth =
-                crate::api::auth::Auth::new(cfg.api_token_file.as_deref(), cfg.api_reads_open)
-                    .context("api_token_file")?;
-            let state = crate::api::ApiState {
-                view: view.clone(),
-                metrics: metrics.clone(),
-                dumps: dumps_for_check.clone(),
-                config: Arc::new(cfg.to_json()),
-                auth: Arc::new(auth),
-            };
-            Some(
-                crate::api::rest::serve(addr, state, shutdown_rx.clone())
-                    .await
-                    .with_context(|| format!("cannot listen on {addr} (rest_listen)"))?,
-            )
-        }
+        Some(addr) => Some(
+            crate::api::rest::serve(addr, api_state, shutdown_rx.clone())
+                .await
+                .with_context(|| format!("cannot listen on {addr} (rest_listen)"))?,
+        ),
         None => None,
     };
     let signals = tokio::spawn(wait_for_signal(shutdown_tx));

@@ -49,14 +49,29 @@ impl Auth {
     }
 
     fn bearer_ok(&self, headers: &HeaderMap) -> bool {
-        let Some(token) = &self.token else {
-            return false;
-        };
-        headers
+        let given = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|given| constant_time_eq(given.trim().as_bytes(), token.as_bytes()))
+            .and_then(|v| v.strip_prefix("Bearer "));
+        self.token_ok(given)
+    }
+
+    fn token_ok(&self, given: Option<&str>) -> bool {
+        match (&self.token, given) {
+            (Some(token), Some(given)) => {
+                constant_time_eq(given.trim().as_bytes(), token.as_bytes())
+            }
+            _ => false,
+        }
+    }
+
+    /// For gRPC: the token from the `authorization: Bearer ...` metadata, if any.
+    pub fn may_read_token(&self, given: Option<&str>) -> bool {
+        self.reads_open || self.token_ok(given)
+    }
+
+    pub fn may_write_token(&self, given: Option<&str>) -> bool {
+        self.token_ok(given)
     }
 
     pub fn may_read(&self, headers: &HeaderMap) -> bool {

@@ -1,7 +1,8 @@
-//! The management plane: REST (axum) over the daemon's read model ([`crate::view::View`]).
+//! The management plane: REST (axum) and gRPC (tonic) over the daemon's read model ([`crate::view::View`]).
 //! Handlers only read the view or ask for a dump, so no client can slow the pipeline.
 
 pub mod auth;
+pub mod grpc;
 pub mod openapi;
 pub mod rest;
 
