@@ -15,7 +15,7 @@ pub fn run(extra: &[String]) -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))?;
-    crate::run(Command::new("cargo").args(["build", "-p", "neighsyncd", "--bins"]))?;
+    crate::run(Command::new("cargo").args(["build", "--workspace", "--bins"]))?;
     let mut test = Command::new("cargo");
     test.current_dir(crate::root())
         .args(["test", "--workspace", "--all-targets"])

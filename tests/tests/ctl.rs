@@ -1,0 +1,82 @@
+//! neighsyncctl against a running daemon.
+
+use std::process::Command;
+use std::time::Duration;
+
+use neighsyncd_tests::daemon::{Daemon, binary};
+use neighsyncd_tests::netns::Lab;
+use neighsyncd_tests::redis_server::RedisServer;
+use neighsyncd_tests::{lab_available, wait};
+
+fn ctl(lab: &Lab, args: &[&str]) -> (bool, String) {
+    let bin = binary().with_file_name("neighsyncctl");
+    let out = Command::new("ip")
+        .args(["netns", "exec", lab.dut.name()])
+        .arg(bin)
+        .args(args)
+        .output()
+        .expect("run neighsyncctl");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_stats_resync_health() {
+    if !lab_available("show_stats_resync_health") {
+        return;
+    }
+    let redis = RedisServer::start();
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "ctl-token").unwrap();
+    let d = Daemon::start(
+        &lab.dut,
+        &redis,
+        &[
+            "--source",
+            "netlink",
+            "--api-token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    d.wait_ready(&lab.dut).await;
+    lab.dut
+        .ip("neigh add 10.0.0.5 lladdr 02:00:00:00:00:05 dev Ethernet0 nud permanent");
+    wait::until("show lists it", Duration::from_secs(10), async || {
+        let (ok, out) = ctl(&lab, &["show", "--family", "IPv4"]);
+        if ok
+            && out.contains("10.0.0.5")
+            && out.contains("02:00:00:00:00:05")
+            && out.contains("Total number of entries")
+        {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    })
+    .await;
+    let (ok, out) = ctl(&lab, &["show", "--interface", "Ethernet0", "--json"]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["key"] == "Ethernet0:10.0.0.5")
+    );
+    let (ok, out) = ctl(&lab, &["stats"]);
+    assert!(ok && out.contains("neighbors{family=IPv4} 1"), "{out}");
+    let (ok, out) = ctl(&lab, &["resync"]);
+    assert!(!ok && out.contains("401"), "resync without a token: {out}");
+    let (ok, out) = ctl(&lab, &["--token-file", token.to_str().unwrap(), "resync"]);
+    assert!(ok && out.contains("resync requested"), "{out}");
+    let (ok, out) = ctl(&lab, &["--metrics", "http://127.0.0.1:9091", "health"]);
+    assert!(ok && out.contains("redis") && out.contains("ok"), "{out}");
+}
