@@ -153,8 +153,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
             println!(
-                "{:<28} {:<18} {:<14} {:<10} {:<11} {:<18} {}",
-                "Address", "MacAddress", "Iface", "Vrf", "State", "APPL_DB", "Skipped"
+                "{:<28} {:<18} {:<14} {:<10} {:<11} {:<18} Skipped",
+                "Address", "MacAddress", "Iface", "Vrf", "State", "APPL_DB"
             );
             println!("{}", "-".repeat(112));
             for r in &all {
