@@ -137,6 +137,18 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub api_token_file: Option<PathBuf>,
 
+    /// TLS for the REST and gRPC listeners: the server certificate chain (PEM) [default: plain].
+    #[arg(long, value_name = "PATH")]
+    pub api_tls_cert: Option<PathBuf>,
+
+    /// The server certificate's private key (PEM).
+    #[arg(long, value_name = "PATH")]
+    pub api_tls_key: Option<PathBuf>,
+
+    /// Mutual TLS: clients must present a certificate signed by this CA (PEM).
+    #[arg(long, value_name = "PATH")]
+    pub api_tls_client_ca: Option<PathBuf>,
+
     /// Whether API reads need no token [default: true].
     #[arg(long, value_name = "BOOL")]
     pub api_reads_open: Option<bool>,
@@ -193,6 +205,9 @@ struct FileConfig {
     grpc_listen: Option<String>,
     api_token_file: Option<PathBuf>,
     api_reads_open: Option<bool>,
+    api_tls_cert: Option<PathBuf>,
+    api_tls_key: Option<PathBuf>,
+    api_tls_client_ca: Option<PathBuf>,
     ebpf_ring_bytes: Option<u32>,
     ebpf_lru_entries: Option<u32>,
     warm_restore_timeout: Option<u64>,
@@ -217,6 +232,7 @@ pub struct Config {
     pub grpc_listen: Option<SocketAddr>,
     pub api_token_file: Option<PathBuf>,
     pub api_reads_open: bool,
+    pub api_tls: Option<crate::api::tls::TlsFiles>,
     pub ebpf_ring_bytes: u32,
     pub ebpf_lru_entries: u32,
     pub warm_restore_timeout: Duration,
@@ -260,6 +276,8 @@ impl Config {
             "grpc_listen": addr(&self.grpc_listen),
             "api_token_file": self.api_token_file.as_ref().map(|p| p.display().to_string()),
             "api_reads_open": self.api_reads_open,
+            "api_tls": self.api_tls.is_some(),
+            "api_mtls": self.api_tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
             "ebpf_ring_bytes": self.ebpf_ring_bytes,
             "ebpf_lru_entries": self.ebpf_lru_entries,
             "warm_restore_timeout": self.warm_restore_timeout.as_secs(),
@@ -387,6 +405,30 @@ impl Config {
                 )
             })?),
         };
+        let api_tls = match (
+            a.api_tls_cert.or(f.api_tls_cert),
+            a.api_tls_key.or(f.api_tls_key),
+            a.api_tls_client_ca.or(f.api_tls_client_ca),
+        ) {
+            (Some(cert), Some(key), client_ca) => Some(crate::api::tls::TlsFiles {
+                cert,
+                key,
+                client_ca,
+            }),
+            (None, None, None) => None,
+            (None, None, Some(_)) => {
+                return Err(invalid(
+                    "api_tls_client_ca",
+                    "needs api_tls_cert and api_tls_key",
+                ));
+            }
+            _ => {
+                return Err(invalid(
+                    "api_tls_cert",
+                    "api_tls_cert and api_tls_key go together",
+                ));
+            }
+        };
         let ebpf_ring_bytes = a.ebpf_ring_bytes.or(f.ebpf_ring_bytes).unwrap_or(4 << 20);
         if !ebpf_ring_bytes.is_power_of_two() || ebpf_ring_bytes < 4096 {
             return Err(invalid(
@@ -433,6 +475,7 @@ impl Config {
             grpc_listen,
             api_token_file: a.api_token_file.or(f.api_token_file),
             api_reads_open: a.api_reads_open.or(f.api_reads_open).unwrap_or(true),
+            api_tls,
             ebpf_ring_bytes,
             ebpf_lru_entries,
         })

@@ -142,17 +142,30 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
                 .context("api_token_file")?,
         ),
     };
+    let rest_tls = match &cfg.api_tls {
+        Some(files) => Some(
+            files
+                .server_config()
+                .context("api_tls_cert / api_tls_key")?,
+        ),
+        None => None,
+    };
     let _grpc = match cfg.grpc_listen {
         Some(addr) => Some(
-            crate::api::grpc::serve(addr, api_state.clone(), shutdown_rx.clone())
-                .await
-                .with_context(|| format!("cannot listen on {addr} (grpc_listen)"))?,
+            crate::api::grpc::serve(
+                addr,
+                api_state.clone(),
+                cfg.api_tls.as_ref(),
+                shutdown_rx.clone(),
+            )
+            .await
+            .with_context(|| format!("cannot listen on {addr} (grpc_listen)"))?,
         ),
         None => None,
     };
     let _rest = match cfg.rest_listen {
         Some(addr) => Some(
-            crate::api::rest::serve(addr, api_state, shutdown_rx.clone())
+            crate::api::rest::serve(addr, api_state, rest_tls, shutdown_rx.clone())
                 .await
                 .with_context(|| format!("cannot listen on {addr} (rest_listen)"))?,
         ),

@@ -277,8 +277,19 @@ impl Neighsyncd for Service {
 pub async fn serve(
     addr: SocketAddr,
     state: ApiState,
+    tls: Option<&super::tls::TlsFiles>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, std::io::Error> {
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(files) = tls {
+        let (cert, key, ca) = files.pem().map_err(std::io::Error::other)?;
+        let mut config = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(cert, key));
+        if let Some(ca) = ca {
+            config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+        }
+        builder = builder.tls_config(config).map_err(std::io::Error::other)?;
+    }
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "gRPC API listening");
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -293,7 +304,7 @@ pub async fn serve(
     let service = NeighsyncdServer::new(Service { state }).max_decoding_message_size(64 * 1024);
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     Ok(tokio::spawn(async move {
-        let res = tonic::transport::Server::builder()
+        let res = builder
             .concurrency_limit_per_connection(super::rest::MAX_CONCURRENT)
             .add_service(health)
             .add_service(reflection)

@@ -4,7 +4,9 @@
 pub mod auth;
 pub mod grpc;
 pub mod openapi;
+pub mod ratelimit;
 pub mod rest;
+pub mod tls;
 
 use std::sync::Arc;
 

@@ -52,6 +52,24 @@ fn unauthenticated() -> ApiError {
     )
 }
 
+static LIMITER: std::sync::LazyLock<super::ratelimit::RateLimiter> =
+    std::sync::LazyLock::new(|| {
+        super::ratelimit::RateLimiter::new(super::ratelimit::RATE, super::ratelimit::BURST)
+    });
+
+async fn rate_limit(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if LIMITER.try_acquire() {
+        next.run(req).await
+    } else {
+        ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests; retry later".into(),
+        )
+        .into_response()
+    }
+}
+
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/neighbors", get(list))
@@ -69,6 +87,7 @@ pub fn router(state: ApiState) -> Router {
             )
         })
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(axum::middleware::from_fn(rate_limit))
         .layer(tower::limit::ConcurrencyLimitLayer::new(MAX_CONCURRENT))
         .with_state(state)
 }
@@ -359,15 +378,47 @@ async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-/// Binds now (a bad address fails the start), serves until `shutdown`.
+/// Binds now (a bad address fails the start), serves until `shutdown`; over TLS (and mutual
+/// TLS) when configured.
 pub async fn serve(
     addr: SocketAddr,
     state: ApiState,
+    tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "REST API listening");
+    tracing::info!(%addr, tls = tls.is_some(), "REST API listening");
     let app = router(state);
+    if let Some(config) = tls {
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        return Ok(tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = tokio::select! {
+                    _ = shutdown.changed() => return,
+                    r = listener.accept() => match r {
+                        Ok(c) => c,
+                        Err(e) => { tracing::warn!(error = %e, "REST accept failed"); continue; }
+                    },
+                };
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    let tls = match acceptor.accept(tcp).await {
+                        Ok(t) => t,
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake refused");
+                            return;
+                        }
+                    };
+                    let svc = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+                });
+            }
+        }));
+    }
     Ok(tokio::spawn(async move {
         let res = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
