@@ -282,10 +282,10 @@ pub async fn serve(
 ) -> Result<tokio::task::JoinHandle<()>, std::io::Error> {
     let mut builder = tonic::transport::Server::builder();
     if let Some(files) = tls {
-        let (cert, key, ca) = files.pem().map_err(std::io::Error::other)?;
+        let pem = files.pem().map_err(std::io::Error::other)?;
         let mut config = tonic::transport::ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(cert, key));
-        if let Some(ca) = ca {
+            .identity(tonic::transport::Identity::from_pem(pem.cert, pem.key));
+        if let Some(ca) = pem.client_ca {
             config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
         }
         builder = builder.tls_config(config).map_err(std::io::Error::other)?;

@@ -48,13 +48,20 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     }
 }
 
+/// The PEM contents: certificate chain, key, client CA.
+pub struct Pem {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    pub client_ca: Option<Vec<u8>>,
+}
+
 impl TlsFiles {
-    pub fn pem(&self) -> Result<(Vec<u8>, Vec<u8>, Option<Vec<u8>>), TlsError> {
-        Ok((
-            read(&self.cert)?,
-            read(&self.key)?,
-            self.client_ca.as_deref().map(read).transpose()?,
-        ))
+    pub fn pem(&self) -> Result<Pem, TlsError> {
+        Ok(Pem {
+            cert: read(&self.cert)?,
+            key: read(&self.key)?,
+            client_ca: self.client_ca.as_deref().map(read).transpose()?,
+        })
     }
 
     /// The rustls server configuration for the REST listener.
