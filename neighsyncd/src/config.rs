@@ -124,11 +124,12 @@ pub struct Args {
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
 
-    /// REST API listener, or "off" [default: [::1]:8080].
+    /// REST API listener: ADDR:PORT, unix:/PATH, or "off" [default: [::1]:8080].
     #[arg(long, value_name = "ADDR")]
     pub rest_listen: Option<String>,
 
-    /// gRPC API listener (neighsyncd.v1, health, reflection), or "off" [default: [::1]:50051].
+    /// gRPC API listener (neighsyncd.v1, health, reflection): ADDR:PORT, unix:/PATH, or "off"
+    /// [default: [::1]:50051].
     #[arg(long, value_name = "ADDR")]
     pub grpc_listen: Option<String>,
 
@@ -228,8 +229,8 @@ pub struct Config {
     pub log_target: LogTarget,
     pub otlp_endpoint: Option<String>,
     pub metrics_listen: Option<SocketAddr>,
-    pub rest_listen: Option<SocketAddr>,
-    pub grpc_listen: Option<SocketAddr>,
+    pub rest_listen: Option<ListenAddr>,
+    pub grpc_listen: Option<ListenAddr>,
     pub api_token_file: Option<PathBuf>,
     pub api_reads_open: bool,
     pub api_tls: Option<crate::api::tls::TlsFiles>,
@@ -243,6 +244,50 @@ pub const DEFAULT_BATCH_MAX: usize = 16384;
 pub const DEFAULT_METRICS_LISTEN: &str = "[::1]:9091";
 pub const DEFAULT_REST_LISTEN: &str = "[::1]:8080";
 pub const DEFAULT_GRPC_LISTEN: &str = "[::1]:50051";
+
+/// Where an API listens: TCP, or a unix socket (protected by its file permissions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+fn api_listen(
+    key: &'static str,
+    value: Option<String>,
+    default: &str,
+) -> Result<Option<ListenAddr>, ConfigError> {
+    let v = value.unwrap_or_else(|| default.into());
+    if v == "off" {
+        return Ok(None);
+    }
+    if let Some(path) = v.strip_prefix("unix:") {
+        if !path.starts_with('/') {
+            return Err(invalid(
+                key,
+                format!("{v:?}: the unix socket path must be absolute"),
+            ));
+        }
+        return Ok(Some(ListenAddr::Unix(PathBuf::from(path))));
+    }
+    v.parse::<SocketAddr>()
+        .map(|a| Some(ListenAddr::Tcp(a)))
+        .map_err(|_| {
+            invalid(
+                key,
+                format!("{v:?} is not ADDR:PORT (e.g. {default}), unix:/PATH or \"off\""),
+            )
+        })
+}
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
@@ -272,8 +317,8 @@ impl Config {
             "log_level": self.log_level,
             "otlp_endpoint": self.otlp_endpoint,
             "metrics_listen": addr(&self.metrics_listen),
-            "rest_listen": addr(&self.rest_listen),
-            "grpc_listen": addr(&self.grpc_listen),
+            "rest_listen": self.rest_listen.as_ref().map(|l| l.to_string()).unwrap_or_else(|| "off".into()),
+            "grpc_listen": self.grpc_listen.as_ref().map(|l| l.to_string()).unwrap_or_else(|| "off".into()),
             "api_token_file": self.api_token_file.as_ref().map(|p| p.display().to_string()),
             "api_reads_open": self.api_reads_open,
             "api_tls": self.api_tls.is_some(),
@@ -377,34 +422,16 @@ impl Config {
                 )
             })?),
         };
-        let rest_listen = match a
-            .rest_listen
-            .or(f.rest_listen)
-            .unwrap_or_else(|| DEFAULT_REST_LISTEN.into())
-            .as_str()
-        {
-            "off" => None,
-            s => Some(s.parse::<SocketAddr>().map_err(|_| {
-                invalid(
-                    "rest_listen",
-                    format!("{s:?} is not an address like [::1]:8080 or \"off\""),
-                )
-            })?),
-        };
-        let grpc_listen = match a
-            .grpc_listen
-            .or(f.grpc_listen)
-            .unwrap_or_else(|| DEFAULT_GRPC_LISTEN.into())
-            .as_str()
-        {
-            "off" => None,
-            s => Some(s.parse::<SocketAddr>().map_err(|_| {
-                invalid(
-                    "grpc_listen",
-                    format!("{s:?} is not an address like [::1]:50051 or \"off\""),
-                )
-            })?),
-        };
+        let rest_listen = api_listen(
+            "rest_listen",
+            a.rest_listen.or(f.rest_listen),
+            DEFAULT_REST_LISTEN,
+        )?;
+        let grpc_listen = api_listen(
+            "grpc_listen",
+            a.grpc_listen.or(f.grpc_listen),
+            DEFAULT_GRPC_LISTEN,
+        )?;
         let api_tls = match (
             a.api_tls_cert.or(f.api_tls_cert),
             a.api_tls_key.or(f.api_tls_key),

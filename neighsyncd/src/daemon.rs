@@ -150,10 +150,10 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
         ),
         None => None,
     };
-    let _grpc = match cfg.grpc_listen {
+    let _grpc = match &cfg.grpc_listen {
         Some(addr) => Some(
             crate::api::grpc::serve(
-                addr,
+                addr.clone(),
                 api_state.clone(),
                 cfg.api_tls.as_ref(),
                 shutdown_rx.clone(),
@@ -163,9 +163,9 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
         ),
         None => None,
     };
-    let _rest = match cfg.rest_listen {
+    let _rest = match &cfg.rest_listen {
         Some(addr) => Some(
-            crate::api::rest::serve(addr, api_state, rest_tls, shutdown_rx.clone())
+            crate::api::rest::serve(addr.clone(), api_state, rest_tls, shutdown_rx.clone())
                 .await
                 .with_context(|| format!("cannot listen on {addr} (rest_listen)"))?,
         ),

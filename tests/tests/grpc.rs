@@ -315,3 +315,59 @@ async fn every_call_health_reflection_and_the_subscription() {
             .any(|c| c.kind == pb::change::Kind::Upsert as i32)
     );
 }
+
+/// Both APIs on unix sockets (reached from anywhere on the host, guarded by file permissions).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_apis_listen_on_unix_sockets() {
+    if !lab_available("both_apis_listen_on_unix_sockets") {
+        return;
+    }
+    let redis = RedisServer::start();
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let rest = dir.path().join("rest.sock");
+    let grpc = dir.path().join("grpc.sock");
+    let d = Daemon::start(
+        &lab.dut,
+        &redis,
+        &[
+            "--source",
+            "netlink",
+            "--rest-listen",
+            &format!("unix:{}", rest.display()),
+            "--grpc-listen",
+            &format!("unix:{}", grpc.display()),
+        ],
+    );
+    d.wait_ready(&lab.dut).await;
+    // REST over the socket.
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(&rest).unwrap();
+    s.write_all(b"GET /api/v1/stats HTTP/1.0\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(
+        resp.starts_with("HTTP/1.0 200") || resp.starts_with("HTTP/1.1 200"),
+        "{resp:.200}"
+    );
+    // gRPC over the socket.
+    let path = grpc.clone();
+    let ch = tonic::transport::Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(path).await?,
+                ))
+            }
+        }))
+        .await
+        .unwrap();
+    let cfg = NeighsyncdClient::new(ch)
+        .get_config(pb::GetConfigRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(cfg.json.contains("unix:"), "{}", cfg.json);
+}

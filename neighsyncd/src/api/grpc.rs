@@ -1,7 +1,6 @@
 //! gRPC (tonic): `neighsyncd.v1.Neighsyncd` on the same read model as REST, plus the standard
 //! health service and server reflection (so stock tools such as grpcurl work).
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 
 use futures::Stream;
@@ -10,6 +9,7 @@ use tonic::{Request, Response, Status};
 
 use super::ApiState;
 use super::rest::{DEFAULT_PAGE_SIZE, Filter, MAX_PAGE_SIZE};
+use crate::config::ListenAddr;
 use crate::source::ResyncCause;
 use crate::view::{Change, ChangeKind, NeighborRecord};
 
@@ -275,7 +275,7 @@ impl Neighsyncd for Service {
 
 /// Binds now, serves the API, health and reflection until `shutdown`.
 pub async fn serve(
-    addr: SocketAddr,
+    addr: ListenAddr,
     state: ApiState,
     tls: Option<&super::tls::TlsFiles>,
     mut shutdown: watch::Receiver<bool>,
@@ -290,8 +290,7 @@ pub async fn serve(
         }
         builder = builder.tls_config(config).map_err(std::io::Error::other)?;
     }
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "gRPC API listening");
+    tracing::info!(%addr, tls = tls.is_some(), "gRPC API listening");
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<NeighsyncdServer<Service>>()
@@ -302,19 +301,36 @@ pub async fn serve(
         .build_v1()
         .map_err(std::io::Error::other)?;
     let service = NeighsyncdServer::new(Service { state }).max_decoding_message_size(64 * 1024);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    Ok(tokio::spawn(async move {
-        let res = builder
-            .concurrency_limit_per_connection(super::rest::MAX_CONCURRENT)
-            .add_service(health)
-            .add_service(reflection)
-            .add_service(service)
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = shutdown.changed().await;
+    let router = builder
+        .concurrency_limit_per_connection(super::rest::MAX_CONCURRENT)
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(service);
+    let stop = async move {
+        let _ = shutdown.changed().await;
+    };
+    let task = match addr {
+        ListenAddr::Tcp(a) => {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(
+                tokio::net::TcpListener::bind(a).await?,
+            );
+            tokio::spawn(async move {
+                if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
+                    tracing::warn!(error = %e, "gRPC listener failed");
+                }
             })
-            .await;
-        if let Err(e) = res {
-            tracing::warn!(error = %e, "gRPC listener failed");
         }
-    }))
+        ListenAddr::Unix(p) => {
+            let _ = std::fs::remove_file(&p);
+            let incoming = tokio_stream::wrappers::UnixListenerStream::new(
+                tokio::net::UnixListener::bind(&p)?,
+            );
+            tokio::spawn(async move {
+                if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
+                    tracing::warn!(error = %e, "gRPC listener failed");
+                }
+            })
+        }
+    };
+    Ok(task)
 }

@@ -1,7 +1,7 @@
 //! REST: `/api/v1/...` on the read model. Errors are JSON `{"code", "message"}`.
 
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
 use super::ApiState;
+use crate::config::ListenAddr;
 use crate::source::ResyncCause;
 use crate::view::{Change, NeighborRecord};
 
@@ -381,14 +382,33 @@ async fn events(
 /// Binds now (a bad address fails the start), serves until `shutdown`; over TLS (and mutual
 /// TLS) when configured.
 pub async fn serve(
-    addr: SocketAddr,
+    addr: ListenAddr,
     state: ApiState,
     tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let app = router(state);
+    let addr = match addr {
+        ListenAddr::Tcp(a) => a,
+        ListenAddr::Unix(path) => {
+            // A unix socket is protected by its file permissions; TLS is for TCP listeners.
+            let _ = std::fs::remove_file(&path);
+            let listener = tokio::net::UnixListener::bind(&path)?;
+            tracing::info!(path = %path.display(), "REST API listening");
+            return Ok(tokio::spawn(async move {
+                let res = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = shutdown.changed().await;
+                    })
+                    .await;
+                if let Err(e) = res {
+                    tracing::warn!(error = %e, "REST listener failed");
+                }
+            }));
+        }
+    };
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, tls = tls.is_some(), "REST API listening");
-    let app = router(state);
     if let Some(config) = tls {
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         return Ok(tokio::spawn(async move {
