@@ -100,34 +100,14 @@ impl WarmDb {
         };
         if !(system || docker) {
             cold("warm restart not enabled");
-            let _: () = redis::cmd("HSET")
-                .arg(&table)
-                .arg("restore_count")
-                .arg("0")
-                .query_async(&mut self.state)
-                .await?;
-            return Ok(WarmStart {
-                enabled: false,
-                system: false,
-                restore_count: 0,
-            });
+            return self.cold_start(&table).await;
         }
         let count = Self::hget(&mut self.state, &table, "restore_count").await?;
         let Some(count) = count.and_then(|c| c.parse::<u64>().ok()) else {
             warn!(
                 "{APP} doing warm start, but restore_count not found in stateDB WARM_RESTART_TABLE table, fall back to cold start"
             );
-            let _: () = redis::cmd("HSET")
-                .arg(&table)
-                .arg("restore_count")
-                .arg("0")
-                .query_async(&mut self.state)
-                .await?;
-            return Ok(WarmStart {
-                enabled: false,
-                system: false,
-                restore_count: 0,
-            });
+            return self.cold_start(&table).await;
         };
         let restore_count = if incr { count + 1 } else { count };
         if incr {
@@ -143,6 +123,21 @@ impl WarmDb {
             enabled: true,
             system,
             restore_count,
+        })
+    }
+
+    /// A cold start: `restore_count` is 0 (the whole STATE_DB was flushed, or warm is off).
+    async fn cold_start(&mut self, table: &str) -> Result<WarmStart, WarmError> {
+        let _: () = redis::cmd("HSET")
+            .arg(table)
+            .arg("restore_count")
+            .arg("0")
+            .query_async(&mut self.state)
+            .await?;
+        Ok(WarmStart {
+            enabled: false,
+            system: false,
+            restore_count: 0,
         })
     }
 

@@ -24,6 +24,23 @@ where
     }
 }
 
+/// Polls until orchagent's `NEIGH_TABLE` equals what the namespace's kernel table should give
+/// (default SONiC configuration), then returns; panics with the diff at the deadline.
+pub async fn appl_db_equals_kernel(
+    what: &str,
+    orch: &mut crate::orchagent::Orchagent,
+    ns: &crate::netns::Netns,
+    timeout: Duration,
+) {
+    let none = std::collections::BTreeSet::new();
+    until(what, timeout, async || {
+        let want = crate::kernel::expected(ns, &none);
+        let got = orch.sync().await;
+        diff(&got, &want)
+    })
+    .await;
+}
+
 /// Ok when equal, else a readable diff (at most 20 lines of each kind).
 pub fn diff<K: Ord + Debug, V: PartialEq + Debug>(
     got: &BTreeMap<K, V>,

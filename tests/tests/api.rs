@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use neighsyncd_tests::daemon::Daemon;
-use neighsyncd_tests::kernel;
 use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::orchagent::Orchagent;
 use neighsyncd_tests::redis_server::RedisServer;
@@ -374,15 +373,11 @@ async fn a_stalled_subscriber_falls_behind_without_slowing_the_pipeline() {
     }
     lab.dut.batch(&text);
     let mut orch = Orchagent::new(s._redis.conn(0).await);
-    let none = BTreeSet::new();
-    wait::until(
+    wait::appl_db_equals_kernel(
         "APPL_DB equals the kernel while a subscriber stalls",
+        &mut orch,
+        &lab.dut,
         Duration::from_secs(60),
-        async || {
-            let want = kernel::expected(&lab.dut, &none);
-            let got = orch.sync().await;
-            wait::diff(&got, &want)
-        },
     )
     .await;
     go_tx.send(()).unwrap();

@@ -1,12 +1,10 @@
 //! Our own crashes: SIGKILL at random points of a burst, restart, 20 rounds. APPL_DB (as
 //! orchagent sees it) must always end equal to the kernel.
 
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use neighsyncd_tests::daemon::Daemon;
-use neighsyncd_tests::kernel;
 use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::orchagent::Orchagent;
 use neighsyncd_tests::redis_server::RedisServer;
@@ -46,7 +44,6 @@ async fn sigkill_during_bursts_always_converges() {
     let lab = Lab::new();
     lab.dut.ip("addr add 10.100.0.1/16 dev Ethernet0");
     let mut orch = Orchagent::new(redis.conn(0).await);
-    let none = BTreeSet::new();
     for round in 0..20 {
         let mut d = Daemon::start(&lab.dut, &redis, &["--source", "netlink"]);
         d.wait_ready(&lab.dut).await;
@@ -84,14 +81,11 @@ async fn sigkill_during_bursts_always_converges() {
         let d2 = Daemon::start(&lab.dut, &redis, &["--source", "netlink"]);
         burst.join().unwrap();
         d2.wait_ready(&lab.dut).await;
-        wait::until(
+        wait::appl_db_equals_kernel(
             &format!("round {round} (killed after {delay} ms): APPL_DB equals the kernel"),
+            &mut orch,
+            &lab.dut,
             Duration::from_secs(30),
-            async || {
-                let want = kernel::expected(&lab.dut, &none);
-                let got = orch.sync().await;
-                wait::diff(&got, &want)
-            },
         )
         .await;
         drop(d2);

@@ -1,7 +1,6 @@
 //! The eBPF source against the running kernel: the real program loaded and attached, events
 //! driven in lab namespaces.
 
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -354,15 +353,11 @@ async fn ring_overflow_resyncs_to_the_kernel_table() {
     }
     lab.dut.batch(&add);
     let mut orch = Orchagent::new(redis.conn(0).await);
-    let none = BTreeSet::new();
-    wait::until(
+    wait::appl_db_equals_kernel(
         "APPL_DB equals the kernel",
+        &mut orch,
+        &lab.dut,
         Duration::from_secs(60),
-        async || {
-            let want = kernel::expected(&lab.dut, &none);
-            let got = orch.sync().await;
-            wait::diff(&got, &want)
-        },
     )
     .await;
     assert!(
@@ -400,15 +395,11 @@ neigh add 10.0.0.18 lladdr 02:00:00:00:00:18 dev Ethernet0 nud probe
     lab.ping("10.0.0.2");
     lab.ping("fc00::2");
     let mut orch = Orchagent::new(redis.conn(0).await);
-    let none = BTreeSet::new();
-    wait::until(
+    wait::appl_db_equals_kernel(
         &format!("{source}: APPL_DB equals the kernel"),
+        &mut orch,
+        &lab.dut,
         Duration::from_secs(10),
-        async || {
-            let want = kernel::expected(&lab.dut, &none);
-            let got = orch.sync().await;
-            wait::diff(&got, &want)
-        },
     )
     .await;
     // Peer MACs differ per lab: normalise them to their role.
@@ -477,15 +468,11 @@ async fn wrong_offsets_fall_back_to_netlink_loudly() {
     lab.dut
         .ip("neigh add 10.0.0.99 lladdr 02:00:00:00:00:99 dev Ethernet0 nud permanent");
     let mut orch = Orchagent::new(redis.conn(0).await);
-    let none = BTreeSet::new();
-    wait::until(
+    wait::appl_db_equals_kernel(
         "APPL_DB equals the kernel",
+        &mut orch,
+        &lab.dut,
         Duration::from_secs(10),
-        async || {
-            let want = kernel::expected(&lab.dut, &none);
-            let got = orch.sync().await;
-            wait::diff(&got, &want)
-        },
     )
     .await;
     assert_eq!(

@@ -1,10 +1,9 @@
 //! The kernel's neighbor table mirrored into APPL_DB, driven by the real kernel in a lab.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use neighsyncd_tests::daemon::Daemon;
-use neighsyncd_tests::kernel::{self, entry};
+use neighsyncd_tests::kernel::entry;
 use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::orchagent::Orchagent;
 use neighsyncd_tests::redis_server::RedisServer;
@@ -13,13 +12,7 @@ use neighsyncd_tests::{lab_available, wait};
 const T: Duration = Duration::from_secs(10);
 
 async fn converged(orch: &mut Orchagent, lab: &Lab) {
-    let no_ll = BTreeSet::new();
-    wait::until("APPL_DB equals the kernel", T, async || {
-        let want = kernel::expected(&lab.dut, &no_ll);
-        let got = orch.sync().await;
-        wait::diff(&got, &want)
-    })
-    .await;
+    wait::appl_db_equals_kernel("APPL_DB equals the kernel", orch, &lab.dut, T).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

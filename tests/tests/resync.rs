@@ -1,11 +1,9 @@
 //! Never losing an event: netlink overruns and Redis restarts in the middle of bursts.
 
-use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::time::Duration;
 
 use neighsyncd_tests::daemon::Daemon;
-use neighsyncd_tests::kernel;
 use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::orchagent::Orchagent;
 use neighsyncd_tests::redis_server::RedisServer;
@@ -31,13 +29,7 @@ fn burst(n: u32, dev: &str, third_octet_base: u32) -> String {
 }
 
 async fn assert_converges(orch: &mut Orchagent, lab: &Lab, timeout: Duration) {
-    let none = BTreeSet::new();
-    wait::until("APPL_DB equals the kernel", timeout, async || {
-        let want = kernel::expected(&lab.dut, &none);
-        let got = orch.sync().await;
-        wait::diff(&got, &want)
-    })
-    .await;
+    wait::appl_db_equals_kernel("APPL_DB equals the kernel", orch, &lab.dut, timeout).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

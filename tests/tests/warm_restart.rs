@@ -1,11 +1,11 @@
 //! SONiC's warm-restart contract, as SONiC's own neighbor warm-restart test exercises it,
 //! counting what orchagent is handed, not only the end state.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use neighsyncd_tests::daemon::Daemon;
-use neighsyncd_tests::kernel::{self, entry};
+use neighsyncd_tests::kernel::entry;
 use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::orchagent::Orchagent;
 use neighsyncd_tests::redis_server::RedisServer;
@@ -49,13 +49,7 @@ async fn wait_state(c: &mut MultiplexedConnection, want: &str, d: &Daemon) {
 }
 
 async fn converged(orch: &mut Orchagent, lab: &Lab) {
-    let none = BTreeSet::new();
-    wait::until("APPL_DB equals the kernel", T, async || {
-        let want = kernel::expected(&lab.dut, &none);
-        let got = orch.sync().await;
-        wait::diff(&got, &want)
-    })
-    .await;
+    wait::appl_db_equals_kernel("APPL_DB equals the kernel", orch, &lab.dut, T).await;
 }
 
 const V4: [&str; 4] = ["10.0.0.11", "10.0.0.12", "10.0.4.13", "10.0.4.14"];
