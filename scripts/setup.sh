@@ -25,7 +25,7 @@ if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'
 fi
 if ! command -v bpf-linker >/dev/null || ! bpf-linker --version | grep -q '0.13'; then
     echo "setup: building bpf-linker (about 2 minutes)"
-    PATH=/usr/lib/llvm-22/bin:$PATH cargo install bpf-linker --version '^0.13' --no-default-features --features llvm-22 --locked
+    PATH=/usr/lib/llvm-22/bin:$PATH cargo install bpf-linker --version '^0.13' --no-default-features --features llvm-22
 fi
 # tracefs for classic tracepoints (the eBPF program uses BTF tracepoints, which need none).
 mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true
