@@ -371,3 +371,100 @@ async fn both_apis_listen_on_unix_sockets() {
         .into_inner();
     assert!(cfg.json.contains("unix:"), "{}", cfg.json);
 }
+
+/// Subscribe with `resume_from_seq`: the changes after it, in order, and no snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_resumes_from_a_sequence_number() {
+    if !lab_available("subscribe_resumes_from_a_sequence_number") {
+        return;
+    }
+    let redis = RedisServer::start();
+    let lab = Lab::new();
+    let d = Daemon::start(&lab.dut, &redis, &["--source", "netlink"]);
+    d.wait_ready(&lab.dut).await;
+    let written = |ip: &'static str| {
+        let lab = &lab;
+        async move {
+            wait::until(ip, T, async || {
+                match lab.dut.http(
+                    ("::1", 8080),
+                    "GET",
+                    &format!("/api/v1/neighbors/Ethernet0/{ip}"),
+                    &[],
+                    "",
+                ) {
+                    Ok((200, b)) if b.contains("appl_db_mac\":\"02") => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            })
+            .await
+        }
+    };
+    lab.dut
+        .ip("neigh add 10.0.0.5 lladdr 02:00:00:00:00:05 dev Ethernet0 nud permanent");
+    written("10.0.0.5").await;
+    let seq0 = in_ns(&lab, |ch| {
+        Box::pin(async move {
+            NeighsyncdClient::new(ch)
+                .list_neighbors(pb::ListNeighborsRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .seq
+        })
+    });
+    lab.dut
+        .ip("neigh add 10.0.0.6 lladdr 02:00:00:00:00:06 dev Ethernet0 nud permanent");
+    lab.dut
+        .ip("neigh add 10.0.0.7 lladdr 02:00:00:00:00:07 dev Ethernet0 nud permanent");
+    written("10.0.0.6").await;
+    written("10.0.0.7").await;
+    let events = in_ns(&lab, move |ch| {
+        Box::pin(async move {
+            let mut s = NeighsyncdClient::new(ch)
+                .subscribe(pb::SubscribeRequest {
+                    filter: None,
+                    resume_from_seq: Some(seq0),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let mut got = Vec::new();
+            while let Ok(Some(Ok(ev))) =
+                tokio::time::timeout(Duration::from_secs(2), s.next()).await
+            {
+                got.push(ev);
+            }
+            got
+        })
+    });
+    let mut last = seq0;
+    let mut ips = Vec::new();
+    for ev in &events {
+        match &ev.event {
+            Some(pb::subscribe_response::Event::Change(c)) => {
+                assert!(
+                    c.seq > last,
+                    "out of order or not after {seq0}: {} after {last}",
+                    c.seq
+                );
+                last = c.seq;
+                ips.push(
+                    c.neighbor
+                        .as_ref()
+                        .map(|n| n.ip.clone())
+                        .unwrap_or_default(),
+                );
+            }
+            other => panic!("resume must send changes only, got {other:?}"),
+        }
+    }
+    assert!(
+        ips.contains(&"10.0.0.6".to_string()) && ips.contains(&"10.0.0.7".to_string()),
+        "{ips:?}"
+    );
+    assert!(
+        !ips.contains(&"10.0.0.5".to_string()),
+        "a change from before the resume point: {ips:?}"
+    );
+}
