@@ -251,7 +251,10 @@ impl State {
                 if let Some(ts) = live_ts {
                     e.last_event_ns = e.last_event_ns.max(ts);
                 }
-                if self.dump.is_some() {
+                // Only the dump itself marks an entry seen: a live event that happened before
+                // the dump began (but is applied during it) proves nothing about now, and one
+                // that happened after is protected by its timestamp.
+                if live_ts.is_none() && self.dump.is_some() {
                     e.seen_gen = gen_;
                 }
             }

@@ -455,3 +455,20 @@ fn link_local_knob_replays_existing_neighbors() {
         vec![set_op("Ethernet0:fe80::2", "02:00:00:00:00:0a", "IPv6")]
     );
 }
+
+#[test]
+fn an_older_live_event_applied_during_a_dump_does_not_keep_a_vanished_entry() {
+    let (l, c) = (links(), ConfigSnapshot::default());
+    let mut s = State::default();
+    s.dump_start(100);
+    // Queued before the dump began, applied during it; the dump does not have the entry.
+    s.apply(
+        &msg(NeighKind::New, 2, "10.0.0.9", A, nud::REACHABLE, live(50)),
+        &l,
+        &c,
+        101,
+    );
+    assert_eq!(s.dump_done(&c, 102), 1);
+    assert!(s.kernel_entry(2, &"10.0.0.9".parse().unwrap()).is_none());
+    assert!(flush(&mut s).is_empty(), "nothing was ever written for it");
+}
