@@ -83,6 +83,8 @@ pub struct Pipeline {
     warm: Option<WarmPhase>,
     /// eBPF start-up check: how to fall back, and how many live events were checked / bad.
     ebpf_fallback: Option<Box<dyn FnOnce() + Send>>,
+    /// After a fallback, live events older than this came from the detached program.
+    drop_live_before: u64,
     check_seen: u32,
     check_bad: u32,
     /// Keys a live event deleted during a warm start's reconcile window (vs. stale ones).
@@ -120,6 +122,7 @@ impl Pipeline {
             warm: None,
             warm_deleted: Default::default(),
             ebpf_fallback: None,
+            drop_live_before: 0,
             check_seen: 0,
             check_bad: 0,
         }
@@ -333,8 +336,16 @@ impl Pipeline {
         let now = monotonic_ns();
         match ev {
             SourceEvent::Neigh(msg) => {
-                if matches!(msg.origin, Origin::Live { .. }) {
+                if let Origin::Live { ts_ns } = msg.origin {
+                    // Events of a detached eBPF program still in flight: its dump replaces them.
+                    if ts_ns < self.drop_live_before {
+                        return;
+                    }
                     self.startup_check(&msg);
+                    if ts_ns < self.drop_live_before {
+                        // This very event made us fall back.
+                        return;
+                    }
                 }
                 let source = match msg.origin {
                     Origin::Dump => "dump",
@@ -453,6 +464,9 @@ impl Pipeline {
             if let Some(fallback) = self.ebpf_fallback.take() {
                 fallback();
             }
+            // The program is detached now: every event it sent is older than this, and every
+            // rtnetlink neighbor event (subscribed just now) is newer.
+            self.drop_live_before = monotonic_ns();
             self.cfg.live_source = "netlink";
             self.metrics.resync(ResyncCause::Requested);
         } else if self.check_seen >= STARTUP_CHECK_EVENTS {
