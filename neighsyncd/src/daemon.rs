@@ -28,6 +28,7 @@ const EVENT_QUEUE: usize = 65_536;
 const VIEW_HISTORY: usize = 65_536;
 
 pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyhow::Result<()> {
+    crate::fault::announce();
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -239,7 +240,7 @@ fn choose_source(
             lru_entries: cfg.ebpf_lru_entries,
         },
         tx,
-        Box::new(move |cause| requester.request(cause)),
+        Box::new(move |cause| requester.lost(cause)),
         metrics.clone(),
     );
     match (started, cfg.source) {

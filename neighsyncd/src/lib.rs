@@ -7,6 +7,7 @@ pub mod api;
 pub mod appdb;
 pub mod config;
 pub mod daemon;
+pub mod fault;
 pub mod health;
 pub mod http;
 pub mod log_level;

@@ -38,6 +38,8 @@ pub struct Metrics {
     /// events) or `appl_db` (APPL_DB changed behind our back, or lost our writes).
     pub resync_corrections: IntCounterVec,
     pub netlink_overruns: IntCounter,
+    /// Kernel dump attempts by how far they could be trusted (see `source::dump::Verdict`).
+    pub dump_attempts: IntCounterVec,
     /// APPL_DB operations written, by table and op.
     pub appdb_ops: IntCounterVec,
     /// Writes not made because APPL_DB already held the value.
@@ -155,6 +157,12 @@ impl Metrics {
                 &r,
                 "netlink_overruns_total",
                 "Netlink receive buffer overruns (ENOBUFS).",
+            ),
+            dump_attempts: counter_vec(
+                &r,
+                "dump_attempts_total",
+                "Kernel neighbor dump attempts, by verdict: clean (accepted), churned (entries were destroyed on the host while it ran), resized (the hash table grew), partial (cut short). Only a clean one, or three churned ones in a row, complete a resynchronisation.",
+                &["verdict"],
             ),
             appdb_ops: counter_vec(
                 &r,
@@ -286,6 +294,9 @@ impl Metrics {
             m.malformed_total.with_label_values(&[reason]);
         }
         m.stage_seconds.with_label_values(&["appl_db_read_back"]);
+        for v in crate::source::dump::Verdict::ALL {
+            m.dump_attempts.with_label_values(&[v.as_str()]);
+        }
         m
     }
 

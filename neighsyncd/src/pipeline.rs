@@ -407,7 +407,7 @@ impl Pipeline {
                     LinkChange::Added | LinkChange::Updated | LinkChange::Unknown => {}
                 }
             }
-            SourceEvent::DumpStart { ts_ns } => self.state.dump_start(ts_ns),
+            SourceEvent::DumpStart { ts_ns, fresh } => self.state.dump_start(ts_ns, fresh),
             SourceEvent::DumpDone => {
                 let _span = tracing::info_span!("kernel_dump_done").entered();
                 let swept = self.state.dump_done(&self.snapshot, now);

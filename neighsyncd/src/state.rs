@@ -69,9 +69,15 @@ impl KernelEntry {
     }
 }
 
+/// The dump attempts since events were last lost (see `source::dump`): an entry seen by any of
+/// them was seen, and a live event since the first one began is newer than all their entries.
 #[derive(Debug, Clone, Copy)]
 struct DumpWindow {
+    /// When the window's first attempt began (CLOCK_MONOTONIC).
     start_ns: u64,
+    /// The generation of the window's first attempt ...
+    first_gen: u64,
+    /// ... and of the attempt in flight, which marks what it sees.
     gen_: u64,
 }
 
@@ -399,18 +405,25 @@ impl State {
         self.kernel.remove(&(e.ifindex, e.ip));
     }
 
-    /// A dump begins; `start_ns` was taken before its request went out.
-    pub fn dump_start(&mut self, start_ns: u64) {
+    /// A dump attempt begins; `start_ns` was taken before its first request went out. `fresh`:
+    /// it opens a new window (events were lost, or no dump was running); otherwise it joins the
+    /// window of the attempts before it.
+    pub fn dump_start(&mut self, start_ns: u64, fresh: bool) {
         self.generation += 1;
-        self.dump = Some(DumpWindow {
-            start_ns,
-            gen_: self.generation,
+        let gen_ = self.generation;
+        self.dump = Some(match self.dump {
+            Some(w) if !fresh => DumpWindow { gen_, ..w },
+            _ => DumpWindow {
+                start_ns,
+                first_gen: gen_,
+                gen_,
+            },
         });
     }
 
-    /// The dump is complete: entries it did not see, and no live event touched since it
-    /// started, are gone; keys no kernel entry accounts for are deleted. Returns how many
-    /// entries were swept.
+    /// The window's attempts are accepted as complete: entries none of them saw, and no live
+    /// event touched since the window began, are gone; keys no kernel entry accounts for are
+    /// deleted. Returns how many entries were swept.
     pub fn dump_done(&mut self, cfg: &ConfigSnapshot, now_ns: u64) -> usize {
         let Some(w) = self.dump.take() else {
             return 0;
@@ -418,7 +431,7 @@ impl State {
         let vanished: Vec<KernelEntry> = self
             .kernel
             .values()
-            .filter(|e| e.seen_gen != w.gen_ && e.last_event_ns < w.start_ns)
+            .filter(|e| e.seen_gen < w.first_gen && e.last_event_ns < w.start_ns)
             .cloned()
             .collect();
         let mut swept = vanished.len();

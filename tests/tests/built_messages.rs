@@ -115,7 +115,10 @@ async fn vrf_unknown_ifindex_and_malformed_records() {
     let mut feed = Vec::new();
     feed.extend(events(&link(30, "Vrf-blue", None)));
     feed.extend(events(&link(31, "Vlan2000", Some(30))));
-    feed.push(SourceEvent::DumpStart { ts_ns: 0 });
+    feed.push(SourceEvent::DumpStart {
+        ts_ns: 0,
+        fresh: true,
+    });
     feed.push(SourceEvent::DumpDone);
     feed.extend(events(&neigh(
         31,

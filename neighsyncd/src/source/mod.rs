@@ -10,6 +10,7 @@
 //! overrides a key that a live event touched at or after the dump started; since live events are
 //! never lost (a loss triggers a new dump), the newest event is the truth for that key.
 
+pub mod dump;
 pub mod ebpf;
 pub mod links;
 pub mod netlink;
@@ -140,11 +141,14 @@ impl ResyncCause {
 pub enum SourceEvent {
     Neigh(NeighMsg),
     Link(LinkMsg),
-    /// A neighbor dump starts; `ts_ns` (CLOCK_MONOTONIC) was taken before the request was sent.
+    /// A dump attempt starts; `ts_ns` (CLOCK_MONOTONIC) was taken before its first request was
+    /// sent. `fresh`: it opens a new window of attempts (see [`dump`]).
     DumpStart {
         ts_ns: u64,
+        fresh: bool,
     },
-    /// The dump of both families is complete: anything not seen and not touched since is gone.
+    /// The window's attempts are accepted as a complete picture of both families: anything
+    /// none of them saw, and not touched by a live event since the window began, is gone.
     DumpDone,
     /// Events may have been lost; the source will follow with a dump.
     Lost(ResyncCause),

@@ -6,24 +6,27 @@
 //! kernel reports a dump that cannot get buffer space as ENOBUFS too, which on a shared socket
 //! would be indistinguishable from lost events). Dump entries and live events are ordered by
 //! time instead (see [`super`]). An overrun of the event socket means multicast events were
-//! lost: we report it and dump again; a dump that overlaps an overrun, or that the kernel flags
-//! inconsistent, is redone before it is declared done.
+//! lost: we report it, abort the dump in flight, and dump again once the losses pause; when a
+//! dump can be trusted, and when it must be redone, is [`super::dump`]'s decision.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::neighbour::NeighbourMessage;
+use netlink_packet_route::neighbour_table::NeighbourTableMessage;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use super::dump::{Attempt, Family, Outcome, Planner, Step};
 use super::parse::{Parsed, encode, parse_datagram};
 use super::{ResyncCause, SourceEvent, monotonic_ns};
 use crate::metrics::Metrics;
@@ -55,6 +58,8 @@ pub struct NetlinkConfig {
 pub enum Request {
     /// A dump (coalesced: requests during a dump make it run once more).
     Dump(ResyncCause),
+    /// Events were lost elsewhere (the eBPF ring buffer): like an overrun of our own socket.
+    Lost(ResyncCause),
     /// Join the neighbor notification group (the eBPF source could not be used).
     SubscribeNeighbors,
 }
@@ -76,6 +81,12 @@ impl DumpRequester {
     pub fn request(&self, cause: ResyncCause) {
         // The source task only goes away at shutdown; a request then has nothing left to do.
         let _ = self.0.send(Request::Dump(cause));
+    }
+
+    /// Live neighbor events were lost (the eBPF ring buffer overflowed): the dump in flight is
+    /// aborted, and a new one follows once the losses pause.
+    pub fn lost(&self, cause: ResyncCause) {
+        let _ = self.0.send(Request::Lost(cause));
     }
 
     /// Starts receiving neighbor notifications over netlink (before the dump that follows).
@@ -121,11 +132,15 @@ pub fn spawn(
     let source = Source {
         events: Arc::new(events),
         dumps: Arc::new(dumps),
+        dump_rcvbuf: DUMP_RCVBUF.max(cfg.rcvbuf_bytes),
         tx,
         metrics,
-        dump: None,
+        planner: Planner::default(),
+        attempt: None,
+        seq: 0,
         next_seq: 1,
         parsed: Vec::with_capacity(256),
+        dump_delay: crate::fault::number("dump_delay_ms").map(Duration::from_millis),
     };
     let task = tokio::spawn(source.run(req_rx));
     Ok((DumpRequester(req_tx), task))
@@ -159,32 +174,24 @@ fn set_rcvbuf(fd: RawFd, bytes: usize) {
     );
 }
 
-/// Where the dump in flight is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Links,
-    Inet,
-    Inet6,
-}
-
-struct Dump {
-    phase: Phase,
-    seq: u32,
-    /// Events were lost, or a request arrived, during this dump: run it again when it is done.
-    redo: bool,
-}
-
 /// The pipeline went away: the source stops.
 struct Closed;
 
 struct Source {
     events: Arc<AsyncFd<NlSocket>>,
+    /// Reopened when a dump in flight is aborted (the kernel then drops what it had left).
     dumps: Arc<AsyncFd<NlSocket>>,
+    dump_rcvbuf: usize,
     tx: mpsc::Sender<SourceEvent>,
     metrics: Arc<Metrics>,
-    dump: Option<Dump>,
+    planner: Planner,
+    attempt: Option<Attempt>,
+    /// The sequence number of the dump request in flight.
+    seq: u32,
     next_seq: u32,
     parsed: Vec<Parsed>,
+    /// Fault injection: a slow reader (see [`crate::fault`]).
+    dump_delay: Option<Duration>,
 }
 
 enum Recv {
@@ -227,18 +234,20 @@ fn recv(
 impl Source {
     async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Request>) {
         let events = self.events.clone();
-        let dumps = self.dumps.clone();
         let mut buf = vec![0u8; RECV_BUF];
         let res: Result<(), Closed> = async {
             loop {
+                let dumps = self.dumps.clone();
+                let wake = self.planner.next_start(Instant::now());
                 tokio::select! {
                     req = requests.recv() => {
                         match req {
                             None => return Err(Closed),
                             Some(Request::Dump(cause)) => {
                                 debug!(cause = cause.as_str(), "dump requested");
-                                self.want_dump().await?;
+                                self.planner.requested();
                             }
+                            Some(Request::Lost(cause)) => self.lost(cause),
                             Some(Request::SubscribeNeighbors) => {
                                 if let Err(e) = self.events.get_ref().0.add_membership(RTNLGRP_NEIGH) {
                                     warn!(error = %e, "cannot join the netlink neighbor group");
@@ -257,7 +266,7 @@ impl Source {
                                     warn!("netlink receive buffer overrun: events lost, resynchronising");
                                     self.metrics.netlink_overruns.inc();
                                     self.send(SourceEvent::Lost(ResyncCause::NetlinkOverrun)).await?;
-                                    self.want_dump().await?;
+                                    self.lost(ResyncCause::NetlinkOverrun);
                                 }
                                 Err(e) => { warn!(error = %e, "netlink receive failed; source stops"); return Err(Closed); }
                             }
@@ -268,14 +277,22 @@ impl Source {
                         loop {
                             match recv(&mut guard, &mut buf) {
                                 Ok(Recv::Empty) => break,
-                                Ok(Recv::Data(n)) => self.datagram(&buf, n, true).await?,
+                                Ok(Recv::Data(n)) => {
+                                    self.datagram(&buf, n, true).await?;
+                                    if let Some(d) = self.dump_delay {
+                                        tokio::time::sleep(d).await;
+                                    }
+                                }
                                 Ok(Recv::Overrun) => {
                                     warn!("netlink dump socket overrun; the dump will be redone");
-                                    if let Some(d) = self.dump.as_mut() { d.redo = true; }
+                                    if let Some(a) = self.attempt.as_mut() { a.mark_partial(); }
                                 }
                                 Err(e) => { warn!(error = %e, "netlink dump receive failed; source stops"); return Err(Closed); }
                             }
                         }
+                    }
+                    _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now).into()), if wake.is_some() => {
+                        self.start_attempt().await?;
                     }
                 }
             }
@@ -288,14 +305,25 @@ impl Source {
         self.tx.send(ev).await.map_err(|_| Closed)
     }
 
-    /// Starts a dump, or marks the one in flight to be redone.
-    async fn want_dump(&mut self) -> Result<(), Closed> {
-        match self.dump.as_mut() {
-            Some(d) => {
-                d.redo = true;
-                Ok(())
+    /// Events were lost: the dump in flight (if any) can no longer be trusted; the planner
+    /// schedules a new one once losses pause.
+    fn lost(&mut self, cause: ResyncCause) {
+        if self.planner.lost(Instant::now()) {
+            debug!(
+                cause = cause.as_str(),
+                "events lost during a dump: aborting it"
+            );
+            self.attempt = None;
+            self.metrics
+                .dump_attempts
+                .with_label_values(&["partial"])
+                .inc();
+            match open(0, self.dump_rcvbuf) {
+                Ok(s) => self.dumps = Arc::new(s),
+                // Keep the old socket: what is left of the aborted dump carries a stale
+                // sequence number and is dropped; the next request waits for it to end.
+                Err(e) => warn!(error = %e, "cannot reopen the netlink dump socket"),
             }
-            None => self.start_dump().await,
         }
     }
 
@@ -306,15 +334,20 @@ impl Source {
         from_dump_socket: bool,
     ) -> Result<(), Closed> {
         if n > buf.len() {
-            // A datagram larger than our buffer: its tail is gone. Treat it as a loss.
+            // A datagram larger than our buffer: its tail is gone.
             self.metrics.malformed("truncated_datagram");
-            return self.want_dump().await;
+            if from_dump_socket {
+                if let Some(a) = self.attempt.as_mut() {
+                    a.mark_partial();
+                }
+            } else {
+                self.send(SourceEvent::Lost(ResyncCause::NetlinkOverrun))
+                    .await?;
+                self.lost(ResyncCause::NetlinkOverrun);
+            }
+            return Ok(());
         }
-        let dump_seq = if from_dump_socket {
-            self.dump.as_ref().map(|d| d.seq)
-        } else {
-            None
-        };
+        let dump_seq = from_dump_socket.then_some(self.seq);
         let mut parsed = std::mem::take(&mut self.parsed);
         parse_datagram(&buf[..n], dump_seq, monotonic_ns(), &mut parsed);
         let mut res = Ok(());
@@ -332,89 +365,101 @@ impl Source {
         match p {
             Parsed::Event(ev) => self.send(ev).await?,
             Parsed::NotIp => self.metrics.not_ip.inc(),
-            Parsed::Other => {}
+            Parsed::Other | Parsed::Stale => {}
+            Parsed::Table { family, stats } => {
+                if let Some(a) = self.attempt.as_mut() {
+                    a.table(family, stats);
+                }
+            }
             Parsed::DumpInterrupted { .. } => {
-                if let Some(d) = self.dump.as_mut() {
-                    d.redo = true;
+                if let Some(a) = self.attempt.as_mut() {
+                    a.mark_partial();
                 }
             }
             Parsed::DumpError { errno, .. } => {
                 warn!(errno, "kernel dump failed; it will be redone");
-                if let Some(d) = self.dump.as_mut() {
-                    d.redo = true;
-                    d.phase = Phase::Inet6;
+                if let Some(a) = self.attempt.as_mut() {
+                    a.mark_partial();
                 }
-                return self.finish_phase().await;
+                return self.finish_attempt().await;
             }
-            Parsed::DumpDone { .. } => return self.finish_phase().await,
+            Parsed::DumpDone { .. } => return self.finish_step().await,
         }
         Ok(())
     }
 
-    async fn finish_phase(&mut self) -> Result<(), Closed> {
-        let Some(d) = self.dump.as_mut() else {
+    /// The current request's dump ended: send the next one, or judge the attempt.
+    async fn finish_step(&mut self) -> Result<(), Closed> {
+        let Some(a) = self.attempt.as_mut() else {
             return Ok(());
         };
-        let next = match d.phase {
-            Phase::Links => Some(Phase::Inet),
-            Phase::Inet => Some(Phase::Inet6),
-            Phase::Inet6 => None,
+        match a.advance() {
+            Some(step) => self.send_request(step).await,
+            None => self.finish_attempt().await,
+        }
+    }
+
+    async fn finish_attempt(&mut self) -> Result<(), Closed> {
+        let Some(a) = self.attempt.take() else {
+            return Ok(());
         };
-        match next {
-            Some(phase) => {
-                d.phase = phase;
-                d.seq = bump(&mut self.next_seq);
-                let seq = d.seq;
-                self.send_request(phase, seq).await
-            }
-            None if d.redo => {
-                self.dump = None;
-                self.start_dump().await
-            }
-            None => {
-                self.dump = None;
-                info!("kernel dump complete");
+        let verdict = a.verdict();
+        self.metrics
+            .dump_attempts
+            .with_label_values(&[verdict.as_str()])
+            .inc();
+        match self.planner.attempt_done(verdict, Instant::now()) {
+            Outcome::Complete => {
+                info!(verdict = verdict.as_str(), "kernel dump complete");
                 self.send(SourceEvent::DumpDone).await
+            }
+            Outcome::Retry => {
+                info!(
+                    verdict = verdict.as_str(),
+                    "kernel dump cannot be trusted alone (the neighbor table changed under it); dumping again"
+                );
+                Ok(())
             }
         }
     }
 
-    async fn start_dump(&mut self) -> Result<(), Closed> {
+    async fn start_attempt(&mut self) -> Result<(), Closed> {
+        let fresh = self.planner.start();
         let ts_ns = monotonic_ns();
-        self.send(SourceEvent::DumpStart { ts_ns }).await?;
-        let seq = bump(&mut self.next_seq);
-        self.dump = Some(Dump {
-            phase: Phase::Links,
-            seq,
-            redo: false,
-        });
-        self.send_request(Phase::Links, seq).await
+        self.send(SourceEvent::DumpStart { ts_ns, fresh }).await?;
+        let a = Attempt::default();
+        let step = a.step();
+        self.attempt = Some(a);
+        self.send_request(step).await
     }
 
-    async fn send_request(&mut self, phase: Phase, seq: u32) -> Result<(), Closed> {
-        let msg = match phase {
-            Phase::Links => RouteNetlinkMessage::GetLink(LinkMessage::default()),
-            Phase::Inet | Phase::Inet6 => {
+    async fn send_request(&mut self, step: Step) -> Result<(), Closed> {
+        self.seq = bump(&mut self.next_seq);
+        let msg = match step {
+            Step::Links => RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            Step::Tables => {
+                RouteNetlinkMessage::GetNeighbourTable(NeighbourTableMessage::default())
+            }
+            Step::Neighbors(family) => {
                 let mut n = NeighbourMessage::default();
-                n.header.family = if phase == Phase::Inet {
-                    AddressFamily::Inet
-                } else {
-                    AddressFamily::Inet6
+                n.header.family = match family {
+                    Family::Inet => AddressFamily::Inet,
+                    Family::Inet6 => AddressFamily::Inet6,
                 };
                 RouteNetlinkMessage::GetNeighbour(n)
             }
         };
-        let bytes = encode(msg, NLM_F_REQUEST | NLM_F_DUMP, seq);
-        let mut delay = std::time::Duration::from_millis(10);
+        let bytes = encode(msg, NLM_F_REQUEST | NLM_F_DUMP, self.seq);
+        let mut delay = Duration::from_millis(10);
         // A request to the kernel only fails under memory pressure: retry, never give up on a
         // dump (the pipeline's correctness depends on its completion).
         while let Err(e) = self.dumps.get_ref().0.send(&bytes, 0) {
-            warn!(error = %e, ?phase, "cannot send the dump request; retrying");
+            warn!(error = %e, ?step, "cannot send the dump request; retrying");
             if self.tx.is_closed() {
                 return Err(Closed);
             }
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(std::time::Duration::from_secs(1));
+            delay = (delay * 2).min(Duration::from_secs(1));
         }
         Ok(())
     }

@@ -4,9 +4,11 @@
 use netlink_packet_core::{NLM_F_DUMP_INTR, NLM_F_MULTIPART, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
+use netlink_packet_route::neighbour_table::{NeighbourTableAttribute, NeighbourTableMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use std::net::IpAddr;
 
+use super::dump::{Family, TableStats};
 use super::{LinkMsg, NeighKind, NeighMsg, Origin, SourceEvent};
 
 /// One thing a datagram said.
@@ -28,12 +30,21 @@ pub enum Parsed {
     DumpInterrupted {
         seq: u32,
     },
+    /// A neighbor table's statistics (`RTM_NEWNEIGHTBL` with its config and stats).
+    Table {
+        family: Family,
+        stats: TableStats,
+    },
+    /// A message on the dump socket from a dump that is no longer wanted (dropped).
+    Stale,
     /// Something we neither asked for nor care about (acks, other message types).
     Other,
 }
 
-/// Splits a datagram into messages and converts each one. `dump_seq` is the sequence number of
-/// the dump in flight (messages carrying it are dump entries); `ts_ns` stamps live events.
+/// Splits a datagram into messages and converts each one. `dump_seq`: the datagram came from the
+/// dump socket, and this is the sequence number of the dump in flight (messages carrying another
+/// one are [`Parsed::Stale`], never taken for live events); `None`: from the event socket.
+/// `ts_ns` stamps live events.
 pub fn parse_datagram(buf: &[u8], dump_seq: Option<u32>, ts_ns: u64, out: &mut Vec<Parsed>) {
     let mut offset = 0usize;
     while offset < buf.len() {
@@ -61,7 +72,11 @@ fn parse_message(bytes: &[u8], dump_seq: Option<u32>, ts_ns: u64) -> Parsed {
         Err(_) => return Parsed::Event(SourceEvent::Malformed("undecodable_message")),
     };
     let seq = msg.header.sequence_number;
-    let from_dump = seq != 0 && Some(seq) == dump_seq;
+    let from_dump = match dump_seq {
+        Some(current) if seq == current => true,
+        Some(_) => return Parsed::Stale,
+        None => false,
+    };
     if from_dump && msg.header.flags & NLM_F_DUMP_INTR != 0 {
         return Parsed::DumpInterrupted { seq };
     }
@@ -84,6 +99,7 @@ fn parse_message(bytes: &[u8], dump_seq: Option<u32>, ts_ns: u64) -> Parsed {
             RouteNetlinkMessage::DelNeighbour(n) => neigh(n, NeighKind::Del, origin),
             RouteNetlinkMessage::NewLink(l) => link(l, false),
             RouteNetlinkMessage::DelLink(l) => link(l, true),
+            RouteNetlinkMessage::NewNeighbourTable(t) => table(t),
             _ => Parsed::Other,
         },
         _ => Parsed::Other,
@@ -151,6 +167,38 @@ fn link(l: LinkMessage, deleted: bool) -> Parsed {
         oper_up,
         deleted,
     }))
+}
+
+/// A neighbor table's statistics; per-device parameter messages (no stats) are [`Parsed::Other`].
+fn table(t: NeighbourTableMessage) -> Parsed {
+    let family = match t.header.family {
+        AddressFamily::Inet => Family::Inet,
+        AddressFamily::Inet6 => Family::Inet6,
+        _ => return Parsed::Other,
+    };
+    let (mut config, mut stats) = (None, None);
+    let mut out = TableStats::default();
+    for attr in t.attributes {
+        match attr {
+            NeighbourTableAttribute::Config(c) => config = Some(c),
+            NeighbourTableAttribute::Stats(s) => stats = Some(s),
+            NeighbourTableAttribute::Threshold1(v) => out.gc_thresh1 = v,
+            NeighbourTableAttribute::Threshold2(v) => out.gc_thresh2 = v,
+            NeighbourTableAttribute::Threshold3(v) => out.gc_thresh3 = v,
+            _ => {}
+        }
+    }
+    let (Some(c), Some(s)) = (config, stats) else {
+        return Parsed::Other;
+    };
+    out.hash_rnd = c.hash_rand;
+    out.hash_mask = c.hash_mask;
+    out.entries = c.entries;
+    out.hash_grows = s.hash_grows;
+    out.destroys = s.destroys;
+    out.table_fulls = s.table_fulls;
+    out.forced_gc_runs = s.forced_gc_runs;
+    Parsed::Table { family, stats: out }
 }
 
 /// Builds the bytes of a netlink message (for dump requests and for tests that feed the
@@ -249,10 +297,16 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert_eq!(out[1], Parsed::DumpDone { seq: 9 });
-        // The same messages outside a dump are live (and an unrelated DONE is ignored).
+        // The same messages on the event socket are live (and an unrelated DONE is ignored).
         let out = parse_one(&bytes, None);
         assert!(
             matches!(&out[0], Parsed::Event(SourceEvent::Neigh(n)) if n.origin == Origin::Live { ts_ns: 42 })
+        );
+        assert_eq!(out[1], Parsed::Other);
+        // On the dump socket, a dump that is no longer wanted is never taken for live events.
+        assert_eq!(
+            parse_one(&bytes, Some(10)),
+            vec![Parsed::Stale, Parsed::Stale]
         );
     }
 

@@ -141,7 +141,7 @@ fn add_then_delete_before_a_flush_writes_nothing_new() {
 fn a_dump_entry_never_overrides_a_newer_live_event() {
     let (l, c) = (links(), ConfigSnapshot::default());
     let mut s = State::default();
-    s.dump_start(100);
+    s.dump_start(100, true);
     // A live change at t=150 (after the dump began), then the dump's older view of the key.
     s.apply(
         &msg(NeighKind::New, 2, "10.0.0.2", B, nud::REACHABLE, live(150)),
@@ -162,7 +162,7 @@ fn a_dump_entry_never_overrides_a_newer_live_event() {
         vec![set_op("Ethernet0:10.0.0.2", "02:00:00:00:00:0b", "IPv4")]
     );
     // Events from before the dump do not shield a key: the dump's newer view wins.
-    s.dump_start(200);
+    s.dump_start(200, true);
     s.apply(
         &msg(NeighKind::New, 2, "10.0.0.2", A, nud::STALE, Origin::Dump),
         &l,
@@ -189,7 +189,7 @@ fn dump_done_sweeps_what_vanished_but_keeps_what_was_touched() {
         );
     }
     flush(&mut s);
-    s.dump_start(10);
+    s.dump_start(10, true);
     s.apply(
         &msg(
             NeighKind::New,
@@ -245,7 +245,7 @@ fn startup_writes_only_the_difference_with_appl_db() {
         Told::from_fields(&f("garbage", "IPv4")),
     );
     s.replace_told(told, true, 0);
-    s.dump_start(1);
+    s.dump_start(1, true);
     s.apply(
         &msg(
             NeighKind::New,
@@ -308,7 +308,7 @@ fn skipped_entries_keep_what_appl_db_holds_across_a_restart() {
         true,
         0,
     );
-    s.dump_start(1);
+    s.dump_start(1, true);
     s.apply(
         &msg(NeighKind::New, 2, "10.0.0.2", A, nud::PROBE, Origin::Dump),
         &l,
@@ -460,7 +460,7 @@ fn link_local_knob_replays_existing_neighbors() {
 fn an_older_live_event_applied_during_a_dump_does_not_keep_a_vanished_entry() {
     let (l, c) = (links(), ConfigSnapshot::default());
     let mut s = State::default();
-    s.dump_start(100);
+    s.dump_start(100, true);
     // Queued before the dump began, applied during it; the dump does not have the entry.
     s.apply(
         &msg(NeighKind::New, 2, "10.0.0.9", A, nud::REACHABLE, live(50)),
