@@ -61,9 +61,10 @@ async fn netlink_overrun_resyncs_to_the_kernel_table() {
         "no overrun resync counted; a 4 KiB buffer cannot hold a 50k burst"
     );
     assert_eq!(orch.sync().await.len(), 50_000);
-    // Deletes in a burst too.
-    lab.dut.ip("neigh flush dev Ethernet0");
+    // Deletes in a burst too (`nud all`: a plain flush leaves PERMANENT entries alone).
+    lab.dut.ip("neigh flush dev Ethernet0 nud all");
     assert_converges(&mut orch, &lab, Duration::from_secs(120)).await;
+    assert_eq!(orch.sync().await.len(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
