@@ -43,6 +43,13 @@ enum Cmd {
         /// Print the table but do not rewrite docs/BENCHMARKING.md.
         #[arg(long)]
         no_write: bool,
+        /// Only the lost-events scenario: a burst overruns a 64 KiB buffer or ring while two CPU
+        /// hogs run; prints convergence time, losses and dump attempts.
+        #[arg(long)]
+        resync: bool,
+        /// Measure this daemon binary instead of building this tree's (e.g. an older build).
+        #[arg(long, value_name = "PATH")]
+        daemon: Option<std::path::PathBuf>,
     },
 }
 
@@ -51,7 +58,17 @@ fn main() -> anyhow::Result<()> {
         Cmd::BuildEbpf { release } => ebpf::build(release),
         Cmd::Test { args } => test::run(&args),
         Cmd::Demo { keep } => demo::run(keep),
-        Cmd::Bench { sizes, no_write } => bench::run(&sizes, !no_write),
+        Cmd::Bench {
+            sizes,
+            no_write,
+            resync,
+            daemon,
+        } => bench::run(&bench::Options {
+            sizes,
+            write: !no_write,
+            resync,
+            daemon,
+        }),
     }
 }
 

@@ -14,6 +14,8 @@ use neighsyncd_tests::netns::{Lab, Netns};
 use neighsyncd_tests::orchagent::Orchagent;
 use neighsyncd_tests::redis_server::RedisServer;
 
+mod resync;
+
 struct Row {
     mode: String,
     n: u32,
@@ -30,21 +32,65 @@ struct Row {
     drops: f64,
 }
 
-pub fn run(sizes: &[u32], write: bool) -> anyhow::Result<()> {
+/// What to run.
+pub struct Options {
+    pub sizes: Vec<u32>,
+    pub write: bool,
+    /// Only the lost-events scenario (`resync.rs`).
+    pub resync: bool,
+    /// Measure this daemon binary (e.g. an older build) instead of building this tree's.
+    pub daemon: Option<std::path::PathBuf>,
+}
+
+pub fn run(o: &Options) -> anyhow::Result<()> {
     anyhow::ensure!(
         neighsyncd_tests::lab_available("bench"),
         "benchmarks need root, iproute2 and redis-server"
     );
-    crate::run(Command::new("cargo").args(["build", "--release", "-p", "neighsyncd", "--bins"]))?;
+    let bin = match &o.daemon {
+        Some(p) => p.clone(),
+        None => {
+            crate::run(Command::new("cargo").args([
+                "build",
+                "--release",
+                "-p",
+                "neighsyncd",
+                "--bins",
+            ]))?;
+            crate::root().join("target/release/neighsyncd")
+        }
+    };
     // SAFETY: still single-threaded (the runtime starts below).
     unsafe {
-        std::env::set_var(
-            "NEIGHSYNCD_BIN",
-            crate::root().join("target/release/neighsyncd"),
-        );
+        std::env::set_var("NEIGHSYNCD_BIN", &bin);
         std::env::set_var("NEIGHSYNCD_TEST_LOG", "warn");
     }
     let rt = tokio::runtime::Runtime::new()?;
+    if o.resync {
+        let label = match &o.daemon {
+            Some(p) => p.display().to_string(),
+            None => "this build".into(),
+        };
+        let mut rows = Vec::new();
+        for &n in &o.sizes {
+            neighsyncd_tests::raise_neigh_limits(u64::from(n) + 1000);
+            for (mode, args) in [
+                (
+                    "netlink, 64 KiB buffer",
+                    &["--source", "netlink", "--netlink-rcvbuf", "65536"][..],
+                ),
+                (
+                    "ebpf, 64 KiB ring",
+                    &["--source", "ebpf", "--ebpf-ring-bytes", "65536"][..],
+                ),
+            ] {
+                rows.push(rt.block_on(resync::overrun(&format!("{label}: {mode}"), args, n, 2))?);
+            }
+        }
+        println!("{}", resync::render(&rows));
+        return Ok(());
+    }
+    let (sizes, write) = (&o.sizes, o.write);
     let mut rows = Vec::new();
     for &n in sizes {
         neighsyncd_tests::raise_neigh_limits(u64::from(n) + 1000);
