@@ -10,11 +10,19 @@ use serde_json::Value;
 #[derive(Parser)]
 #[command(name = "neighsyncctl", version, about = "Look at and steer neighsyncd")]
 struct Cli {
-    /// The REST API.
-    #[arg(long, default_value = "http://[::1]:8080", env = "NEIGHSYNCD_API")]
+    /// The REST API: http(s)://HOST:PORT, or unix:/PATH (the daemon's default).
+    #[arg(
+        long,
+        default_value = "unix:/run/neighsyncd/rest.sock",
+        env = "NEIGHSYNCD_API"
+    )]
     api: String,
     /// The metrics/health listener (for `health`).
-    #[arg(long, default_value = "http://[::1]:9091", env = "NEIGHSYNCD_METRICS")]
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:9091",
+        env = "NEIGHSYNCD_METRICS"
+    )]
     metrics: String,
     /// File with the bearer token (needed for resync, and for reads when they are closed).
     #[arg(long, env = "NEIGHSYNCD_TOKEN_FILE")]
@@ -112,11 +120,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let api = Api {
-        http: reqwest::blocking::Client::builder().timeout(None).build()?,
-        base: cli.api.trim_end_matches('/').to_string(),
-        token,
+    let builder = reqwest::blocking::Client::builder().timeout(None);
+    let (http, base) = match cli.api.strip_prefix("unix:") {
+        Some(path) => (
+            builder.unix_socket(path).build()?,
+            "http://localhost".to_string(),
+        ),
+        None => (builder.build()?, cli.api.trim_end_matches('/').to_string()),
     };
+    let api = Api { http, base, token };
     match cli.cmd {
         Cmd::Show {
             interface,
@@ -236,8 +248,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Health => {
             let url = format!("{}/ready", cli.metrics.trim_end_matches('/'));
-            let resp = api
-                .http
+            // Its own client: the API's may be bound to a unix socket.
+            let resp = reqwest::blocking::Client::builder()
+                .build()?
                 .get(&url)
                 .send()
                 .with_context(|| format!("cannot reach {url}"))?;

@@ -120,16 +120,16 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     pub otlp_endpoint: Option<String>,
 
-    /// Prometheus metrics and health listener, or "off" [default: [::1]:9091].
+    /// Prometheus metrics and health listener, or "off" [default: 127.0.0.1:9091].
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
 
-    /// REST API listener: ADDR:PORT, unix:/PATH, or "off" [default: [::1]:8080].
+    /// REST API listener: ADDR:PORT, unix:/PATH, or "off" [default: unix:/run/neighsyncd/rest.sock].
     #[arg(long, value_name = "ADDR")]
     pub rest_listen: Option<String>,
 
     /// gRPC API listener (neighsyncd.v1, health, reflection): ADDR:PORT, unix:/PATH, or "off"
-    /// [default: [::1]:50051].
+    /// [default: unix:/run/neighsyncd/grpc.sock].
     #[arg(long, value_name = "ADDR")]
     pub grpc_listen: Option<String>,
 
@@ -241,9 +241,12 @@ pub struct Config {
 
 pub const DEFAULT_RCVBUF: usize = 16 * 1024 * 1024;
 pub const DEFAULT_BATCH_MAX: usize = 16384;
-pub const DEFAULT_METRICS_LISTEN: &str = "[::1]:9091";
-pub const DEFAULT_REST_LISTEN: &str = "[::1]:8080";
-pub const DEFAULT_GRPC_LISTEN: &str = "[::1]:50051";
+/// Defaults that collide with nothing on a SONiC switch (its telemetry/gNMI services hold 8080
+/// and 50051): the APIs on unix sockets, reachable only by who may open them; Prometheus needs
+/// TCP, on loopback.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9091";
+pub const DEFAULT_REST_LISTEN: &str = "unix:/run/neighsyncd/rest.sock";
+pub const DEFAULT_GRPC_LISTEN: &str = "unix:/run/neighsyncd/grpc.sock";
 
 /// Where an API listens: TCP, or a unix socket (protected by its file permissions).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -418,7 +421,7 @@ impl Config {
             s => Some(s.parse::<SocketAddr>().map_err(|_| {
                 invalid(
                     "metrics_listen",
-                    format!("{s:?} is not an address like [::1]:9091 or \"off\""),
+                    format!("{s:?} is not an address like 127.0.0.1:9091 or \"off\""),
                 )
             })?),
         };
@@ -535,7 +538,16 @@ mod tests {
         assert_eq!(c.netlink_rcvbuf, DEFAULT_RCVBUF);
         assert!(c.ignore_interfaces.contains("lo"));
         assert_eq!(c.source, SourceKind::Auto);
-        assert_eq!(c.metrics_listen, Some("[::1]:9091".parse().unwrap()));
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9091".parse().unwrap()));
+        // The APIs default to unix sockets: nothing on a SONiC switch can hold them.
+        assert_eq!(
+            c.rest_listen,
+            Some(ListenAddr::Unix("/run/neighsyncd/rest.sock".into()))
+        );
+        assert_eq!(
+            c.grpc_listen,
+            Some(ListenAddr::Unix("/run/neighsyncd/grpc.sock".into()))
+        );
     }
 
     #[test]

@@ -1,24 +1,29 @@
-//! Wiring: the tasks of a running daemon and its one shutdown path.
+//! Wiring: the tasks of a running daemon, their supervision, and its one shutdown path.
 //!
 //! A shutdown signal (SIGTERM, SIGINT) is broadcast on a watch channel; the pipeline finishes
-//! the batch in flight and writes what is pending, then every task ends.
+//! the batch in flight and writes what is pending, then every task ends and is joined. A source
+//! that dies is restarted, replaced (eBPF -> rtnetlink with `--source auto`), or stops the
+//! daemon with an error; a management listener that fails never stops neighbor sync.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::appdb::AppDb;
 use crate::config::{Config, SourceKind};
-use crate::health::Health;
+use crate::health::{Health, Listener};
+use crate::listeners;
 use crate::metrics::Metrics;
-use crate::pipeline::{Pipeline, PipelineConfig, WarmPlan};
+use crate::pipeline::{Pipeline, PipelineConfig, PipelineError, WarmPlan};
 use crate::sonic_config;
 use crate::source::ResyncCause;
 use crate::source::SourceEvent;
-use crate::source::ebpf::{EbpfConfig, EbpfError, EbpfSource};
+use crate::source::ebpf::{ConsumerError, ConsumerTask, EbpfConfig, EbpfError, EbpfSource};
 use crate::source::netlink::{self, DumpRequester, NetlinkConfig};
+use crate::source::supervisor::SourceGaveUp;
+use crate::tasks::Tasks;
 use crate::warm::{WarmDb, WarmState};
 
 /// Events queued between the source and the pipeline. When full, the source stops reading and
@@ -27,66 +32,102 @@ const EVENT_QUEUE: usize = 65_536;
 /// Changes kept for API subscribers resuming from a sequence number.
 const VIEW_HISTORY: usize = 65_536;
 
+/// How long shutdown waits for every task to end after the pipeline has written what it could.
+const JOIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyhow::Result<()> {
     crate::fault::announce();
     let metrics = Arc::new(Metrics::new());
-    let health = Arc::new(Health::default());
+    let listeners: Vec<Listener> = [
+        (cfg.metrics_listen.is_some(), Listener::Metrics),
+        (cfg.rest_listen.is_some(), Listener::Rest),
+        (cfg.grpc_listen.is_some(), Listener::Grpc),
+    ]
+    .into_iter()
+    .filter_map(|(on, l)| on.then_some(l))
+    .collect();
+    let health = Arc::new(Health::with_listeners(&listeners));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut tasks = Tasks::new(shutdown_rx.clone());
+    tasks.spawn(
+        "signals",
+        wait_for_signal(shutdown_tx.clone(), shutdown_rx.clone()),
+    );
 
-    let _http = match cfg.metrics_listen {
-        Some(addr) => Some(
-            crate::http::serve(addr, metrics.clone(), health.clone(), shutdown_rx.clone())
-                .await
-                .with_context(|| format!("cannot listen on {addr} (metrics_listen)"))?,
-        ),
-        None => None,
-    };
+    if let Some(addr) = cfg.metrics_listen {
+        let (m, h, stop) = (metrics.clone(), health.clone(), shutdown_rx.clone());
+        tasks.spawn(
+            "metrics_listener",
+            listeners::keep_serving(
+                Listener::Metrics,
+                addr.to_string(),
+                health.clone(),
+                metrics.clone(),
+                shutdown_rx.clone(),
+                move || crate::http::serve(addr, m.clone(), h.clone(), stop.clone()),
+            ),
+        );
+    }
 
     // Warm start is decided before anything is read or written (swss' AppRestartAssist).
-    let warm = warm_start_check(&cfg).await?;
+    let warm = tokio::select! {
+        w = warm_start_check(&cfg) => w?,
+        _ = stopped(shutdown_rx.clone()) => {
+            tasks.join(JOIN_TIMEOUT).await;
+            return Ok(());
+        }
+    };
 
-    let log_task = log.map(|handle| {
-        tokio::spawn(crate::log_level::watch(
-            cfg.db.config.clone(),
-            handle,
-            cfg.log_level.clone(),
-        ))
-    });
-
+    if let Some(handle) = log {
+        tasks.spawn_until_shutdown(
+            "log_level_watch",
+            crate::log_level::watch(cfg.db.config.clone(), handle, cfg.log_level.clone()),
+        );
+    }
     let (config_tx, config_rx) = watch::channel(None);
-    let config_task = tokio::spawn(sonic_config::watch(
-        cfg.db.config.clone(),
-        cfg.ignore_interfaces.clone(),
-        cfg.config_db_poll,
-        config_tx,
-        metrics.clone(),
-    ));
+    tasks.spawn_until_shutdown(
+        "config_db_watch",
+        sonic_config::watch(
+            cfg.db.config.clone(),
+            cfg.ignore_interfaces.clone(),
+            cfg.config_db_poll,
+            config_tx,
+            metrics.clone(),
+        ),
+    );
 
     let (tx, rx) = mpsc::channel::<SourceEvent>(EVENT_QUEUE);
     // Links and dumps always come over rtnetlink; neighbor events from eBPF when it loads.
-    let (dumps, source_task) = netlink::spawn(
+    let (dumps, netlink_task) = netlink::spawn(
         NetlinkConfig {
             rcvbuf_bytes: cfg.netlink_rcvbuf,
             subscribe_neigh: cfg.source == SourceKind::Netlink,
         },
         tx.clone(),
         metrics.clone(),
+        shutdown_rx.clone(),
     )
     .context("cannot start the rtnetlink source")?;
-    let (live_source, reason, ebpf) = choose_source(&cfg, tx, &dumps, &metrics)?;
-    let ebpf = Arc::new(std::sync::Mutex::new(ebpf));
+    let chosen = choose_source(&cfg, tx, &dumps, &metrics, shutdown_rx.clone())?;
+    let live_source = chosen.label;
+    let ebpf = Arc::new(std::sync::Mutex::new(chosen.ebpf));
     // Settled: now the first dump (after any subscription it needs).
     dumps.request(ResyncCause::Startup);
-    let dumps_for_check = dumps.clone();
     metrics
         .source_active
-        .with_label_values(&[live_source, reason])
+        .with_label_values(&[live_source, chosen.reason])
         .set(1);
     health.set_source_attached(true);
     info!(
         source = live_source,
-        reason, "neighbor event source attached"
+        reason = chosen.reason,
+        "neighbor event source attached"
     );
+    let fallback = Fallback {
+        ebpf: ebpf.clone(),
+        dumps: dumps.clone(),
+        metrics: metrics.clone(),
+    };
 
     let appdb = AppDb::new(&cfg.db.appl.url, cfg.db.appl.id, &cfg.db.appl.separator);
     let pipeline = Pipeline::new(
@@ -98,33 +139,17 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
         appdb,
         metrics.clone(),
         health.clone(),
-        dumps,
+        dumps.clone(),
         rx,
         config_rx,
     );
     // The management APIs' read model (kept current by the pipeline).
     let view = Arc::new(crate::view::View::new(VIEW_HISTORY));
     let mut pipeline = pipeline.with_view(view.clone());
-    if live_source == "ebpf" {
-        let (ebpf, dumps, metrics) = (ebpf.clone(), dumps_for_check.clone(), metrics.clone());
+    if live_source == "ebpf" && cfg.source == SourceKind::Auto {
+        let fallback = fallback.clone();
         pipeline = pipeline.with_ebpf_check(Box::new(move || {
-            if let Ok(mut e) = ebpf.lock() {
-                e.take();
-            }
-            dumps.subscribe_neighbors();
-            dumps.request(ResyncCause::Requested);
-            metrics
-                .source_active
-                .with_label_values(&["ebpf", "auto"])
-                .set(0);
-            metrics
-                .source_active
-                .with_label_values(&["ebpf", "configured"])
-                .set(0);
-            metrics
-                .source_active
-                .with_label_values(&["netlink", "ebpf_startup_check_failed"])
-                .set(1);
+            fallback.to_netlink("ebpf_startup_check_failed")
         }));
     }
     if let Some(db) = warm {
@@ -136,7 +161,7 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
     let api_state = crate::api::ApiState {
         view: view.clone(),
         metrics: metrics.clone(),
-        dumps: dumps_for_check.clone(),
+        dumps: dumps.clone(),
         config: Arc::new(cfg.to_json()),
         auth: Arc::new(
             crate::api::auth::Auth::new(cfg.api_token_file.as_deref(), cfg.api_reads_open)
@@ -151,38 +176,168 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
         ),
         None => None,
     };
-    let _grpc = match &cfg.grpc_listen {
-        Some(addr) => Some(
-            crate::api::grpc::serve(
-                addr.clone(),
-                api_state.clone(),
-                cfg.api_tls.as_ref(),
+    if let Some(addr) = cfg.grpc_listen.clone() {
+        let (state, tls, stop) = (api_state.clone(), cfg.api_tls.clone(), shutdown_rx.clone());
+        tasks.spawn(
+            "grpc_listener",
+            listeners::keep_serving(
+                Listener::Grpc,
+                addr.to_string(),
+                health.clone(),
+                metrics.clone(),
                 shutdown_rx.clone(),
-            )
-            .await
-            .with_context(|| format!("cannot listen on {addr} (grpc_listen)"))?,
-        ),
-        None => None,
-    };
-    let _rest = match &cfg.rest_listen {
-        Some(addr) => Some(
-            crate::api::rest::serve(addr.clone(), api_state, rest_tls, shutdown_rx.clone())
-                .await
-                .with_context(|| format!("cannot listen on {addr} (rest_listen)"))?,
-        ),
-        None => None,
-    };
-    let signals = tokio::spawn(wait_for_signal(shutdown_tx));
-    let result = pipeline.run(shutdown_rx).await;
-    signals.abort();
-    source_task.abort();
-    config_task.abort();
-    if let Some(t) = log_task {
-        t.abort();
+                move || {
+                    let (addr, state, tls, stop) =
+                        (addr.clone(), state.clone(), tls.clone(), stop.clone());
+                    async move { crate::api::grpc::serve(addr, state, tls.as_ref(), stop).await }
+                },
+            ),
+        );
     }
+    if let Some(addr) = cfg.rest_listen.clone() {
+        let (state, stop) = (api_state, shutdown_rx.clone());
+        tasks.spawn(
+            "rest_listener",
+            listeners::keep_serving(
+                Listener::Rest,
+                addr.to_string(),
+                health.clone(),
+                metrics.clone(),
+                shutdown_rx.clone(),
+                move || {
+                    crate::api::rest::serve(
+                        addr.clone(),
+                        state.clone(),
+                        rest_tls.clone(),
+                        stop.clone(),
+                    )
+                },
+            ),
+        );
+    }
+
+    let pipeline = tokio::spawn(pipeline.run(shutdown_rx.clone()));
+    let result = supervise(
+        pipeline,
+        netlink_task,
+        chosen.consumer,
+        &cfg,
+        &fallback,
+        &health,
+        &shutdown_tx,
+    )
+    .await;
+    let _ = shutdown_tx.send(true);
+    tasks.join(JOIN_TIMEOUT).await;
     result?;
     info!("neighsyncd stopped");
     Ok(())
+}
+
+/// Moves neighbor events from eBPF to rtnetlink: the program is detached, the neighbor group
+/// joined, and a dump replaces what the program may have missed.
+#[derive(Clone)]
+struct Fallback {
+    ebpf: Arc<std::sync::Mutex<Option<EbpfSource>>>,
+    dumps: DumpRequester,
+    metrics: Arc<Metrics>,
+}
+
+impl Fallback {
+    fn to_netlink(&self, reason: &'static str) {
+        if let Ok(mut e) = self.ebpf.lock() {
+            e.take();
+        }
+        self.dumps.subscribe_neighbors();
+        self.dumps.lost(ResyncCause::SourceRestart);
+        for r in ["auto", "configured"] {
+            self.metrics
+                .source_active
+                .with_label_values(&["ebpf", r])
+                .set(0);
+        }
+        self.metrics
+            .source_active
+            .with_label_values(&["netlink", reason])
+            .set(1);
+    }
+}
+
+/// Runs until the pipeline ends (shutdown, or an error), watching the sources meanwhile: the
+/// rtnetlink supervisor giving up, or the eBPF consumer dying, stops the daemon with an error
+/// (with `--source auto`, a dead consumer falls back to rtnetlink instead).
+async fn supervise(
+    mut pipeline: tokio::task::JoinHandle<Result<(), PipelineError>>,
+    mut netlink: tokio::task::JoinHandle<Result<(), SourceGaveUp>>,
+    mut consumer: Option<ConsumerTask>,
+    cfg: &Config,
+    fallback: &Fallback,
+    health: &Health,
+    shutdown: &watch::Sender<bool>,
+) -> anyhow::Result<()> {
+    let mut failure: Option<anyhow::Error> = None;
+    let mut netlink_done = false;
+    loop {
+        tokio::select! {
+            r = &mut pipeline => {
+                let r = match r {
+                    Ok(r) => r.map_err(anyhow::Error::from),
+                    Err(e) => Err(anyhow::anyhow!("the sync pipeline panicked: {e}")),
+                };
+                return match failure {
+                    Some(f) => Err(f),
+                    None => r,
+                };
+            }
+            r = &mut netlink, if !netlink_done => {
+                netlink_done = true;
+                let why = match r {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(gave_up)) => anyhow::Error::from(gave_up),
+                    Err(e) => anyhow::anyhow!("the rtnetlink source supervisor died: {e}"),
+                };
+                health.set_sources_alive(false);
+                failure.get_or_insert(why);
+                let _ = shutdown.send(true);
+            }
+            r = wait_consumer(&mut consumer) => {
+                consumer = None;
+                let why = match r {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) if e.is_cancelled() => continue, // detached on purpose (fallback)
+                    Err(e) => format!("panicked: {e}"),
+                };
+                if *shutdown.borrow() {
+                    continue;
+                }
+                if cfg.source == SourceKind::Auto {
+                    fallback.metrics.source_failures.with_label_values(&["ebpf", "fell_back"]).inc();
+                    error!(reason = %why, "the eBPF consumer died; falling back to rtnetlink");
+                    fallback.to_netlink("ebpf_consumer_failed");
+                } else {
+                    fallback.metrics.source_failures.with_label_values(&["ebpf", "exited"]).inc();
+                    error!(reason = %why, "the eBPF consumer died (--source ebpf: no fallback)");
+                    health.set_sources_alive(false);
+                    failure.get_or_insert(anyhow::anyhow!("the eBPF source failed: {why}"));
+                    let _ = shutdown.send(true);
+                }
+            }
+        }
+    }
+}
+
+async fn wait_consumer(
+    consumer: &mut Option<ConsumerTask>,
+) -> Result<Result<(), ConsumerError>, tokio::task::JoinError> {
+    match consumer {
+        Some(t) => t.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    crate::tasks::shutdown_signalled(&mut shutdown).await
 }
 
 /// Connects to STATE_DB and CONFIG_DB (retrying while Redis is not up yet) and runs
@@ -222,16 +377,31 @@ async fn warm_start_check(cfg: &Config) -> anyhow::Result<Option<WarmDb>> {
     Ok(Some(db))
 }
 
+/// The live neighbor source chosen at start.
+struct Chosen {
+    label: &'static str,
+    reason: &'static str,
+    ebpf: Option<EbpfSource>,
+    consumer: Option<ConsumerTask>,
+}
+
 /// Picks the live neighbor source: eBPF when asked (or, with `auto`, when it loads), else
-/// rtnetlink multicast. Returns (label, reason, the attached eBPF source).
+/// rtnetlink multicast.
 fn choose_source(
     cfg: &Config,
     tx: mpsc::Sender<SourceEvent>,
     dumps: &DumpRequester,
     metrics: &Arc<Metrics>,
-) -> anyhow::Result<(&'static str, &'static str, Option<EbpfSource>)> {
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Chosen> {
+    let netlink = |reason| Chosen {
+        label: "netlink",
+        reason,
+        ebpf: None,
+        consumer: None,
+    };
     if cfg.source == SourceKind::Netlink {
-        return Ok(("netlink", "configured", None));
+        return Ok(netlink("configured"));
     }
     let requester = dumps.clone();
     let started = EbpfSource::start(
@@ -242,25 +412,34 @@ fn choose_source(
         tx,
         Box::new(move |cause| requester.lost(cause)),
         metrics.clone(),
+        shutdown,
     );
     match (started, cfg.source) {
-        (Ok(src), SourceKind::Ebpf) => Ok(("ebpf", "configured", Some(src))),
-        (Ok(src), _) => Ok(("ebpf", "auto", Some(src))),
+        (Ok((src, task)), source) => Ok(Chosen {
+            label: "ebpf",
+            reason: if source == SourceKind::Ebpf {
+                "configured"
+            } else {
+                "auto"
+            },
+            ebpf: Some(src),
+            consumer: Some(task),
+        }),
         (Err(e), SourceKind::Ebpf) => Err(anyhow::anyhow!("--source ebpf: {e}")),
         (Err(e), _) => {
             warn!(error = %e, "eBPF source unavailable; falling back to rtnetlink");
             dumps.subscribe_neighbors();
-            let reason = match e {
+            Ok(netlink(match e {
                 EbpfError::NotBuilt => "ebpf_not_built",
                 EbpfError::Btf(_) | EbpfError::Offsets(_) => "ebpf_no_btf",
                 _ => "ebpf_load_failed",
-            };
-            Ok(("netlink", reason, None))
+            }))
         }
     }
 }
 
-async fn wait_for_signal(tx: watch::Sender<bool>) {
+/// SIGTERM or SIGINT starts the shutdown; the task also ends when shutdown comes another way.
+async fn wait_for_signal(tx: watch::Sender<bool>, shutdown: watch::Receiver<bool>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -272,6 +451,7 @@ async fn wait_for_signal(tx: watch::Sender<bool>) {
     tokio::select! {
         _ = term.recv() => info!("SIGTERM: finishing the batch in flight"),
         _ = int.recv() => info!("SIGINT: finishing the batch in flight"),
+        _ = stopped(shutdown) => return,
     }
     let _ = tx.send(true);
 }

@@ -10,6 +10,9 @@ use serde::Serialize;
 pub struct Check {
     pub name: &'static str,
     pub ok: bool,
+    /// Whether readiness depends on it: neighbor sync does; a management listener does not
+    /// (it is retried while neighbors keep flowing).
+    pub critical: bool,
     /// When the check last changed (RFC 3339, UTC).
     pub since: String,
 }
@@ -21,9 +24,9 @@ struct Flag {
 }
 
 impl Flag {
-    fn new() -> Flag {
+    fn new(ok: bool) -> Flag {
         Flag {
-            ok: AtomicBool::new(false),
+            ok: AtomicBool::new(ok),
             since: Mutex::new(SystemTime::now()),
         }
     }
@@ -36,7 +39,7 @@ impl Flag {
         }
     }
 
-    fn check(&self, name: &'static str) -> Check {
+    fn check(&self, name: &'static str, critical: bool) -> Check {
         let since = self
             .since
             .lock()
@@ -45,6 +48,7 @@ impl Flag {
         Check {
             name,
             ok: self.ok.load(Ordering::SeqCst),
+            critical,
             since: rfc3339(since),
         }
     }
@@ -77,36 +81,72 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// The management listeners, reported in `/ready` but not deciding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Metrics,
+    Rest,
+    Grpc,
+}
+
+impl Listener {
+    pub const ALL: [Listener; 3] = [Listener::Metrics, Listener::Rest, Listener::Grpc];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Listener::Metrics => "metrics_listener",
+            Listener::Rest => "rest_listener",
+            Listener::Grpc => "grpc_listener",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Health {
     redis: Flag,
     source_attached: Flag,
+    sources_alive: Flag,
     synced: Flag,
     warm_restart: Flag,
+    /// Listeners: `None` when not configured.
+    listeners: [Option<Flag>; 3],
     started: SystemTime,
 }
 
 impl Default for Health {
     fn default() -> Self {
-        let h = Health {
-            redis: Flag::new(),
-            source_attached: Flag::new(),
-            synced: Flag::new(),
-            warm_restart: Flag::new(),
+        Health {
+            redis: Flag::new(false),
+            source_attached: Flag::new(false),
+            sources_alive: Flag::new(true),
+            synced: Flag::new(false),
+            // No warm restart in progress until one says so.
+            warm_restart: Flag::new(true),
+            listeners: [None, None, None],
             started: SystemTime::now(),
-        };
-        // No warm restart in progress until one says so.
-        h.warm_restart.set(true);
-        h
+        }
     }
 }
 
 impl Health {
+    /// Health with these listeners configured (not up until they say so).
+    pub fn with_listeners(listeners: &[Listener]) -> Health {
+        let mut h = Health::default();
+        for l in listeners {
+            h.listeners[*l as usize] = Some(Flag::new(false));
+        }
+        h
+    }
+
     pub fn set_redis(&self, ok: bool) {
         self.redis.set(ok)
     }
     pub fn set_source_attached(&self, ok: bool) {
         self.source_attached.set(ok)
+    }
+    /// `false` once a source task died and could not be restarted.
+    pub fn set_sources_alive(&self, ok: bool) {
+        self.sources_alive.set(ok)
     }
     pub fn set_source_synced(&self, ok: bool) {
         self.synced.set(ok)
@@ -115,18 +155,30 @@ impl Health {
     pub fn set_warm_restart_done(&self, ok: bool) {
         self.warm_restart.set(ok)
     }
+    pub fn set_listener(&self, l: Listener, ok: bool) {
+        if let Some(f) = &self.listeners[l as usize] {
+            f.set(ok)
+        }
+    }
     pub fn started(&self) -> SystemTime {
         self.started
     }
 
+    /// Ready when every critical check passes; every check is listed.
     pub fn readiness(&self) -> (bool, Vec<Check>) {
-        let checks = vec![
-            self.redis.check("redis"),
-            self.source_attached.check("source_attached"),
-            self.synced.check("initial_sync"),
-            self.warm_restart.check("warm_restart"),
+        let mut checks = vec![
+            self.redis.check("redis", true),
+            self.source_attached.check("source_attached", true),
+            self.sources_alive.check("sources_alive", true),
+            self.synced.check("initial_sync", true),
+            self.warm_restart.check("warm_restart", true),
         ];
-        (checks.iter().all(|c| c.ok), checks)
+        for l in Listener::ALL {
+            if let Some(f) = &self.listeners[l as usize] {
+                checks.push(f.check(l.as_str(), false));
+            }
+        }
+        (checks.iter().all(|c| c.ok || !c.critical), checks)
     }
 }
 
@@ -154,5 +206,20 @@ mod tests {
         let (ok, checks) = h.readiness();
         assert!(!ok);
         assert!(checks.iter().any(|c| c.name == "redis" && !c.ok));
+    }
+
+    #[test]
+    fn a_listener_down_is_reported_but_does_not_stop_readiness() {
+        let h = Health::with_listeners(&[Listener::Rest]);
+        h.set_redis(true);
+        h.set_source_attached(true);
+        h.set_source_synced(true);
+        let (ok, checks) = h.readiness();
+        assert!(ok);
+        let rest = checks.iter().find(|c| c.name == "rest_listener").unwrap();
+        assert!(!rest.ok && !rest.critical);
+        assert!(!checks.iter().any(|c| c.name == "grpc_listener"));
+        h.set_sources_alive(false);
+        assert!(!h.readiness().0);
     }
 }

@@ -56,7 +56,7 @@ async fn ready_handler(State(s): State<Ops>) -> impl IntoResponse {
     )
 }
 
-/// Binds now (so a bad address fails the start), serves until `shutdown`.
+/// Binds (the error is the caller's to report and retry), then serves until `shutdown`.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,

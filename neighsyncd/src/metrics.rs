@@ -40,6 +40,10 @@ pub struct Metrics {
     pub netlink_overruns: IntCounter,
     /// Kernel dump attempts by how far they could be trusted (see `source::dump::Verdict`).
     pub dump_attempts: IntCounterVec,
+    /// Management listeners that could not bind or failed (retried), by listener.
+    pub listener_failures: IntCounterVec,
+    /// Source tasks that died, by source and what was done about it.
+    pub source_failures: IntCounterVec,
     /// APPL_DB operations written, by table and op.
     pub appdb_ops: IntCounterVec,
     /// Writes not made because APPL_DB already held the value.
@@ -163,6 +167,18 @@ impl Metrics {
                 "dump_attempts_total",
                 "Kernel neighbor dump attempts, by verdict: clean (accepted), churned (entries were destroyed on the host while it ran), resized (the hash table grew), partial (cut short). Only a clean one, or three churned ones in a row, complete a resynchronisation.",
                 &["verdict"],
+            ),
+            listener_failures: counter_vec(
+                &r,
+                "listener_failures_total",
+                "Management listeners (metrics, REST, gRPC) that could not bind or failed; each is retried.",
+                &["listener"],
+            ),
+            source_failures: counter_vec(
+                &r,
+                "source_failures_total",
+                "Neighbor source tasks that died, by source and action: restarted, fell_back (to rtnetlink) or exited (the daemon stops with an error).",
+                &["source", "action"],
             ),
             appdb_ops: counter_vec(
                 &r,
@@ -294,6 +310,17 @@ impl Metrics {
             m.malformed_total.with_label_values(&[reason]);
         }
         m.stage_seconds.with_label_values(&["appl_db_read_back"]);
+        for l in crate::health::Listener::ALL {
+            m.listener_failures.with_label_values(&[l.as_str()]);
+        }
+        for (source, action) in [
+            ("netlink", "restarted"),
+            ("netlink", "exited"),
+            ("ebpf", "fell_back"),
+            ("ebpf", "exited"),
+        ] {
+            m.source_failures.with_label_values(&[source, action]);
+        }
         for v in crate::source::dump::Verdict::ALL {
             m.dump_attempts.with_label_values(&[v.as_str()]);
         }

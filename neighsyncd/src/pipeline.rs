@@ -43,6 +43,11 @@ enum WarmPhase {
 pub enum PipelineError {
     #[error("warm restart: {0}")]
     Warm(#[from] WarmError),
+    /// Every neighbor source is gone: nothing would keep APPL_DB current.
+    #[error("the neighbor event sources ended")]
+    SourceEnded,
+    #[error("the CONFIG_DB watch ended")]
+    ConfigWatchEnded,
 }
 
 const EVENT_CHUNK: usize = 8192;
@@ -191,7 +196,9 @@ impl Pipeline {
                 break;
             }
             tokio::select! {
-                r = self.config_rx.changed() => if r.is_err() { return Ok(()) },
+                r = self.config_rx.changed() => if r.is_err() {
+                    return if *shutdown.borrow() { Ok(()) } else { Err(PipelineError::ConfigWatchEnded) };
+                },
                 _ = shutdown.changed() => return Ok(()),
             }
         }
@@ -207,6 +214,7 @@ impl Pipeline {
             i
         });
         let mut buf = Vec::with_capacity(EVENT_CHUNK);
+        let mut ended = None;
         loop {
             if self.appdb.is_connected() && !self.holding() {
                 if self.state.pending() > 0 {
@@ -231,13 +239,23 @@ impl Pipeline {
                 biased;
                 _ = shutdown.changed() => break,
                 r = self.config_rx.changed() => {
-                    if r.is_err() { break; }
+                    if r.is_err() {
+                        // At shutdown the watch ends too (maybe before we saw the signal).
+                        if !*shutdown.borrow() {
+                            ended = Some(PipelineError::ConfigWatchEnded);
+                        }
+                        break;
+                    }
                     let snap = self.config_rx.borrow_and_update().clone();
                     if let Some(s) = snap { self.config_changed(s); }
                 }
                 n = self.events.recv_many(&mut buf, EVENT_CHUNK) => {
                     if n == 0 {
-                        warn!("event source ended");
+                        // The sources end at shutdown, perhaps between our look at the signal
+                        // and this channel: only an unasked-for end is an error.
+                        if !*shutdown.borrow() {
+                            ended = Some(PipelineError::SourceEnded);
+                        }
                         break;
                     }
                     for ev in buf.drain(..) {
@@ -270,7 +288,10 @@ impl Pipeline {
             self.metrics.pending_ops.set(self.state.pending() as i64);
         }
         self.finish().await;
-        Ok(())
+        match ended {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     async fn start_warm(

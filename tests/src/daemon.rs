@@ -9,6 +9,9 @@ use crate::redis_server::RedisServer;
 
 /// The metrics port inside the namespace (each namespace has its own loopback).
 pub const METRICS_PORT: u16 = 9091;
+/// The API listeners the harness gives a daemon inside its namespace.
+pub const REST: &str = "[::1]:8080";
+pub const GRPC: &str = "[::1]:50051";
 
 /// The built `neighsyncd` binary: `$NEIGHSYNCD_BIN`, or next to this test executable.
 pub fn binary() -> PathBuf {
@@ -60,6 +63,14 @@ impl Daemon {
             .expect("temp dir");
         let log = dir.path().join("neighsyncd.log");
         let logf = std::fs::File::create(&log).expect("log file");
+        // The APIs on TCP in the namespace (each namespace has its own loopback), unless the
+        // test says otherwise: the default unix sockets are one path for the whole host.
+        let mut listeners = vec![];
+        for (flag, addr) in [("--rest-listen", REST), ("--grpc-listen", GRPC)] {
+            if !extra.contains(&flag) {
+                listeners.extend([flag, addr]);
+            }
+        }
         let child = Command::new("ip")
             .args(["netns", "exec", ns.name()])
             .arg(binary())
@@ -67,6 +78,7 @@ impl Daemon {
             .arg(redis.url())
             .args(["--metrics-listen", &format!("127.0.0.1:{METRICS_PORT}")])
             .args(["--log-level", level])
+            .args(listeners)
             .envs(envs.iter().copied())
             .args(extra)
             .stdout(Stdio::null())

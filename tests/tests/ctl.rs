@@ -8,11 +8,13 @@ use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::redis_server::RedisServer;
 use neighsyncd_tests::{lab_available, wait};
 
-fn ctl(lab: &Lab, args: &[&str]) -> (bool, String) {
+/// neighsyncctl inside the lab, talking to the REST API on the daemon's unix socket.
+fn ctl(lab: &Lab, api: &str, args: &[&str]) -> (bool, String) {
     let bin = binary().with_file_name("neighsyncctl");
     let out = Command::new("ip")
         .args(["netns", "exec", lab.dut.name()])
         .arg(bin)
+        .args(["--api", api])
         .args(args)
         .output()
         .expect("run neighsyncctl");
@@ -36,6 +38,9 @@ async fn show_stats_resync_health() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "ctl-token").unwrap();
+    // A socket directory the daemon has to create (as it creates /run/neighsyncd).
+    let socket = dir.path().join("run/rest.sock");
+    let listen = format!("unix:{}", socket.display());
     let d = Daemon::start(
         &lab.dut,
         &redis,
@@ -44,13 +49,16 @@ async fn show_stats_resync_health() {
             "netlink",
             "--api-token-file",
             token.to_str().unwrap(),
+            "--rest-listen",
+            &listen,
         ],
     );
+    let api = listen.as_str();
     d.wait_ready(&lab.dut).await;
     lab.dut
         .ip("neigh add 10.0.0.5 lladdr 02:00:00:00:00:05 dev Ethernet0 nud permanent");
     wait::until("show lists it", Duration::from_secs(10), async || {
-        let (ok, out) = ctl(&lab, &["show", "--family", "IPv4"]);
+        let (ok, out) = ctl(&lab, api, &["show", "--family", "IPv4"]);
         if ok
             && out.contains("10.0.0.5")
             && out.contains("02:00:00:00:00:05")
@@ -62,7 +70,7 @@ async fn show_stats_resync_health() {
         }
     })
     .await;
-    let (ok, out) = ctl(&lab, &["show", "--interface", "Ethernet0", "--json"]);
+    let (ok, out) = ctl(&lab, api, &["show", "--interface", "Ethernet0", "--json"]);
     assert!(ok, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(
@@ -71,12 +79,16 @@ async fn show_stats_resync_health() {
             .iter()
             .any(|r| r["key"] == "Ethernet0:10.0.0.5")
     );
-    let (ok, out) = ctl(&lab, &["stats"]);
+    let (ok, out) = ctl(&lab, api, &["stats"]);
     assert!(ok && out.contains("neighbors{family=IPv4} 1"), "{out}");
-    let (ok, out) = ctl(&lab, &["resync"]);
+    let (ok, out) = ctl(&lab, api, &["resync"]);
     assert!(!ok && out.contains("401"), "resync without a token: {out}");
-    let (ok, out) = ctl(&lab, &["--token-file", token.to_str().unwrap(), "resync"]);
+    let (ok, out) = ctl(
+        &lab,
+        api,
+        &["--token-file", token.to_str().unwrap(), "resync"],
+    );
     assert!(ok && out.contains("resync requested"), "{out}");
-    let (ok, out) = ctl(&lab, &["--metrics", "http://127.0.0.1:9091", "health"]);
+    let (ok, out) = ctl(&lab, api, &["--metrics", "http://127.0.0.1:9091", "health"]);
     assert!(ok && out.contains("redis") && out.contains("ok"), "{out}");
 }

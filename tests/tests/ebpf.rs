@@ -43,6 +43,7 @@ fn source_in(ns: &Netns, ring_bytes: u32) -> InNs {
             .build()
             .unwrap();
         rt.block_on(async move {
+            let (_shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
             let src = EbpfSource::start(
                 &EbpfConfig {
                     ring_bytes,
@@ -51,9 +52,10 @@ fn source_in(ns: &Netns, ring_bytes: u32) -> InNs {
                 tx,
                 Box::new(|_| {}),
                 Arc::new(Metrics::new()),
+                shutdown,
             );
             match src {
-                Ok(src) => {
+                Ok((src, _consumer)) => {
                     let _ = ready_tx.send(Ok(()));
                     let _keep = src;
                     while stop_rx.try_recv().is_err() {

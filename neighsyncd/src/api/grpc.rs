@@ -321,6 +321,7 @@ pub async fn serve(
             })
         }
         ListenAddr::Unix(p) => {
+            crate::listeners::socket_dir(&p)?;
             let _ = std::fs::remove_file(&p);
             let incoming = tokio_stream::wrappers::UnixListenerStream::new(
                 tokio::net::UnixListener::bind(&p)?,

@@ -392,6 +392,7 @@ pub async fn serve(
         ListenAddr::Tcp(a) => a,
         ListenAddr::Unix(path) => {
             // A unix socket is protected by its file permissions; TLS is for TCP listeners.
+            crate::listeners::socket_dir(&path)?;
             let _ = std::fs::remove_file(&path);
             let listener = tokio::net::UnixListener::bind(&path)?;
             tracing::info!(path = %path.display(), "REST API listening");

@@ -15,6 +15,7 @@ pub mod ebpf;
 pub mod links;
 pub mod netlink;
 pub mod parse;
+pub mod supervisor;
 
 use std::net::IpAddr;
 
@@ -110,10 +111,12 @@ pub enum ResyncCause {
     Requested,
     /// CONFIG_DB changed a global knob (dual-ToR, EVPN).
     ConfigChange,
+    /// A source task died and was restarted (or replaced by rtnetlink): its events are lost.
+    SourceRestart,
 }
 
 impl ResyncCause {
-    pub const ALL: [ResyncCause; 7] = [
+    pub const ALL: [ResyncCause; 8] = [
         ResyncCause::Startup,
         ResyncCause::NetlinkOverrun,
         ResyncCause::RingbufOverflow,
@@ -121,6 +124,7 @@ impl ResyncCause {
         ResyncCause::RedisReconnect,
         ResyncCause::Requested,
         ResyncCause::ConfigChange,
+        ResyncCause::SourceRestart,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -132,6 +136,7 @@ impl ResyncCause {
             ResyncCause::RedisReconnect => "redis_reconnect",
             ResyncCause::Requested => "requested",
             ResyncCause::ConfigChange => "config_change",
+            ResyncCause::SourceRestart => "source_restart",
         }
     }
 }

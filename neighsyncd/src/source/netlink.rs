@@ -118,31 +118,31 @@ fn open(groups: u32, rcvbuf: usize) -> Result<AsyncFd<NlSocket>, NetlinkError> {
         .map_err(|e| NetlinkError::Register(e.into_parts().1))
 }
 
-/// Opens, subscribes and spawns the source task. Nothing is dumped until asked (the caller
-/// first settles which groups to join, then requests the `Startup` dump).
+/// The requests channel's receiving end, shared so that a restarted source takes it over.
+pub(crate) type Requests = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Request>>>;
+
+/// Opens and subscribes (failing at once if the kernel refuses), then spawns the source under
+/// its supervisor (see [`super::supervisor`]). Nothing is dumped until asked: the caller first
+/// settles which groups to join, then requests the `Startup` dump. The task ends `Ok` at
+/// shutdown, and with an error when the source kept failing.
 pub fn spawn(
     cfg: NetlinkConfig,
     tx: mpsc::Sender<SourceEvent>,
     metrics: Arc<Metrics>,
-) -> Result<(DumpRequester, tokio::task::JoinHandle<()>), NetlinkError> {
-    let groups = RTMGRP_LINK | if cfg.subscribe_neigh { RTMGRP_NEIGH } else { 0 };
-    let events = open(groups, cfg.rcvbuf_bytes)?;
-    let dumps = open(0, DUMP_RCVBUF.max(cfg.rcvbuf_bytes))?;
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<
+    (
+        DumpRequester,
+        tokio::task::JoinHandle<Result<(), super::supervisor::SourceGaveUp>>,
+    ),
+    NetlinkError,
+> {
+    let first = Source::open(&cfg, cfg.subscribe_neigh, tx.clone(), metrics.clone())?;
     let (req_tx, req_rx) = mpsc::unbounded_channel();
-    let source = Source {
-        events: Arc::new(events),
-        dumps: Arc::new(dumps),
-        dump_rcvbuf: DUMP_RCVBUF.max(cfg.rcvbuf_bytes),
-        tx,
-        metrics,
-        planner: Planner::default(),
-        attempt: None,
-        seq: 0,
-        next_seq: 1,
-        parsed: Vec::with_capacity(256),
-        dump_delay: crate::fault::number("dump_delay_ms").map(Duration::from_millis),
-    };
-    let task = tokio::spawn(source.run(req_rx));
+    let requests = Arc::new(tokio::sync::Mutex::new(req_rx));
+    let task = tokio::spawn(super::supervisor::run(
+        first, cfg, requests, tx, metrics, shutdown,
+    ));
     Ok((DumpRequester(req_tx), task))
 }
 
@@ -174,10 +174,30 @@ fn set_rcvbuf(fd: RawFd, bytes: usize) {
     );
 }
 
+/// Why the source loop stopped.
+#[derive(Debug)]
+pub(crate) enum Exit {
+    /// Shutdown, or the pipeline went away.
+    Done,
+    /// A socket failed (or a fault was injected): the supervisor restarts the source.
+    Failed(String),
+}
+
+enum Stop {
+    Closed,
+    Failed(String),
+}
+
 /// The pipeline went away: the source stops.
 struct Closed;
 
-struct Source {
+impl From<Closed> for Stop {
+    fn from(_: Closed) -> Stop {
+        Stop::Closed
+    }
+}
+
+pub(crate) struct Source {
     events: Arc<AsyncFd<NlSocket>>,
     /// Reopened when a dump in flight is aborted (the kernel then drops what it had left).
     dumps: Arc<AsyncFd<NlSocket>>,
@@ -190,8 +210,11 @@ struct Source {
     seq: u32,
     next_seq: u32,
     parsed: Vec<Parsed>,
-    /// Fault injection: a slow reader (see [`crate::fault`]).
+    /// Fault injection: a slow reader (see [`crate::fault`]) ...
     dump_delay: Option<Duration>,
+    /// ... and a source that fails after this many live events.
+    fail_after: Option<u64>,
+    live_events: u64,
 }
 
 enum Recv {
@@ -232,23 +255,70 @@ fn recv(
 }
 
 impl Source {
-    async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Request>) {
+    /// Opens the event socket (links, and neighbors with `subscribe_neigh`) and the dump socket.
+    pub(crate) fn open(
+        cfg: &NetlinkConfig,
+        subscribe_neigh: bool,
+        tx: mpsc::Sender<SourceEvent>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Source, NetlinkError> {
+        let groups = RTMGRP_LINK | if subscribe_neigh { RTMGRP_NEIGH } else { 0 };
+        let dump_rcvbuf = DUMP_RCVBUF.max(cfg.rcvbuf_bytes);
+        Ok(Source {
+            events: Arc::new(open(groups, cfg.rcvbuf_bytes)?),
+            dumps: Arc::new(open(0, dump_rcvbuf)?),
+            dump_rcvbuf,
+            tx,
+            metrics,
+            planner: Planner::default(),
+            attempt: None,
+            seq: 0,
+            next_seq: 1,
+            parsed: Vec::with_capacity(256),
+            dump_delay: crate::fault::number("dump_delay_ms").map(Duration::from_millis),
+            fail_after: crate::fault::number("source_exit_after"),
+            live_events: 0,
+        })
+    }
+
+    /// This source replaces one that failed: events were lost in between.
+    pub(crate) fn after_failure(mut self) -> Source {
+        self.planner.lost(Instant::now());
+        self
+    }
+
+    /// Runs until shutdown, the pipeline going away, or a failure. `subscribed` remembers a
+    /// join of the neighbor group across restarts.
+    pub(crate) async fn run(
+        mut self,
+        mut requests: tokio::sync::OwnedMutexGuard<mpsc::UnboundedReceiver<Request>>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        subscribed: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Exit {
         let events = self.events.clone();
         let mut buf = vec![0u8; RECV_BUF];
-        let res: Result<(), Closed> = async {
+        let res: Result<(), Stop> = async {
             loop {
                 let dumps = self.dumps.clone();
                 let wake = self.planner.next_start(Instant::now());
+                if self.fail_after.is_some_and(|n| self.live_events >= n) {
+                    return Err(Stop::Failed(format!(
+                        "fault injected after {} live events",
+                        self.live_events
+                    )));
+                }
                 tokio::select! {
+                    _ = crate::tasks::shutdown_signalled(&mut shutdown) => return Err(Stop::Closed),
                     req = requests.recv() => {
                         match req {
-                            None => return Err(Closed),
+                            None => return Err(Stop::Closed),
                             Some(Request::Dump(cause)) => {
                                 debug!(cause = cause.as_str(), "dump requested");
                                 self.planner.requested();
                             }
                             Some(Request::Lost(cause)) => self.lost(cause),
                             Some(Request::SubscribeNeighbors) => {
+                                subscribed.store(true, std::sync::atomic::Ordering::SeqCst);
                                 if let Err(e) = self.events.get_ref().0.add_membership(RTNLGRP_NEIGH) {
                                     warn!(error = %e, "cannot join the netlink neighbor group");
                                 }
@@ -256,7 +326,7 @@ impl Source {
                         }
                     }
                     guard = events.readable() => {
-                        let mut guard = guard.map_err(|e| { warn!(error = %e, "netlink event socket failed"); Closed })?;
+                        let mut guard = guard.map_err(|e| Stop::Failed(format!("netlink event socket failed: {e}")))?;
                         // Drain to empty before clearing readiness (try_io clears it on WouldBlock).
                         loop {
                             match recv(&mut guard, &mut buf) {
@@ -268,12 +338,12 @@ impl Source {
                                     self.send(SourceEvent::Lost(ResyncCause::NetlinkOverrun)).await?;
                                     self.lost(ResyncCause::NetlinkOverrun);
                                 }
-                                Err(e) => { warn!(error = %e, "netlink receive failed; source stops"); return Err(Closed); }
+                                Err(e) => return Err(Stop::Failed(format!("netlink receive failed: {e}"))),
                             }
                         }
                     }
                     guard = dumps.readable() => {
-                        let mut guard = guard.map_err(|e| { warn!(error = %e, "netlink dump socket failed"); Closed })?;
+                        let mut guard = guard.map_err(|e| Stop::Failed(format!("netlink dump socket failed: {e}")))?;
                         loop {
                             match recv(&mut guard, &mut buf) {
                                 Ok(Recv::Empty) => break,
@@ -287,7 +357,7 @@ impl Source {
                                     warn!("netlink dump socket overrun; the dump will be redone");
                                     if let Some(a) = self.attempt.as_mut() { a.mark_partial(); }
                                 }
-                                Err(e) => { warn!(error = %e, "netlink dump receive failed; source stops"); return Err(Closed); }
+                                Err(e) => return Err(Stop::Failed(format!("netlink dump receive failed: {e}"))),
                             }
                         }
                     }
@@ -298,7 +368,10 @@ impl Source {
             }
         }
         .await;
-        let _ = res;
+        match res {
+            Ok(()) | Err(Stop::Closed) => Exit::Done,
+            Err(Stop::Failed(why)) => Exit::Failed(why),
+        }
     }
 
     async fn send(&self, ev: SourceEvent) -> Result<(), Closed> {
@@ -351,6 +424,9 @@ impl Source {
         let mut parsed = std::mem::take(&mut self.parsed);
         parse_datagram(&buf[..n], dump_seq, monotonic_ns(), &mut parsed);
         let mut res = Ok(());
+        if !from_dump_socket {
+            self.live_events += parsed.len() as u64;
+        }
         for p in parsed.drain(..) {
             res = self.handle(p).await;
             if res.is_err() {

@@ -50,13 +50,23 @@ pub fn to_neigh_msg(bytes: &[u8]) -> Option<NeighMsg> {
     })
 }
 
+/// Why the consumer stopped, when it was not asked to.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error("the eBPF ring buffer failed: {0}")]
+    Ring(std::io::Error),
+    #[error("fault injected after {0} events")]
+    Injected(u64),
+}
+
 pub fn spawn(
     ebpf: &mut Ebpf,
     tx: mpsc::Sender<SourceEvent>,
     request_dump: Box<dyn Fn(ResyncCause) + Send + Sync>,
     stats: Arc<EbpfStats>,
     metrics: Arc<Metrics>,
-) -> Result<tokio::task::JoinHandle<()>, EbpfError> {
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<Result<(), ConsumerError>>, EbpfError> {
     let ring_map = ebpf
         .take_map("EVENTS")
         .ok_or_else(|| EbpfError::Map("EVENTS", "missing".into()))?;
@@ -76,6 +86,7 @@ pub fn spawn(
         request_dump,
         stats,
         metrics,
+        shutdown,
     )))
 }
 
@@ -92,6 +103,7 @@ fn drop_total(drops: &PerCpuArray<MapData, u64>) -> u64 {
     drops.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0)
 }
 
+/// Runs until shutdown or the pipeline going away (`Ok`), or a failure.
 async fn run(
     mut fd: AsyncFd<RingBuf<aya::maps::MapData>>,
     drops: PerCpuArray<MapData, u64>,
@@ -99,17 +111,21 @@ async fn run(
     request_dump: Box<dyn Fn(ResyncCause) + Send + Sync>,
     stats: Arc<EbpfStats>,
     metrics: Arc<Metrics>,
-) {
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), ConsumerError> {
     let mut seen_drops = drop_total(&drops);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let fail_after = crate::fault::number("ebpf_consumer_exit_after");
+    let mut consumed = 0u64;
     loop {
+        if let Some(n) = fail_after.filter(|n| consumed >= *n) {
+            return Err(ConsumerError::Injected(n));
+        }
         let mut batch = Vec::new();
         tokio::select! {
+            _ = crate::tasks::shutdown_signalled(&mut shutdown) => return Ok(()),
             guard = fd.readable_mut() => {
-                let mut guard = match guard {
-                    Ok(g) => g,
-                    Err(e) => { warn!(error = %e, "eBPF ring buffer failed; source stops"); return; }
-                };
+                let mut guard = guard.map_err(ConsumerError::Ring)?;
                 drain(guard.get_inner_mut(), &mut batch);
                 guard.clear_ready();
                 // A record submitted between the last read and clear_ready() would wait for
@@ -119,13 +135,14 @@ async fn run(
             // The timer drains too, so nothing waits longer than a tick.
             _ = tick.tick() => drain(fd.get_mut(), &mut batch),
         }
+        consumed += batch.len() as u64;
         stats
             .events
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         metrics.ebpf_events.inc_by(batch.len() as u64);
         for ev in batch {
             if tx.send(ev).await.is_err() {
-                return;
+                return Ok(());
             }
         }
         let total = drop_total(&drops);
@@ -143,7 +160,7 @@ async fn run(
                 .await
                 .is_err()
             {
-                return;
+                return Ok(());
             }
             request_dump(ResyncCause::RingbufOverflow);
         }

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use super::{ResyncCause, SourceEvent};
 use crate::metrics::Metrics;
 
-pub use consumer::to_neigh_msg;
+pub use consumer::{ConsumerError, to_neigh_msg};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EbpfError {
@@ -55,14 +55,17 @@ pub struct EbpfStats {
 pub struct EbpfSource {
     _ebpf: Ebpf,
     stats: Arc<EbpfStats>,
-    task: tokio::task::JoinHandle<()>,
+    consumer: tokio::task::AbortHandle,
 }
 
 impl Drop for EbpfSource {
     fn drop(&mut self) {
-        self.task.abort();
+        self.consumer.abort();
     }
 }
+
+/// The consumer task: `Ok` when it stopped at shutdown (or was detached), an error when it died.
+pub type ConsumerTask = tokio::task::JoinHandle<Result<(), ConsumerError>>;
 
 #[cfg(neighsyncd_ebpf)]
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("NEIGHSYNCD_EBPF_OBJECT_PATH"));
@@ -84,7 +87,8 @@ impl EbpfSource {
         tx: mpsc::Sender<SourceEvent>,
         request_dump: Box<dyn Fn(ResyncCause) + Send + Sync>,
         metrics: Arc<Metrics>,
-    ) -> Result<EbpfSource, EbpfError> {
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(EbpfSource, ConsumerTask), EbpfError> {
         if OBJECT.is_empty() {
             return Err(EbpfError::NotBuilt);
         }
@@ -110,12 +114,22 @@ impl EbpfSource {
                 .map_err(|e| EbpfError::Attach(tp, e.to_string()))?;
         }
         let stats = Arc::new(EbpfStats::default());
-        let task = consumer::spawn(&mut ebpf, tx, request_dump, stats.clone(), metrics)?;
-        Ok(EbpfSource {
-            _ebpf: ebpf,
-            stats,
+        let task = consumer::spawn(
+            &mut ebpf,
+            tx,
+            request_dump,
+            stats.clone(),
+            metrics,
+            shutdown,
+        )?;
+        Ok((
+            EbpfSource {
+                _ebpf: ebpf,
+                stats,
+                consumer: task.abort_handle(),
+            },
             task,
-        })
+        ))
     }
 
     pub fn stats(&self) -> Arc<EbpfStats> {
