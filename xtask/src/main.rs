@@ -50,6 +50,9 @@ enum Cmd {
         /// Measure this daemon binary instead of building this tree's (e.g. an older build).
         #[arg(long, value_name = "PATH")]
         daemon: Option<std::path::PathBuf>,
+        /// Runs per scenario of --resync (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
     },
 }
 
@@ -63,11 +66,13 @@ fn main() -> anyhow::Result<()> {
             no_write,
             resync,
             daemon,
+            repeat,
         } => bench::run(&bench::Options {
             sizes,
             write: !no_write,
             resync,
             daemon,
+            repeat,
         }),
     }
 }

@@ -40,6 +40,8 @@ pub struct Options {
     pub resync: bool,
     /// Measure this daemon binary (e.g. an older build) instead of building this tree's.
     pub daemon: Option<std::path::PathBuf>,
+    /// Runs per scenario (the median is reported).
+    pub repeat: usize,
 }
 
 pub fn run(o: &Options) -> anyhow::Result<()> {
@@ -71,7 +73,7 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
             Some(p) => p.display().to_string(),
             None => "this build".into(),
         };
-        let mut rows = Vec::new();
+        let mut rows: Vec<(resync::Row, f64, f64)> = Vec::new();
         for &n in &o.sizes {
             neighsyncd_tests::raise_neigh_limits(u64::from(n) + 1000);
             for (mode, args) in [
@@ -84,7 +86,12 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
                     &["--source", "ebpf", "--ebpf-ring-bytes", "65536"][..],
                 ),
             ] {
-                rows.push(rt.block_on(resync::overrun(&format!("{label}: {mode}"), args, n, 2))?);
+                let mut runs = Vec::new();
+                for _ in 0..o.repeat.max(1) {
+                    let mode = format!("{label}: {mode}");
+                    runs.push(rt.block_on(resync::overrun(&mode, args, n, 2))?);
+                }
+                rows.extend(resync::median(runs));
             }
         }
         println!("{}", resync::render(&rows));

@@ -52,7 +52,33 @@ impl Drop for Hogs {
     }
 }
 
+/// The host's ARP table entries (all namespaces), from `ip -s ntable`.
+fn host_entries() -> Option<u64> {
+    let out = Command::new("ip")
+        .args(["-s", "ntable", "show", "name", "arp_cache"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rest = text.split(" entries ").nth(1)?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// Waits until no namespace is still tearing its neighbors down (an earlier lab's), so that
+/// one run's destroys do not land in the next run's dumps.
+async fn host_table_settled() {
+    let mut last = host_entries();
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = host_entries();
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
 pub async fn overrun(mode: &str, args: &[&str], n: u32, hogs: usize) -> anyhow::Result<Row> {
+    host_table_settled().await;
     let redis = RedisServer::start();
     let lab = Lab::new();
     lab.dut.ip("addr add 10.100.0.1/14 dev Ethernet0");
@@ -82,29 +108,51 @@ pub async fn overrun(mode: &str, args: &[&str], n: u32, hogs: usize) -> anyhow::
         attempts: metric(&lab.dut, "neighsyncd_dump_attempts_total") - attempts0,
         cpu: cpu1 - cpu0,
     };
+    let verdicts: Vec<String> = ["clean", "churned", "resized", "partial"]
+        .iter()
+        .map(|v| {
+            let n = metric(
+                &lab.dut,
+                &format!("neighsyncd_dump_attempts_total{{verdict=\"{v}\"}}"),
+            );
+            format!("{v}={n}")
+        })
+        .collect();
     eprintln!(
-        "{mode} {n} hogs={hogs}: {seconds:.2} s, {} losses, {} dump attempts",
-        row.losses, row.attempts
+        "{mode} {n} hogs={hogs}: {seconds:.2} s, {} losses, {} dump attempts ({})",
+        row.losses,
+        row.attempts,
+        verdicts.join(" ")
     );
     Ok(row)
 }
 
-pub fn render(rows: &[Row]) -> String {
+/// The run with the median convergence time, and the spread of all runs.
+pub fn median(mut runs: Vec<Row>) -> Option<(Row, f64, f64)> {
+    runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    let (lo, hi) = (runs.first()?.seconds, runs.last()?.seconds);
+    let mid = runs.len() / 2;
+    Some((runs.swap_remove(mid), lo, hi))
+}
+
+pub fn render(rows: &[(Row, f64, f64)]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| daemon, source and buffer | neighbors | CPU hogs | kernel burst (s) | converged (s) | losses | dump attempts | daemon CPU (s) |"
+        "| daemon, source and buffer | neighbors | CPU hogs | kernel burst (s) | converged, median (s) | range of runs (s) | losses | dump attempts | daemon CPU (s) |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
-    for r in rows {
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (r, lo, hi) in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.2} | {:.2} | {:.0} | {} | {:.2} |",
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2}–{:.2} | {:.0} | {} | {:.2} |",
             r.mode,
             r.n,
             r.hogs,
             r.kernel_seconds,
             r.seconds,
+            lo,
+            hi,
             r.losses,
             if r.attempts > 0.0 {
                 format!("{:.0}", r.attempts)
