@@ -14,14 +14,35 @@
 //!
 //! Struct offsets come from userspace (read from the running kernel's BTF) in `OFFSETS`, so the
 //! object loads on any kernel without a rebuild.
+//!
+//! Reading an entry that another CPU may be updating (these tracepoints run after the entry's
+//! lock is dropped):
+//! * `ha` is read under its seqlock (`ha_lock`), with full barriers around the read; a read that
+//!   never settles (4 tries) is flagged `uncertain` and the daemon resynchronises instead of
+//!   trusting it.
+//! * The ring slot is reserved *before* the entry is read: records follow reservation order, so
+//!   the last record of a neighbor was read after its last update. What was emitted is recorded
+//!   for de-duplication only if a second look finds the entry unchanged; otherwise the record is
+//!   dropped, so the next event is emitted whatever it says.
+//! * What remains: two updates of one neighbor on two CPUs in the same instant can still leave a
+//!   stale de-duplication record, so that a later flip back is suppressed. rtnetlink's own
+//!   notifications can arrive in the wrong order in that case too; the periodic audit, on by
+//!   default with eBPF, repairs it.
 #![no_std]
 #![no_main]
+// `atomic_xadd`: the BPF target has no `AtomicU64::fetch_add`, but its instruction set does.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
-use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel};
+use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf};
 use aya_ebpf::macros::{btf_tracepoint, map};
 use aya_ebpf::maps::{LruHashMap, PerCpuArray, RingBuf};
 use aya_ebpf::programs::BtfTracePointContext;
-use neighsyncd_common::{DedupKey, DedupValue, KIND_REMOVE, KIND_UPDATE, NeighEvent, Offsets};
+use core::intrinsics::AtomicOrdering;
+use neighsyncd_common::{
+    DedupKey, DedupValue, KIND_REMOVE, KIND_UPDATE, NUD_VALID, NeighEvent, Offsets, RECORD_VERSION,
+    class_of,
+};
 
 /// Overridden by the loader (`EbpfLoader::override_global`).
 #[unsafe(no_mangle)]
@@ -38,6 +59,8 @@ static OFFSETS: Offsets = Offsets {
     dev_nd_net: 0,
     net_ns_inum: 0,
     netns_inum: 0,
+    neigh_flags_size: 4,
+    neigh_ha_seq: 0,
 };
 
 /// Sized by the loader (`ebpf_ring_bytes`).
@@ -58,20 +81,25 @@ static DEDUP: LruHashMap<DedupKey, DedupValue> = LruHashMap::with_max_entries(26
 #[map]
 static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
+/// A word for a fully ordered atomic operation: the program's memory barrier.
+#[map]
+static BARRIER: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// `smp_mb()`: an atomic fetch-and-add is fully ordered in the BPF memory model (x86 `lock
+/// xadd`, arm64 `ldaddal`), so the loads around it stay on their side of it.
+#[inline(always)]
+fn full_barrier() {
+    if let Some(p) = BARRIER.get_ptr_mut(0) {
+        // SAFETY: a per-CPU slot of a map, valid for the program's run; the result is used,
+        // so this is BPF_ATOMIC | BPF_FETCH (fully ordered), not a plain XADD.
+        let old = unsafe { core::intrinsics::atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, 1) };
+        core::hint::black_box(old);
+    }
+}
+
 const AF_INET: u32 = 2;
 const AF_INET6: u32 = 10;
 const NTF_EXT_LEARNED: u32 = 0x10;
-
-/// The state classes the SONiC rules tell apart; moves within a class write nothing.
-fn class_of(state: u8) -> u8 {
-    match state {
-        0x02 | 0x04 | 0x08 | 0x80 => 1, // REACHABLE, STALE, DELAY, PERMANENT: a set
-        0x10 => 2,                      // PROBE: dropped in EVPN mode
-        0x01 | 0x20 => 3,               // INCOMPLETE, FAILED: a delete (zero MAC on dual-ToR)
-        0x40 => 4,                      // NOARP: depends on EXT_LEARNED and EVPN
-        _ => 5,                         // NONE and mixed states
-    }
-}
 
 #[inline(always)]
 fn read<T>(base: *const u8, off: u32) -> Result<T, i32> {
@@ -103,6 +131,80 @@ pub fn neigh_cleanup_and_release(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// Large temporaries live here, not on the 512-byte stack: what was emitted, and a second
+/// look at the entry after it was.
+#[repr(C)]
+struct Scratch {
+    emitted: DedupValue,
+    again: DedupValue,
+}
+
+#[map]
+static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// `ha` read into `dst` under `ha_lock` (the kernel's `neigh_ha_snapshot`); `false`: it never
+/// settled.
+#[inline(always)]
+fn read_ha(n: *const u8, o: &Offsets, dst: &mut [u8; 32]) -> Result<bool, i32> {
+    let src = n.wrapping_add(o.neigh_ha as usize);
+    let mut tries = 0;
+    while tries < 4 {
+        let s1: u32 = read(n, o.neigh_ha_seq)?;
+        if s1 & 1 == 0 {
+            full_barrier();
+            // SAFETY: bpf_probe_read_kernel validates the source; `dst` is ours.
+            unsafe { bpf_probe_read_kernel_buf(src, dst) }?;
+            full_barrier();
+            let s2: u32 = read(n, o.neigh_ha_seq)?;
+            if s1 == s2 {
+                return Ok(true);
+            }
+        }
+        tries += 1;
+    }
+    // SAFETY: as above.
+    unsafe { bpf_probe_read_kernel_buf(src, dst) }?;
+    Ok(false)
+}
+
+/// What the program reports of an entry, and what de-duplication compares, read into `out`.
+/// Returns (state, flags, settled).
+#[inline(always)]
+fn snapshot(
+    n: *const u8,
+    dev: *const u8,
+    o: &Offsets,
+    out: &mut DedupValue,
+) -> Result<(u8, u32, bool), i32> {
+    let state: u8 = read(n, o.neigh_nud_state)?;
+    let flags: u32 = if o.neigh_flags_size == 1 {
+        u32::from(read::<u8>(n, o.neigh_flags)?)
+    } else {
+        read(n, o.neigh_flags)?
+    };
+    let mut alen: u8 = read(dev, o.dev_addr_len)?;
+    if alen > 32 {
+        alen = 32;
+    }
+    // rtnetlink reports no address outside NUD_VALID: neither do we.
+    if state & NUD_VALID == 0 {
+        alen = 0;
+    }
+    let settled = read_ha(n, o, &mut out.lladdr)?;
+    let mut i = 0usize;
+    while i < 32 {
+        if i >= alen as usize {
+            out.lladdr[i] = 0;
+        }
+        i += 1;
+    }
+    out.class = class_of(state);
+    out.ext_learned = u8::from(flags & NTF_EXT_LEARNED != 0);
+    out.lladdr_len = alen;
+    out._pad = 0;
+    Ok((state, flags, settled))
+}
+
 fn handle(n: *const u8, kind: u8) -> Result<(), i32> {
     // SAFETY: a read-only global the loader initialised before load.
     let o: Offsets = unsafe { core::ptr::read_volatile(&OFFSETS) };
@@ -127,40 +229,17 @@ fn handle(n: *const u8, kind: u8) -> Result<(), i32> {
         return Ok(());
     }
     let ifindex: u32 = read(dev, o.dev_ifindex)?;
-    let state: u8 = read(n, o.neigh_nud_state)?;
-    let flags: u32 = read(n, o.neigh_flags)?;
-    let mut alen: u8 = read(dev, o.dev_addr_len)?;
-    if alen > 32 {
-        alen = 32;
-    }
-    let mut ha: [u8; 32] = read(n, o.neigh_ha)?;
-    let mut i = 0usize;
-    while i < 32 {
-        if i >= alen as usize {
-            ha[i] = 0;
-        }
-        i += 1;
-    }
     let key = DedupKey {
         ifindex,
         family,
         addr,
     };
-    let value = DedupValue {
-        class: class_of(state),
-        ext_learned: u8::from(flags & NTF_EXT_LEARNED != 0),
-        lladdr_len: alen,
-        _pad: 0,
-        lladdr: ha,
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return Ok(());
     };
-    if kind == KIND_UPDATE {
-        // SAFETY: the value is copied out at once; a concurrent update at worst re-emits.
-        if let Some(prev) = unsafe { DEDUP.get(&key) } {
-            if *prev == value {
-                return Ok(());
-            }
-        }
-    }
+    // SAFETY: this CPU's slot; nothing else runs on this CPU while we do.
+    let scratch = unsafe { &mut *scratch };
+    // Reserve first: the slot's place in the ring is fixed before the entry is read.
     let Some(mut entry) = EVENTS.reserve::<NeighEvent>(0) else {
         if let Some(c) = DROPS.get_ptr_mut(0) {
             // SAFETY: a per-CPU slot: no other writer on this CPU while we run.
@@ -169,24 +248,51 @@ fn handle(n: *const u8, kind: u8) -> Result<(), i32> {
         let _ = DEDUP.remove(&key);
         return Ok(());
     };
-    entry.write(NeighEvent {
-        // SAFETY: no preconditions.
-        ts_ns: unsafe { bpf_ktime_get_ns() },
-        netns: inum,
-        ifindex,
-        flags,
-        family: family as u8,
-        kind,
-        state,
-        lladdr_len: alen,
-        addr,
-        lladdr: ha,
-    });
-    entry.submit(0);
-    if kind == KIND_REMOVE {
+    let Ok((state, flags, settled)) = snapshot(n, dev, &o, &mut scratch.emitted) else {
+        entry.discard(0);
         let _ = DEDUP.remove(&key);
-    } else {
-        let _ = DEDUP.insert(&key, &value, 0);
+        return Ok(());
+    };
+    if kind == KIND_UPDATE && settled {
+        // SAFETY: the value is compared at once; a concurrent update at worst re-emits.
+        if let Some(prev) = unsafe { DEDUP.get(&key) } {
+            if *prev == scratch.emitted {
+                entry.discard(0);
+                return Ok(());
+            }
+        }
+    }
+    let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` is the reserved slot, ours until submitted; every field is written.
+    unsafe {
+        (*ev).ts_ns = bpf_ktime_get_ns();
+        (*ev).version = RECORD_VERSION;
+        (*ev).kind = kind;
+        (*ev).family = family as u8;
+        (*ev).netns = inum;
+        (*ev).ifindex = ifindex;
+        (*ev).flags = flags;
+        (*ev).state = state;
+        (*ev).lladdr_len = scratch.emitted.lladdr_len;
+        (*ev).uncertain = u8::from(!settled);
+        (*ev)._pad = [0; 5];
+        (*ev).addr = addr;
+        (*ev).lladdr = scratch.emitted.lladdr;
+    }
+    entry.submit(0);
+    if kind == KIND_REMOVE || !settled {
+        let _ = DEDUP.remove(&key);
+        return Ok(());
+    }
+    // Record what was emitted only if the entry still says so: otherwise another CPU changed
+    // it meanwhile, and the next event must be emitted whatever it says.
+    match snapshot(n, dev, &o, &mut scratch.again) {
+        Ok((_, _, true)) if scratch.again == scratch.emitted => {
+            let _ = DEDUP.insert(&key, &scratch.emitted, 0);
+        }
+        _ => {
+            let _ = DEDUP.remove(&key);
+        }
     }
     Ok(())
 }

@@ -86,7 +86,8 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub batch_max: Option<usize>,
 
-    /// Periodic audit (kernel dump + APPL_DB read-back + diff) every N seconds; 0 = off [default: 0].
+    /// Periodic audit (kernel dump + APPL_DB read-back + diff) every N seconds; 0 = off
+    /// [default: 300 when eBPF may be the source (auto, ebpf), 0 with netlink].
     #[arg(long, value_name = "SECS")]
     pub audit_interval: Option<u64>,
 
@@ -162,6 +163,11 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub ebpf_lru_entries: Option<u32>,
 
+    /// After this many seconds without a record, the eBPF source is checked with the canary
+    /// neighbor [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub ebpf_watchdog: Option<u64>,
+
     /// Warm start: how long to wait for STATE_DB NEIGH_RESTORE_TABLE|Flags restored=true before
     /// exiting with an error [default: 180].
     #[arg(long, value_name = "SECS")]
@@ -211,6 +217,7 @@ struct FileConfig {
     api_tls_client_ca: Option<PathBuf>,
     ebpf_ring_bytes: Option<u32>,
     ebpf_lru_entries: Option<u32>,
+    ebpf_watchdog: Option<u64>,
     warm_restore_timeout: Option<u64>,
 }
 
@@ -236,11 +243,14 @@ pub struct Config {
     pub api_tls: Option<crate::api::tls::TlsFiles>,
     pub ebpf_ring_bytes: u32,
     pub ebpf_lru_entries: u32,
+    pub ebpf_watchdog: Duration,
     pub warm_restore_timeout: Duration,
 }
 
 pub const DEFAULT_RCVBUF: usize = 16 * 1024 * 1024;
 pub const DEFAULT_BATCH_MAX: usize = 16384;
+/// Seconds between audits when eBPF may be the source and none is configured.
+pub const DEFAULT_EBPF_AUDIT: u64 = 300;
 /// Defaults that collide with nothing on a SONiC switch (its telemetry/gNMI services hold 8080
 /// and 50051): the APIs on unix sockets, reachable only by who may open them; Prometheus needs
 /// TCP, on loopback.
@@ -328,6 +338,7 @@ impl Config {
             "api_mtls": self.api_tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
             "ebpf_ring_bytes": self.ebpf_ring_bytes,
             "ebpf_lru_entries": self.ebpf_lru_entries,
+            "ebpf_watchdog": self.ebpf_watchdog.as_secs(),
             "warm_restore_timeout": self.warm_restore_timeout.as_secs(),
         })
     }
@@ -373,7 +384,16 @@ impl Config {
         if batch_max == 0 || batch_max > 1_000_000 {
             return Err(invalid("batch_max", "must be between 1 and 1000000"));
         }
-        let audit = a.audit_interval.or(f.audit_interval).unwrap_or(0);
+        let source = a.source.or(f.source).unwrap_or_default();
+        // With eBPF the audit is the last line of defence (see the program's comment on
+        // concurrent updates): on unless turned off.
+        let audit = a
+            .audit_interval
+            .or(f.audit_interval)
+            .unwrap_or(match source {
+                SourceKind::Netlink => 0,
+                SourceKind::Auto | SourceKind::Ebpf => DEFAULT_EBPF_AUDIT,
+            });
         let poll = a.config_db_poll.or(f.config_db_poll).unwrap_or(5);
         if poll == 0 {
             return Err(invalid("config_db_poll", "must be at least 1 second"));
@@ -470,6 +490,10 @@ impl Config {
         if ebpf_lru_entries < 64 {
             return Err(invalid("ebpf_lru_entries", "must be at least 64"));
         }
+        let ebpf_watchdog = a.ebpf_watchdog.or(f.ebpf_watchdog).unwrap_or(60);
+        if ebpf_watchdog == 0 {
+            return Err(invalid("ebpf_watchdog", "must be at least 1 second"));
+        }
         let ignore: Vec<String> = a
             .ignore_interfaces
             .or(f.ignore_interfaces)
@@ -490,7 +514,7 @@ impl Config {
         Ok(Config {
             warm_restore_timeout: Duration::from_secs(warm_restore_timeout),
             db,
-            source: a.source.or(f.source).unwrap_or_default(),
+            source,
             netlink_rcvbuf,
             batch_max,
             audit_interval: (audit > 0).then(|| Duration::from_secs(audit)),
@@ -508,6 +532,7 @@ impl Config {
             api_tls,
             ebpf_ring_bytes,
             ebpf_lru_entries,
+            ebpf_watchdog: Duration::from_secs(ebpf_watchdog),
         })
     }
 }
@@ -535,6 +560,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.batch_max, 10);
         assert_eq!(c.audit_interval, Some(Duration::from_secs(30)));
+        assert_eq!(c.ebpf_watchdog, Duration::from_secs(60));
         assert_eq!(c.netlink_rcvbuf, DEFAULT_RCVBUF);
         assert!(c.ignore_interfaces.contains("lo"));
         assert_eq!(c.source, SourceKind::Auto);
@@ -587,6 +613,22 @@ mod tests {
     }
 
     #[test]
+    fn audits_are_on_by_default_with_ebpf_only() {
+        let audit = |extra: &[&str]| {
+            let mut v = vec!["--redis", "unix:///x"];
+            v.extend_from_slice(extra);
+            Config::merge(args(&v), FileConfig::default())
+                .unwrap()
+                .audit_interval
+        };
+        let five_min = Some(Duration::from_secs(DEFAULT_EBPF_AUDIT));
+        assert_eq!(audit(&[]), five_min);
+        assert_eq!(audit(&["--source", "ebpf"]), five_min);
+        assert_eq!(audit(&["--source", "netlink"]), None);
+        assert_eq!(audit(&["--source", "ebpf", "--audit-interval", "0"]), None);
+    }
+
+    #[test]
     fn metrics_can_be_turned_off() {
         let c = Config::merge(
             args(&["--redis", "unix:///x", "--metrics-listen", "off"]),
@@ -630,6 +672,7 @@ mod example_tests {
             "metrics_listen",
             "ebpf_ring_bytes",
             "ebpf_lru_entries",
+            "ebpf_watchdog",
             "warm_restore_timeout",
         ] {
             assert!(keys.contains(&flag), "example lacks {flag}");

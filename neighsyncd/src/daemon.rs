@@ -108,9 +108,36 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
         shutdown_rx.clone(),
     )
     .context("cannot start the rtnetlink source")?;
-    let chosen = choose_source(&cfg, tx, &dumps, &metrics, shutdown_rx.clone())?;
+    let mut chosen = choose_source(&cfg, tx.clone(), &dumps, &metrics, shutdown_rx.clone())?;
+    // No eBPF record reaches the pipeline before the program has proven itself on this kernel.
+    if let Some(verified) = chosen.verified.take() {
+        let verdict = match tokio::time::timeout(
+            crate::source::ebpf::canary::DEADLINE + std::time::Duration::from_secs(1),
+            verified,
+        )
+        .await
+        {
+            Ok(Ok(v)) => v,
+            Ok(Err(_)) => Err("the consumer ended before its verdict".into()),
+            Err(_) => Err("no verdict in time".into()),
+        };
+        if let Err(why) = verdict {
+            if cfg.source == SourceKind::Ebpf {
+                anyhow::bail!("--source ebpf: the eBPF program failed its self-check: {why}");
+            }
+            warn!(reason = %why, "the eBPF program failed its self-check; using rtnetlink");
+            chosen = Chosen {
+                label: "netlink",
+                reason: "ebpf_verification_failed",
+                ebpf: None,
+                consumer: None,
+                verified: None,
+            };
+            dumps.subscribe_neighbors();
+        }
+    }
     let live_source = chosen.label;
-    let ebpf = Arc::new(std::sync::Mutex::new(chosen.ebpf));
+    let ebpf = Arc::new(std::sync::Mutex::new(chosen.ebpf.take()));
     // Settled: now the first dump (after any subscription it needs).
     dumps.request(ResyncCause::Startup);
     metrics
@@ -127,7 +154,9 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
         ebpf: ebpf.clone(),
         dumps: dumps.clone(),
         metrics: metrics.clone(),
+        events: tx.downgrade(),
     };
+    drop(tx);
 
     let appdb = AppDb::new(&cfg.db.appl.url, cfg.db.appl.id, &cfg.db.appl.separator);
     let pipeline = Pipeline::new(
@@ -146,12 +175,6 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
     // The management APIs' read model (kept current by the pipeline).
     let view = Arc::new(crate::view::View::new(VIEW_HISTORY));
     let mut pipeline = pipeline.with_view(view.clone());
-    if live_source == "ebpf" && cfg.source == SourceKind::Auto {
-        let fallback = fallback.clone();
-        pipeline = pipeline.with_ebpf_check(Box::new(move || {
-            fallback.to_netlink("ebpf_startup_check_failed")
-        }));
-    }
     if let Some(db) = warm {
         pipeline = pipeline.with_warm_start(WarmPlan {
             db,
@@ -241,14 +264,22 @@ struct Fallback {
     ebpf: Arc<std::sync::Mutex<Option<EbpfSource>>>,
     dumps: DumpRequester,
     metrics: Arc<Metrics>,
+    /// The pipeline's channel (weak: the daemon must not keep it open).
+    events: mpsc::WeakSender<SourceEvent>,
 }
 
 impl Fallback {
-    fn to_netlink(&self, reason: &'static str) {
+    async fn to_netlink(&self, reason: &'static str) {
         if let Ok(mut e) = self.ebpf.lock() {
             e.take();
         }
+        // Every record of the detached program is older than this; every rtnetlink event,
+        // received after the subscription below, is newer.
+        let since_ns = crate::source::monotonic_ns();
         self.dumps.subscribe_neighbors();
+        if let Some(tx) = self.events.upgrade() {
+            let _ = tx.send(SourceEvent::SwitchedToNetlink { since_ns }).await;
+        }
         self.dumps.lost(ResyncCause::SourceRestart);
         for r in ["auto", "configured"] {
             self.metrics
@@ -314,7 +345,7 @@ async fn supervise(
                 if cfg.source == SourceKind::Auto {
                     fallback.metrics.source_failures.with_label_values(&["ebpf", "fell_back"]).inc();
                     error!(reason = %why, "the eBPF consumer died; falling back to rtnetlink");
-                    fallback.to_netlink("ebpf_consumer_failed");
+                    fallback.to_netlink("ebpf_consumer_failed").await;
                 } else {
                     fallback.metrics.source_failures.with_label_values(&["ebpf", "exited"]).inc();
                     error!(reason = %why, "the eBPF consumer died (--source ebpf: no fallback)");
@@ -383,6 +414,7 @@ struct Chosen {
     reason: &'static str,
     ebpf: Option<EbpfSource>,
     consumer: Option<ConsumerTask>,
+    verified: Option<crate::source::ebpf::Verified>,
 }
 
 /// Picks the live neighbor source: eBPF when asked (or, with `auto`, when it loads), else
@@ -399,6 +431,7 @@ fn choose_source(
         reason,
         ebpf: None,
         consumer: None,
+        verified: None,
     };
     if cfg.source == SourceKind::Netlink {
         return Ok(netlink("configured"));
@@ -408,6 +441,7 @@ fn choose_source(
         &EbpfConfig {
             ring_bytes: cfg.ebpf_ring_bytes,
             lru_entries: cfg.ebpf_lru_entries,
+            watchdog: cfg.ebpf_watchdog,
         },
         tx,
         Box::new(move |cause| requester.lost(cause)),
@@ -415,15 +449,16 @@ fn choose_source(
         shutdown,
     );
     match (started, cfg.source) {
-        (Ok((src, task)), source) => Ok(Chosen {
+        (Ok(started), source) => Ok(Chosen {
             label: "ebpf",
             reason: if source == SourceKind::Ebpf {
                 "configured"
             } else {
                 "auto"
             },
-            ebpf: Some(src),
-            consumer: Some(task),
+            ebpf: Some(started.source),
+            consumer: Some(started.consumer),
+            verified: Some(started.verified),
         }),
         (Err(e), SourceKind::Ebpf) => Err(anyhow::anyhow!("--source ebpf: {e}")),
         (Err(e), _) => {
@@ -431,7 +466,8 @@ fn choose_source(
             dumps.subscribe_neighbors();
             Ok(netlink(match e {
                 EbpfError::NotBuilt => "ebpf_not_built",
-                EbpfError::Btf(_) | EbpfError::Offsets(_) => "ebpf_no_btf",
+                EbpfError::Btf(_) => "ebpf_no_btf",
+                EbpfError::Offsets(_) | EbpfError::Layout(_) => "ebpf_layout",
                 _ => "ebpf_load_failed",
             }))
         }

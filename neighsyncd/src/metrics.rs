@@ -9,7 +9,7 @@ use crate::rules::SkipReason;
 use crate::source::ResyncCause;
 
 /// The stable reasons bad kernel input is skipped for.
-pub const MALFORMED_REASONS: [&str; 9] = [
+pub const MALFORMED_REASONS: [&str; 10] = [
     "truncated_netlink_header",
     "bad_netlink_length",
     "undecodable_message",
@@ -19,6 +19,7 @@ pub const MALFORMED_REASONS: [&str; 9] = [
     "missing_ifname",
     "truncated_datagram",
     "bad_ringbuf_record",
+    "ringbuf_record_version",
 ];
 
 pub struct Metrics {

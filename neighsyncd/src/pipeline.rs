@@ -51,10 +51,6 @@ pub enum PipelineError {
 }
 
 const EVENT_CHUNK: usize = 8192;
-/// The eBPF start-up check looks at this many live events ...
-const STARTUP_CHECK_EVENTS: u32 = 32;
-/// ... and falls back after this many implausible ones.
-const STARTUP_CHECK_BAD: u32 = 3;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How long shutdown waits to write what is pending.
@@ -86,12 +82,9 @@ pub struct Pipeline {
     view: Option<Arc<View>>,
     warm_plan: Option<WarmPlan>,
     warm: Option<WarmPhase>,
-    /// eBPF start-up check: how to fall back, and how many live events were checked / bad.
-    ebpf_fallback: Option<Box<dyn FnOnce() + Send>>,
-    /// After a fallback, live events older than this came from the detached program.
+    /// After a fallback to rtnetlink, live events older than this came from the detached
+    /// eBPF program.
     drop_live_before: u64,
-    check_seen: u32,
-    check_bad: u32,
     /// Keys a live event deleted during a warm start's reconcile window (vs. stale ones).
     warm_deleted: std::collections::HashSet<String>,
 }
@@ -126,18 +119,8 @@ impl Pipeline {
             warm_plan: None,
             warm: None,
             warm_deleted: Default::default(),
-            ebpf_fallback: None,
             drop_live_before: 0,
-            check_seen: 0,
-            check_bad: 0,
         }
-    }
-
-    /// Checks the first eBPF events against the kernel dump; `fallback` detaches the program
-    /// and moves neighbor events to rtnetlink (with a dump) when they disagree.
-    pub fn with_ebpf_check(mut self, fallback: Box<dyn FnOnce() + Send>) -> Pipeline {
-        self.ebpf_fallback = Some(fallback);
-        self
     }
 
     /// Runs as a warm start: APPL_DB staging is cleared and read back, and nothing is written
@@ -175,7 +158,12 @@ impl Pipeline {
                         vrf: self.links.master_name(e.ifindex).map(str::to_string),
                         ip: e.ip,
                         lladdr: e.lladdr.clone(),
-                        state: crate::source::nud::name(e.state),
+                        state: if self.cfg.live_source == "ebpf" {
+                            // Moves within a class are not reported: say what is known.
+                            neighsyncd_common::class_label(e.state as u8)
+                        } else {
+                            crate::source::nud::name(e.state)
+                        },
                         skip_reason: match e.verdict {
                             Verdict::Skip(r) => Some(r.as_str()),
                             _ => None,
@@ -357,16 +345,11 @@ impl Pipeline {
         let now = monotonic_ns();
         match ev {
             SourceEvent::Neigh(msg) => {
-                if let Origin::Live { ts_ns } = msg.origin {
-                    // Events of a detached eBPF program still in flight: its dump replaces them.
-                    if ts_ns < self.drop_live_before {
-                        return;
-                    }
-                    self.startup_check(&msg);
-                    if ts_ns < self.drop_live_before {
-                        // This very event made us fall back.
-                        return;
-                    }
+                if let Origin::Live { ts_ns } = msg.origin
+                    && ts_ns < self.drop_live_before
+                {
+                    // Events of a detached eBPF program still in flight: a dump replaces them.
+                    return;
                 }
                 let source = match msg.origin {
                     Origin::Dump => "dump",
@@ -460,42 +443,10 @@ impl Pipeline {
                 self.metrics.malformed(reason);
                 crate::ratelimit::warn_kind(reason);
             }
-        }
-    }
-
-    /// The first live eBPF events after the initial dump must describe interfaces the kernel
-    /// dump knows; if they do not, the program reads the wrong offsets: fall back, loudly.
-    fn startup_check(&mut self, msg: &crate::source::NeighMsg) {
-        if !self.initial_dump_done || self.ebpf_fallback.is_none() {
-            return;
-        }
-        self.check_seen += 1;
-        let plausible = self.links.get(msg.ifindex).is_some()
-            && msg.lladdr.as_ref().is_none_or(|l| l.len() <= 32);
-        if !plausible {
-            self.check_bad += 1;
-            warn!(ifindex = msg.ifindex, ip = %msg.ip, "eBPF event disagrees with the kernel dump");
-        }
-        if self.check_bad >= STARTUP_CHECK_BAD {
-            tracing::error!(
-                bad = self.check_bad,
-                seen = self.check_seen,
-                "eBPF events disagree with the kernel dump (wrong struct offsets?): detaching and falling back to rtnetlink"
-            );
-            if let Some(fallback) = self.ebpf_fallback.take() {
-                fallback();
+            SourceEvent::SwitchedToNetlink { since_ns } => {
+                self.drop_live_before = since_ns;
+                self.cfg.live_source = "netlink";
             }
-            // The program is detached now: every event it sent is older than this, and every
-            // rtnetlink neighbor event (subscribed just now) is newer.
-            self.drop_live_before = monotonic_ns();
-            self.cfg.live_source = "netlink";
-            self.metrics.resync(ResyncCause::Requested);
-        } else if self.check_seen >= STARTUP_CHECK_EVENTS {
-            info!(
-                checked = self.check_seen,
-                "eBPF events agree with the kernel dump"
-            );
-            self.ebpf_fallback = None;
         }
     }
 

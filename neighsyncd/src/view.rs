@@ -29,7 +29,9 @@ pub struct NeighborRecord {
     pub family: &'static str,
     /// The kernel's link-layer address (lowercase), if the kernel has the neighbor.
     pub kernel_mac: Option<String>,
-    /// The kernel's NUD state name (REACHABLE, STALE, ...), if the kernel has the neighbor.
+    /// The kernel's NUD state name (REACHABLE, STALE, ...), if the kernel has the neighbor. In
+    /// eBPF mode, where moves within a state class are not reported, the class's states
+    /// (`REACHABLE|STALE|DELAY`, `INCOMPLETE|FAILED`): what is really known.
     pub kernel_state: Option<&'static str>,
     /// What APPL_DB holds for it (`neigh` field), if anything.
     pub appl_db_mac: Option<String>,

@@ -151,7 +151,8 @@ impl Filter {
             && self
                 .state
                 .as_ref()
-                .is_none_or(|s| r.kernel_state == Some(s.as_str()))
+                // In eBPF mode a state is known up to its class ("REACHABLE|STALE|DELAY").
+                .is_none_or(|s| r.kernel_state.is_some_and(|k| k.split('|').any(|x| x == s)))
     }
 }
 

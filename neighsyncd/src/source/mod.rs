@@ -113,10 +113,12 @@ pub enum ResyncCause {
     ConfigChange,
     /// A source task died and was restarted (or replaced by rtnetlink): its events are lost.
     SourceRestart,
+    /// The eBPF program could not read a neighbor's link-layer address consistently.
+    UncertainRead,
 }
 
 impl ResyncCause {
-    pub const ALL: [ResyncCause; 8] = [
+    pub const ALL: [ResyncCause; 9] = [
         ResyncCause::Startup,
         ResyncCause::NetlinkOverrun,
         ResyncCause::RingbufOverflow,
@@ -125,6 +127,7 @@ impl ResyncCause {
         ResyncCause::Requested,
         ResyncCause::ConfigChange,
         ResyncCause::SourceRestart,
+        ResyncCause::UncertainRead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -137,6 +140,7 @@ impl ResyncCause {
             ResyncCause::Requested => "requested",
             ResyncCause::ConfigChange => "config_change",
             ResyncCause::SourceRestart => "source_restart",
+            ResyncCause::UncertainRead => "uncertain_read",
         }
     }
 }
@@ -159,6 +163,11 @@ pub enum SourceEvent {
     Lost(ResyncCause),
     /// Input the source could not parse (counted and skipped; the reason is a stable label).
     Malformed(&'static str),
+    /// Live neighbor events now come from rtnetlink: events of the detached eBPF program still
+    /// in flight (older than `since_ns`) are dropped; the dump that follows replaces them.
+    SwitchedToNetlink {
+        since_ns: u64,
+    },
 }
 
 /// CLOCK_MONOTONIC now, in nanoseconds: the clock `bpf_ktime_get_ns` reads.

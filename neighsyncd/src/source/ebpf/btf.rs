@@ -1,5 +1,5 @@
 //! A minimal reader of the kernel's BTF (`/sys/kernel/btf/vmlinux`): just enough to find a
-//! struct member's byte offset, following nested members (`ns.inum`) and anonymous
+//! struct member's byte offset and size, following nested members (`ns.inum`) and anonymous
 //! structs/unions. Pure: parses bytes, so it is tested on the running kernel's BTF and on
 //! malformed input alike.
 
@@ -17,6 +17,8 @@ pub enum BtfError {
     NoMember(String, String),
     #[error("{0}.{1} is a bitfield")]
     Bitfield(String, String),
+    #[error("{0}.{1} has no size the reader can tell")]
+    Unsized(String, String),
 }
 
 const KIND_INT: u32 = 1;
@@ -52,11 +54,28 @@ struct Member {
 enum Type {
     Composite {
         members: Vec<Member>,
+        size: u32,
     },
     /// typedef/const/volatile/restrict/type tag: points at another type.
     Alias(u32),
+    /// int, enum, float, pointer: a size in bytes.
+    Sized(u32),
+    Array {
+        elem: u32,
+        nelems: u32,
+    },
     Other,
 }
+
+/// Where a member is, and how big.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    pub offset: u32,
+    pub size: u32,
+}
+
+/// Pointers are 8 bytes on every 64-bit architecture a switch runs.
+const POINTER: u32 = 8;
 
 pub struct Btf {
     types: Vec<Type>,
@@ -132,33 +151,69 @@ impl Btf {
                         // The first definition wins (later ones are rare duplicates).
                         structs.entry(name).or_insert(types.len() as u32);
                     }
-                    Type::Composite { members }
+                    Type::Composite {
+                        members,
+                        size: size_or_type,
+                    }
                 }
                 KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
                     Type::Alias(size_or_type)
                 }
-                KIND_INT | KIND_VAR | KIND_DECL_TAG => {
+                KIND_INT => {
+                    off += 4;
+                    Type::Sized(size_or_type)
+                }
+                KIND_VAR | KIND_DECL_TAG => {
                     off += 4;
                     Type::Other
                 }
                 KIND_ARRAY => {
+                    let elem = u32_at(types_bytes, off).ok_or(BtfError::BadType(kind))?;
+                    let nelems = u32_at(types_bytes, off + 8).ok_or(BtfError::BadType(kind))?;
                     off += 12;
-                    Type::Other
+                    Type::Array { elem, nelems }
                 }
-                KIND_ENUM | KIND_FUNC_PROTO => {
+                KIND_ENUM => {
+                    off += vlen * 8;
+                    Type::Sized(size_or_type)
+                }
+                KIND_FUNC_PROTO => {
                     off += vlen * 8;
                     Type::Other
                 }
-                KIND_DATASEC | KIND_ENUM64 => {
+                KIND_ENUM64 => {
+                    off += vlen * 12;
+                    Type::Sized(size_or_type)
+                }
+                KIND_DATASEC => {
                     off += vlen * 12;
                     Type::Other
                 }
-                KIND_PTR | KIND_FWD | KIND_FUNC | KIND_FLOAT => Type::Other,
+                KIND_FLOAT => Type::Sized(size_or_type),
+                KIND_PTR => Type::Sized(POINTER),
+                KIND_FWD | KIND_FUNC => Type::Other,
                 other => return Err(BtfError::BadType(other)),
             };
             types.push(ty);
         }
         Ok(Btf { types, structs })
+    }
+
+    /// A type's size in bytes, following aliases and arrays (bounded: BTF may be hostile).
+    fn size_of(&self, id: u32) -> Option<u32> {
+        let mut id = id;
+        let mut factor: u32 = 1;
+        for _ in 0..32 {
+            match self.resolve(id)? {
+                Type::Sized(n) | Type::Composite { size: n, .. } => return factor.checked_mul(*n),
+                Type::Array { elem, nelems } => {
+                    factor = factor.checked_mul(*nelems)?;
+                    id = *elem;
+                }
+                Type::Alias(_) | Type::Other => return None,
+            }
+        }
+        None
     }
 
     fn resolve(&self, mut id: u32) -> Option<&Type> {
@@ -172,7 +227,13 @@ impl Btf {
     }
 
     /// Finds `name` among a composite's members, looking into anonymous members.
+    /// Finds `name` among a composite's members, looking into anonymous members (to a bounded
+    /// depth: a hostile BTF may nest a type in itself).
     fn find<'a>(&'a self, ty: &'a Type, name: &str) -> Option<(u32, &'a Member)> {
+        self.find_in(ty, name, 8)
+    }
+
+    fn find_in<'a>(&'a self, ty: &'a Type, name: &str, depth: u8) -> Option<(u32, &'a Member)> {
         let Type::Composite { members, .. } = ty else {
             return None;
         };
@@ -181,11 +242,14 @@ impl Btf {
                 return Some((m.bits, m));
             }
         }
+        if depth == 0 {
+            return None;
+        }
         for m in members.iter().filter(|m| m.name.is_empty()) {
             if let Some(inner) = self.resolve(m.type_id)
-                && let Some((bits, found)) = self.find(inner, name)
+                && let Some((bits, found)) = self.find_in(inner, name, depth - 1)
             {
-                return Some((m.bits + bits, found));
+                return Some((m.bits.saturating_add(bits), found));
             }
         }
         None
@@ -193,6 +257,20 @@ impl Btf {
 
     /// The byte offset of `path` (e.g. `"ns.inum"`) inside `struct root`.
     pub fn offset(&self, root: &str, path: &str) -> Result<u32, BtfError> {
+        self.locate(root, path).map(|(offset, _)| offset)
+    }
+
+    /// The offset and size of `path` inside `struct root`.
+    pub fn field(&self, root: &str, path: &str) -> Result<Field, BtfError> {
+        let (offset, type_id) = self.locate(root, path)?;
+        let size = self
+            .size_of(type_id)
+            .ok_or_else(|| BtfError::Unsized(root.to_string(), path.to_string()))?;
+        Ok(Field { offset, size })
+    }
+
+    /// (byte offset, type id) of `path` inside `struct root`.
+    fn locate(&self, root: &str, path: &str) -> Result<(u32, u32), BtfError> {
         let id = *self
             .structs
             .get(root)
@@ -201,6 +279,7 @@ impl Btf {
             .resolve(id)
             .ok_or_else(|| BtfError::NoStruct(root.to_string()))?;
         let mut bits = 0u32;
+        let mut type_id = id;
         for part in path.split('.') {
             let (b, m) = self
                 .find(ty, part)
@@ -208,19 +287,43 @@ impl Btf {
             if m.bitfield {
                 return Err(BtfError::Bitfield(root.to_string(), path.to_string()));
             }
-            bits += b;
+            bits = bits.saturating_add(b);
+            type_id = m.type_id;
             ty = match self.resolve(m.type_id) {
                 Some(t) => t,
                 None => return Err(BtfError::NoMember(root.to_string(), path.to_string())),
             };
         }
-        Ok(bits / 8)
+        Ok((bits / 8, type_id))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A struct whose anonymous member is itself: the lookup ends, it does not recurse forever.
+    #[test]
+    fn a_self_nesting_type_does_not_hang_the_lookup() {
+        let mut types = vec![Type::Other];
+        types.push(Type::Composite {
+            members: vec![Member {
+                name: String::new(),
+                type_id: 1,
+                bits: 0,
+                bitfield: false,
+            }],
+            size: 4,
+        });
+        let btf = Btf {
+            types,
+            structs: [("loop".to_string(), 1)].into(),
+        };
+        assert!(matches!(
+            btf.offset("loop", "x"),
+            Err(BtfError::NoMember(_, _))
+        ));
+    }
 
     #[test]
     fn rejects_garbage() {
@@ -233,16 +336,20 @@ mod tests {
     /// On the running kernel (every machine of this project has BTF; skip where it does not).
     #[test]
     fn finds_the_neighbour_offsets_in_the_running_kernel() {
-        let Ok(btf) = Btf::from_sys() else {
-            eprintln!("SKIP: no /sys/kernel/btf/vmlinux");
-            return;
-        };
+        // Every machine of this project has BTF (docs: platform); without it this must fail.
+        let btf = Btf::from_sys().expect("/sys/kernel/btf/vmlinux");
         let tbl = btf.offset("neighbour", "tbl").unwrap();
         let dev = btf.offset("neighbour", "dev").unwrap();
         let key = btf.offset("neighbour", "primary_key").unwrap();
         assert!(tbl < dev && dev < key, "{tbl} {dev} {key}");
         assert!(btf.offset("net", "ns.inum").unwrap() > 0);
         btf.offset("net_device", "ifindex").unwrap();
+        // Sizes, as the program reads them.
+        assert_eq!(btf.field("neighbour", "nud_state").unwrap().size, 1);
+        assert_eq!(btf.field("neighbour", "dev").unwrap().size, 8);
+        assert!(btf.field("neighbour", "ha").unwrap().size >= 32);
+        assert!([1, 4].contains(&btf.field("neighbour", "flags").unwrap().size));
+        assert_eq!(btf.field("net", "ns.inum").unwrap().size, 4);
         assert_eq!(
             btf.offset("neighbour", "no_such_field").err(),
             Some(BtfError::NoMember(

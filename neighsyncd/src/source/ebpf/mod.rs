@@ -3,6 +3,7 @@
 //! reconciliation dumps; this replaces only the neighbor multicast.
 
 pub mod btf;
+pub mod canary;
 mod consumer;
 mod offsets;
 
@@ -15,7 +16,7 @@ use tokio::sync::mpsc;
 use super::{ResyncCause, SourceEvent};
 use crate::metrics::Metrics;
 
-pub use consumer::{ConsumerError, to_neigh_msg};
+pub use consumer::{ConsumerError, Record, Verified, decode, to_neigh_msg};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EbpfError {
@@ -27,6 +28,8 @@ pub enum EbpfError {
     Btf(String),
     #[error("kernel struct layout: {0}")]
     Offsets(#[from] btf::BtfError),
+    #[error("kernel struct layout: {0}")]
+    Layout(String),
     #[error("cannot read this process's network namespace: {0}")]
     Netns(std::io::Error),
     #[error("loading the eBPF program failed (CAP_BPF and CAP_PERFMON needed): {0}")]
@@ -42,6 +45,8 @@ pub struct EbpfConfig {
     /// Ring buffer size in bytes (a power of two, at least a page).
     pub ring_bytes: u32,
     pub lru_entries: u32,
+    /// Silence this long makes the consumer check the program with the canary neighbor.
+    pub watchdog: std::time::Duration,
 }
 
 /// Counters the consumer keeps (read for metrics and tests).
@@ -67,6 +72,15 @@ impl Drop for EbpfSource {
 /// The consumer task: `Ok` when it stopped at shutdown (or was detached), an error when it died.
 pub type ConsumerTask = tokio::task::JoinHandle<Result<(), ConsumerError>>;
 
+/// A loaded and attached program.
+pub struct Started {
+    pub source: EbpfSource,
+    pub consumer: ConsumerTask,
+    /// The start-up verdict (the canary neighbor, field by field); no record reaches the
+    /// pipeline before it is `Ok`.
+    pub verified: Verified,
+}
+
 #[cfg(neighsyncd_ebpf)]
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("NEIGHSYNCD_EBPF_OBJECT_PATH"));
 #[cfg(not(neighsyncd_ebpf))]
@@ -88,7 +102,7 @@ impl EbpfSource {
         request_dump: Box<dyn Fn(ResyncCause) + Send + Sync>,
         metrics: Arc<Metrics>,
         shutdown: tokio::sync::watch::Receiver<bool>,
-    ) -> Result<(EbpfSource, ConsumerTask), EbpfError> {
+    ) -> Result<Started, EbpfError> {
         if OBJECT.is_empty() {
             return Err(EbpfError::NotBuilt);
         }
@@ -114,22 +128,24 @@ impl EbpfSource {
                 .map_err(|e| EbpfError::Attach(tp, e.to_string()))?;
         }
         let stats = Arc::new(EbpfStats::default());
-        let task = consumer::spawn(
+        let spawned = consumer::spawn(
             &mut ebpf,
             tx,
             request_dump,
             stats.clone(),
             metrics,
+            cfg.watchdog,
             shutdown,
         )?;
-        Ok((
-            EbpfSource {
+        Ok(Started {
+            source: EbpfSource {
                 _ebpf: ebpf,
                 stats,
-                consumer: task.abort_handle(),
+                consumer: spawned.task.abort_handle(),
             },
-            task,
-        ))
+            consumer: spawned.task,
+            verified: spawned.verified,
+        })
     }
 
     pub fn stats(&self) -> Arc<EbpfStats> {
