@@ -71,6 +71,10 @@ impl Daemon {
                 listeners.extend([flag, addr]);
             }
         }
+        // The suite runs in both source modes (see `test_source`) unless a test names one.
+        if !extra.contains(&"--source") {
+            listeners.extend(["--source", crate::test_source()]);
+        }
         let child = Command::new("ip")
             .args(["netns", "exec", ns.name()])
             .arg(binary())

@@ -11,27 +11,43 @@ pub mod orchagent;
 pub mod redis_server;
 pub mod wait;
 
-/// Whether this process may build labs (root, iproute2, redis-server). Outside CI a test
-/// without them prints why and passes; in CI (`CI=true`) it fails instead.
-pub fn lab_available(test: &str) -> bool {
-    let reason = if unsafe_geteuid() != 0 {
-        Some("not root")
+/// Fails the test, saying what is missing and how to get it, unless this process may build
+/// labs (root, iproute2, redis-server). A test that cannot run must never pass: the README's
+/// test command (`cargo xtask test`, which CI runs) installs everything first.
+pub fn require_lab(test: &str) {
+    if let Some(m) = lab_missing() {
+        panic!("{test} needs {m}: run it as root after `bash scripts/setup.sh` (see README)");
+    }
+}
+
+/// What a lab needs that this process lacks, if anything.
+pub fn lab_missing() -> Option<&'static str> {
+    if unsafe_geteuid() != 0 {
+        Some("root")
     } else if !has("ip") {
-        Some("iproute2 (`ip`) missing")
+        Some("iproute2 (`ip`)")
     } else if !has("redis-server") {
-        Some("redis-server missing")
+        Some("redis-server")
     } else {
         None
-    };
-    match reason {
-        None => true,
-        Some(r) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{test}: cannot run in CI: {r}")
-        }
-        Some(r) => {
-            eprintln!("SKIP {test}: {r} (run as root with iproute2 and redis-server; see README)");
-            false
-        }
+    }
+}
+
+/// Fails the test unless the tool is installed (`scripts/setup.sh` installs them all).
+pub fn require_tool(name: &str, test: &str) {
+    if !has(name) {
+        panic!("{test} needs {name}: `bash scripts/setup.sh` installs it");
+    }
+}
+
+/// The neighbor source the integration tests run with, unless a test names one:
+/// `NEIGHSYNCD_TEST_SOURCE` (`ebpf`, the daemon's default, or `netlink`); `cargo xtask test`
+/// runs the suite once with each.
+pub fn test_source() -> &'static str {
+    match std::env::var("NEIGHSYNCD_TEST_SOURCE").as_deref() {
+        Ok("netlink") => "netlink",
+        Ok("ebpf") | Err(_) => "ebpf",
+        Ok(other) => panic!("NEIGHSYNCD_TEST_SOURCE={other}: ebpf or netlink"),
     }
 }
 

@@ -8,7 +8,7 @@ use neighsyncd::api::grpc::pb::neighsyncd_client::NeighsyncdClient;
 use neighsyncd_tests::daemon::Daemon;
 use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::redis_server::RedisServer;
-use neighsyncd_tests::{lab_available, wait};
+use neighsyncd_tests::{require_lab, wait};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -168,9 +168,7 @@ fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_and_mutual_tls_refuse_what_they_must() {
-    if !lab_available("tls_and_mutual_tls_refuse_what_they_must") {
-        return;
-    }
+    require_lab("tls_and_mutual_tls_refuse_what_they_must");
     let dir = tempfile::tempdir().unwrap();
     let ca1 = ca("neighsyncd test CA");
     let rogue = ca("someone else");
@@ -192,14 +190,7 @@ async fn tls_and_mutual_tls_refuse_what_they_must() {
         let d = Daemon::start(
             &lab.dut,
             &redis,
-            &[
-                "--source",
-                "netlink",
-                "--api-tls-cert",
-                &cert,
-                "--api-tls-key",
-                &key,
-            ],
+            &["--api-tls-cert", &cert, "--api-tls-key", &key],
         );
         d.wait_ready(&lab.dut).await;
         let (code, _) = https(
@@ -227,8 +218,6 @@ async fn tls_and_mutual_tls_refuse_what_they_must() {
         &lab.dut,
         &redis,
         &[
-            "--source",
-            "netlink",
             "--api-tls-cert",
             &cert,
             "--api-tls-key",

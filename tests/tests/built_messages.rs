@@ -75,17 +75,7 @@ fn events(bytes: &[u8]) -> Vec<SourceEvent> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vrf_unknown_ifindex_and_malformed_records() {
-    if std::env::var_os("PATH")
-        .map(|p| !std::env::split_paths(&p).any(|d| d.join("redis-server").is_file()))
-        .unwrap_or(true)
-    {
-        assert!(
-            std::env::var("CI").map(|v| v != "true").unwrap_or(true),
-            "redis-server missing in CI"
-        );
-        eprintln!("SKIP: redis-server not installed");
-        return;
-    }
+    neighsyncd_tests::require_tool("redis-server", "vrf_unknown_ifindex_and_malformed_records");
     let redis = RedisServer::start();
     let metrics = Arc::new(Metrics::new());
     let (tx, rx) = mpsc::channel(1024);

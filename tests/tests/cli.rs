@@ -8,7 +8,7 @@ use neighsyncd_tests::kernel::entry;
 use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::orchagent::Orchagent;
 use neighsyncd_tests::redis_server::RedisServer;
-use neighsyncd_tests::{lab_available, wait};
+use neighsyncd_tests::{require_lab, wait};
 
 fn run(args: &[&str]) -> (i32, String) {
     let out = Command::new(binary())
@@ -72,12 +72,10 @@ fn bad_flags_and_config_exit_2_naming_the_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_writes_what_is_pending_and_exits_0() {
-    if !lab_available("sigterm_writes_what_is_pending_and_exits_0") {
-        return;
-    }
+    require_lab("sigterm_writes_what_is_pending_and_exits_0");
     let redis = RedisServer::start();
     let lab = Lab::new();
-    let mut d = Daemon::start(&lab.dut, &redis, &["--source", "netlink"]);
+    let mut d = Daemon::start(&lab.dut, &redis, &[]);
     d.wait_ready(&lab.dut).await;
     lab.dut
         .ip("neigh add 10.0.0.77 lladdr 02:00:00:00:00:77 dev Ethernet0 nud permanent");

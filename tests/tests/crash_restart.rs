@@ -8,7 +8,7 @@ use neighsyncd_tests::daemon::Daemon;
 use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::orchagent::Orchagent;
 use neighsyncd_tests::redis_server::RedisServer;
-use neighsyncd_tests::{lab_available, raise_neigh_limits, wait};
+use neighsyncd_tests::{raise_neigh_limits, require_lab, wait};
 
 /// A small deterministic generator (the seed is printed, so a failure can be replayed).
 struct Lcg(u64);
@@ -25,9 +25,7 @@ impl Lcg {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_bursts_always_converges() {
-    if !lab_available("sigkill_during_bursts_always_converges") {
-        return;
-    }
+    require_lab("sigkill_during_bursts_always_converges");
     raise_neigh_limits(50_000);
     let seed = std::env::var("NSD_SEED")
         .ok()
@@ -45,7 +43,7 @@ async fn sigkill_during_bursts_always_converges() {
     lab.dut.ip("addr add 10.100.0.1/16 dev Ethernet0");
     let mut orch = Orchagent::new(redis.conn(0).await);
     for round in 0..20 {
-        let mut d = Daemon::start(&lab.dut, &redis, &["--source", "netlink"]);
+        let mut d = Daemon::start(&lab.dut, &redis, &[]);
         d.wait_ready(&lab.dut).await;
         // A burst of adds, MAC changes and deletes over a pool of 3000 addresses.
         let mut text = String::new();
@@ -78,7 +76,7 @@ async fn sigkill_during_bursts_always_converges() {
         let delay = rng.next() % 300;
         tokio::time::sleep(Duration::from_millis(delay)).await; // the random crash point, not a synchronisation
         d.kill();
-        let d2 = Daemon::start(&lab.dut, &redis, &["--source", "netlink"]);
+        let d2 = Daemon::start(&lab.dut, &redis, &[]);
         burst.join().unwrap();
         d2.wait_ready(&lab.dut).await;
         wait::appl_db_equals_kernel(

@@ -6,7 +6,7 @@ use std::time::Duration;
 use neighsyncd_tests::daemon::{Daemon, binary};
 use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::redis_server::RedisServer;
-use neighsyncd_tests::{lab_available, wait};
+use neighsyncd_tests::{require_lab, wait};
 
 /// neighsyncctl inside the lab, talking to the REST API on the daemon's unix socket.
 fn ctl(lab: &Lab, api: &str, args: &[&str]) -> (bool, String) {
@@ -30,9 +30,7 @@ fn ctl(lab: &Lab, api: &str, args: &[&str]) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn show_stats_resync_health() {
-    if !lab_available("show_stats_resync_health") {
-        return;
-    }
+    require_lab("show_stats_resync_health");
     let redis = RedisServer::start();
     let lab = Lab::new();
     let dir = tempfile::tempdir().unwrap();
@@ -45,8 +43,6 @@ async fn show_stats_resync_health() {
         &lab.dut,
         &redis,
         &[
-            "--source",
-            "netlink",
             "--api-token-file",
             token.to_str().unwrap(),
             "--rest-listen",

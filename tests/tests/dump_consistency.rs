@@ -11,7 +11,7 @@ use neighsyncd_tests::daemon::Daemon;
 use neighsyncd_tests::netns::{Lab, Netns};
 use neighsyncd_tests::orchagent::Orchagent;
 use neighsyncd_tests::redis_server::RedisServer;
-use neighsyncd_tests::{lab_available, raise_neigh_limits, wait};
+use neighsyncd_tests::{raise_neigh_limits, require_lab, wait};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::neighbour::NeighbourMessage;
 
@@ -66,9 +66,7 @@ fn slow_dump(pause: Duration) -> usize {
 /// namespace deletes and adds neighbors, comes back with entries missing.
 #[test]
 fn a_dump_of_a_static_table_skips_entries_when_another_namespace_deletes() {
-    if !lab_available("a_dump_of_a_static_table_skips_entries_when_another_namespace_deletes") {
-        return;
-    }
+    require_lab("a_dump_of_a_static_table_skips_entries_when_another_namespace_deletes");
     raise_neigh_limits(200_000);
     let ns = Netns::new("nsds");
     ns.ip("link add s0 type veth peer name s1");
@@ -110,9 +108,7 @@ fn a_dump_of_a_static_table_skips_entries_when_another_namespace_deletes() {
 /// agree); APPL_DB ends up equal to the kernel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dump_that_the_table_moved_under_is_redone_until_it_can_be_trusted() {
-    if !lab_available("a_dump_that_the_table_moved_under_is_redone_until_it_can_be_trusted") {
-        return;
-    }
+    require_lab("a_dump_that_the_table_moved_under_is_redone_until_it_can_be_trusted");
     raise_neigh_limits(200_000);
     let redis = RedisServer::start();
     let lab = Lab::new();
@@ -133,7 +129,7 @@ async fn a_dump_that_the_table_moved_under_is_redone_until_it_can_be_trusted() {
     let d = Daemon::start_with_env(
         &lab.dut,
         &redis,
-        &["--source", "netlink"],
+        &[],
         "neighsyncd=debug",
         &[("NEIGHSYNCD_FAULT", "dump_delay_ms=50")],
     );

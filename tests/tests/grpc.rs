@@ -8,7 +8,7 @@ use neighsyncd::api::grpc::pb::neighsyncd_client::NeighsyncdClient;
 use neighsyncd_tests::daemon::Daemon;
 use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::redis_server::RedisServer;
-use neighsyncd_tests::{lab_available, wait};
+use neighsyncd_tests::{require_lab, wait};
 use tokio_stream::StreamExt;
 use tonic::Request;
 use tonic::transport::Channel;
@@ -49,9 +49,7 @@ fn with_token<T>(msg: T, token: &str) -> Request<T> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_call_health_reflection_and_the_subscription() {
-    if !lab_available("every_call_health_reflection_and_the_subscription") {
-        return;
-    }
+    require_lab("every_call_health_reflection_and_the_subscription");
     let redis = RedisServer::start();
     let lab = Lab::new();
     let dir = tempfile::tempdir().unwrap();
@@ -60,12 +58,7 @@ async fn every_call_health_reflection_and_the_subscription() {
     let d = Daemon::start(
         &lab.dut,
         &redis,
-        &[
-            "--source",
-            "netlink",
-            "--api-token-file",
-            token.to_str().unwrap(),
-        ],
+        &["--api-token-file", token.to_str().unwrap()],
     );
     d.wait_ready(&lab.dut).await;
     lab.dut
@@ -153,7 +146,8 @@ async fn every_call_health_reflection_and_the_subscription() {
     assert_eq!(bad_ip, tonic::Code::InvalidArgument);
     assert_eq!(bad_page, tonic::Code::InvalidArgument);
     assert_eq!(stats.values.get("neighbors{family=IPv4}"), Some(&1.0));
-    assert!(config.json.contains("\"source\":\"netlink\""));
+    let source = format!("\"source\":\"{}\"", neighsyncd_tests::test_source());
+    assert!(config.json.contains(&source), "{}", config.json);
     assert!(!config.json.contains("grpc-token"));
 
     // Resync: refused without or with a wrong token, nothing changes; accepted with it.
@@ -319,9 +313,7 @@ async fn every_call_health_reflection_and_the_subscription() {
 /// Both APIs on unix sockets (reached from anywhere on the host, guarded by file permissions).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_apis_listen_on_unix_sockets() {
-    if !lab_available("both_apis_listen_on_unix_sockets") {
-        return;
-    }
+    require_lab("both_apis_listen_on_unix_sockets");
     let redis = RedisServer::start();
     let lab = Lab::new();
     let dir = tempfile::tempdir().unwrap();
@@ -331,8 +323,6 @@ async fn both_apis_listen_on_unix_sockets() {
         &lab.dut,
         &redis,
         &[
-            "--source",
-            "netlink",
             "--rest-listen",
             &format!("unix:{}", rest.display()),
             "--grpc-listen",
@@ -375,12 +365,10 @@ async fn both_apis_listen_on_unix_sockets() {
 /// Subscribe with `resume_from_seq`: the changes after it, in order, and no snapshot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribe_resumes_from_a_sequence_number() {
-    if !lab_available("subscribe_resumes_from_a_sequence_number") {
-        return;
-    }
+    require_lab("subscribe_resumes_from_a_sequence_number");
     let redis = RedisServer::start();
     let lab = Lab::new();
-    let d = Daemon::start(&lab.dut, &redis, &["--source", "netlink"]);
+    let d = Daemon::start(&lab.dut, &redis, &[]);
     d.wait_ready(&lab.dut).await;
     let written = |ip: &'static str| {
         let lab = &lab;

@@ -7,7 +7,7 @@ use neighsyncd_tests::kernel::entry;
 use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::orchagent::Orchagent;
 use neighsyncd_tests::redis_server::RedisServer;
-use neighsyncd_tests::{lab_available, wait};
+use neighsyncd_tests::{require_lab, wait};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -17,14 +17,12 @@ async fn converged(orch: &mut Orchagent, lab: &Lab) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adds_changes_and_deletes_reach_orchagent() {
-    if !lab_available("adds_changes_and_deletes_reach_orchagent") {
-        return;
-    }
+    require_lab("adds_changes_and_deletes_reach_orchagent");
     let redis = RedisServer::start();
     let lab = Lab::new();
     lab.dut
         .ip("neigh add 10.0.0.5 lladdr 02:00:00:00:00:05 dev Ethernet0 nud permanent");
-    let d = Daemon::start(&lab.dut, &redis, &["--source", "netlink"]);
+    let d = Daemon::start(&lab.dut, &redis, &[]);
     d.wait_ready(&lab.dut).await;
     let mut orch = Orchagent::new(redis.conn(0).await);
     converged(&mut orch, &lab).await;
@@ -84,12 +82,10 @@ async fn adds_changes_and_deletes_reach_orchagent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_mac_state_flaps_are_not_rewritten() {
-    if !lab_available("same_mac_state_flaps_are_not_rewritten") {
-        return;
-    }
+    require_lab("same_mac_state_flaps_are_not_rewritten");
     let redis = RedisServer::start();
     let lab = Lab::new();
-    let d = Daemon::start(&lab.dut, &redis, &["--source", "netlink"]);
+    let d = Daemon::start(&lab.dut, &redis, &[]);
     d.wait_ready(&lab.dut).await;
     let mut orch = Orchagent::new(redis.conn(0).await);
     lab.dut
@@ -123,9 +119,7 @@ async fn same_mac_state_flaps_are_not_rewritten() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_converges_without_rewriting() {
-    if !lab_available("restart_converges_without_rewriting") {
-        return;
-    }
+    require_lab("restart_converges_without_rewriting");
     let redis = RedisServer::start();
     let lab = Lab::new();
     for i in 1..=20 {
@@ -134,7 +128,7 @@ async fn restart_converges_without_rewriting() {
             i + 100
         ));
     }
-    let mut d = Daemon::start(&lab.dut, &redis, &["--source", "netlink"]);
+    let mut d = Daemon::start(&lab.dut, &redis, &[]);
     d.wait_ready(&lab.dut).await;
     let mut orch = Orchagent::new(redis.conn(0).await);
     converged(&mut orch, &lab).await;
@@ -146,7 +140,7 @@ async fn restart_converges_without_rewriting() {
     lab.dut
         .ip("neigh add 10.0.0.200 lladdr 02:00:00:00:02:00 dev Ethernet0 nud permanent");
     let before = orch.writes();
-    let d2 = Daemon::start(&lab.dut, &redis, &["--source", "netlink"]);
+    let d2 = Daemon::start(&lab.dut, &redis, &[]);
     d2.wait_ready(&lab.dut).await;
     converged(&mut orch, &lab).await;
     let mut keys: Vec<&str> = orch.seen[before..]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use neighsyncd_tests::daemon::{Daemon, METRICS_PORT, binary};
 use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::redis_server::RedisServer;
-use neighsyncd_tests::{lab_available, wait};
+use neighsyncd_tests::{require_lab, wait};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -18,34 +18,19 @@ fn root() -> std::path::PathBuf {
         .to_path_buf()
 }
 
-/// Skips (printing why) outside CI when a tool is missing; fails in CI.
-fn tool(name: &str, test: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !found {
-        assert!(
-            std::env::var("CI").map(|v| v != "true").unwrap_or(true),
-            "{test}: {name} missing in CI"
-        );
-        eprintln!("SKIP {test}: {name} not installed (scripts/setup.sh installs it)");
-    }
-    found
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_move_with_kernel_events_and_ready_follows_redis() {
-    if !lab_available("counters_move_with_kernel_events_and_ready_follows_redis") {
-        return;
-    }
+    require_lab("counters_move_with_kernel_events_and_ready_follows_redis");
     let mut redis = RedisServer::start();
     let lab = Lab::new();
-    let d = Daemon::start(&lab.dut, &redis, &["--source", "netlink"]);
+    let d = Daemon::start(&lab.dut, &redis, &[]);
     d.wait_ready(&lab.dut).await;
     let m = |name: &str, labels: &str| d.metric(&lab.dut, name, labels);
-    let new0 = m("neighsyncd_events_total", "kind=\"new\",source=\"netlink\"");
+    let live = format!(
+        "kind=\"new\",source=\"{}\"",
+        neighsyncd_tests::test_source()
+    );
+    let new0 = m("neighsyncd_events_total", &live);
     let sets0 = m(
         "neighsyncd_appdb_operations_total",
         "op=\"set\",table=\"NEIGH_TABLE\"",
@@ -59,7 +44,7 @@ async fn counters_move_with_kernel_events_and_ready_follows_redis() {
         .ip("neigh add 10.0.0.9 lladdr 02:00:00:00:00:09 dev Ethernet0 nud noarp");
     wait::until("counters moved", T, async || {
         let (new, sets) = (
-            m("neighsyncd_events_total", "kind=\"new\",source=\"netlink\""),
+            m("neighsyncd_events_total", &live),
             m(
                 "neighsyncd_appdb_operations_total",
                 "op=\"set\",table=\"NEIGH_TABLE\"",
@@ -84,7 +69,8 @@ async fn counters_move_with_kernel_events_and_ready_follows_redis() {
     .await;
     assert!(m("neighsyncd_event_to_appdb_seconds_count", "") >= 5.0);
     assert!(m("neighsyncd_redis_roundtrip_seconds_count", "") >= 1.0);
-    assert_eq!(m("neighsyncd_source_active", "source=\"netlink\""), 1.0);
+    let active = format!("source=\"{}\"", neighsyncd_tests::test_source());
+    assert_eq!(m("neighsyncd_source_active", &active), 1.0);
     assert_eq!(m("neighsyncd_build_info", ""), 1.0);
     let (code, body) = lab.dut.http_get(METRICS_PORT, "/health").unwrap();
     assert_eq!(code, 200, "{body}");
@@ -120,12 +106,10 @@ async fn counters_move_with_kernel_events_and_ready_follows_redis() {
 /// Every metric the dashboard and the alert rules name is exported by a running daemon.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_and_alerts_use_only_exported_metrics() {
-    if !lab_available("dashboard_and_alerts_use_only_exported_metrics") {
-        return;
-    }
+    require_lab("dashboard_and_alerts_use_only_exported_metrics");
     let redis = RedisServer::start();
     let lab = Lab::new();
-    let d = Daemon::start(&lab.dut, &redis, &["--source", "netlink"]);
+    let d = Daemon::start(&lab.dut, &redis, &[]);
     d.wait_ready(&lab.dut).await;
     lab.dut
         .ip("neigh add 10.0.0.2 lladdr 02:00:00:00:00:02 dev Ethernet0 nud permanent");
@@ -173,9 +157,7 @@ async fn dashboard_and_alerts_use_only_exported_metrics() {
 
 #[test]
 fn alert_rules_pass_promtool() {
-    if !tool("promtool", "alert_rules_pass_promtool") {
-        return;
-    }
+    neighsyncd_tests::require_tool("promtool", "alert_rules_pass_promtool");
     let dir = root().join("deploy/prometheus");
     for args in [
         ["check", "rules", "neighsyncd-alerts.yml"],
@@ -197,9 +179,7 @@ fn alert_rules_pass_promtool() {
 
 #[test]
 fn systemd_unit_verifies() {
-    if !tool("systemd-analyze", "systemd_unit_verifies") {
-        return;
-    }
+    neighsyncd_tests::require_tool("systemd-analyze", "systemd_unit_verifies");
     // The unit names the installed path; verify a copy pointing at the built binary.
     let unit = std::fs::read_to_string(root().join("deploy/neighsyncd.service")).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -241,12 +221,10 @@ fn systemd_unit_verifies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_level_follows_config_db_without_restart() {
-    if !lab_available("log_level_follows_config_db_without_restart") {
-        return;
-    }
+    require_lab("log_level_follows_config_db_without_restart");
     let redis = RedisServer::start();
     let lab = Lab::new();
-    let d = Daemon::start_with_log(&lab.dut, &redis, &["--source", "netlink"], "info");
+    let d = Daemon::start_with_log(&lab.dut, &redis, &[], "info");
     d.wait_ready(&lab.dut).await;
     let mut orch = neighsyncd_tests::orchagent::Orchagent::new(redis.conn(0).await);
     lab.dut
@@ -293,9 +271,7 @@ async fn log_level_follows_config_db_without_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_go_to_syslog() {
-    if !lab_available("logs_go_to_syslog") {
-        return;
-    }
+    require_lab("logs_go_to_syslog");
     let redis = RedisServer::start();
     let lab = Lab::new();
     let dir = tempfile::tempdir().unwrap();
@@ -307,8 +283,6 @@ async fn logs_go_to_syslog() {
         &lab.dut,
         &redis,
         &[
-            "--source",
-            "netlink",
             "--log-target",
             "syslog",
             "--syslog-socket",
@@ -326,9 +300,7 @@ async fn logs_go_to_syslog() {
 /// With `--otlp-endpoint`, spans reach an OTLP/HTTP collector (a fake one in the lab namespace).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_are_exported_over_otlp_when_configured() {
-    if !lab_available("spans_are_exported_over_otlp_when_configured") {
-        return;
-    }
+    require_lab("spans_are_exported_over_otlp_when_configured");
     let redis = RedisServer::start();
     let lab = Lab::new();
     // The collector listens on the namespace's loopback, where the daemon runs.
@@ -372,12 +344,7 @@ async fn spans_are_exported_over_otlp_when_configured() {
     let mut d = Daemon::start(
         &lab.dut,
         &redis,
-        &[
-            "--source",
-            "netlink",
-            "--otlp-endpoint",
-            "http://127.0.0.1:4318/v1/traces",
-        ],
+        &["--otlp-endpoint", "http://127.0.0.1:4318/v1/traces"],
     );
     d.wait_ready(&lab.dut).await;
     lab.dut

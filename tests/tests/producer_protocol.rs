@@ -9,19 +9,6 @@ use neighsyncd::appdb::consumer::ConsumerStateTable;
 use neighsyncd::appdb::{Op, ProducerStateTable};
 use neighsyncd_tests::redis_server::RedisServer;
 
-fn has_redis(test: &str) -> bool {
-    let ok = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join("redis-server").is_file()))
-        .unwrap_or(false);
-    if !ok {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{test}: redis-server missing in CI");
-        }
-        eprintln!("SKIP {test}: redis-server not installed");
-    }
-    ok
-}
-
 fn set(key: &str, mac: &str) -> Op {
     Op::Set {
         key: key.into(),
@@ -46,9 +33,7 @@ async fn hash(c: &mut redis::aio::MultiplexedConnection, key: &str) -> BTreeMap<
 
 #[tokio::test]
 async fn set_del_and_clear_have_sonic_effects() {
-    if !has_redis("set_del_and_clear_have_sonic_effects") {
-        return;
-    }
+    neighsyncd_tests::require_tool("redis-server", "set_del_and_clear_have_sonic_effects");
     let redis = RedisServer::start();
     let mut c = redis.conn(0).await;
     let client = redis::Client::open(redis.db_url(0)).unwrap();

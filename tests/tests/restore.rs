@@ -9,7 +9,7 @@ use neighsyncd_tests::daemon::binary;
 use neighsyncd_tests::kernel;
 use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::redis_server::RedisServer;
-use neighsyncd_tests::{lab_available, wait};
+use neighsyncd_tests::{require_lab, wait};
 use redis::aio::MultiplexedConnection;
 
 async fn hset(c: &mut MultiplexedConnection, key: &str, f: &str, v: &str) {
@@ -87,9 +87,7 @@ async fn save(appl: &mut MultiplexedConnection, key: &str, mac: &str, fam: &str)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn system_warm_reboot_restores_and_reresolves() {
-    if !lab_available("system_warm_reboot_restores_and_reresolves") {
-        return;
-    }
+    require_lab("system_warm_reboot_restores_and_reresolves");
     let redis = RedisServer::start();
     let lab = Lab::new();
     let (mut appl, mut state) = (redis.conn(0).await, redis.conn(6).await);
@@ -188,9 +186,7 @@ async fn system_warm_reboot_restores_and_reresolves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeout_sets_the_flag_anyway() {
-    if !lab_available("timeout_sets_the_flag_anyway") {
-        return;
-    }
+    require_lab("timeout_sets_the_flag_anyway");
     let redis = RedisServer::start();
     let lab = Lab::new();
     let (mut appl, mut state) = (redis.conn(0).await, redis.conn(6).await);
@@ -222,9 +218,7 @@ async fn timeout_sets_the_flag_anyway() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swss_only_sets_the_flag_at_once_and_disabled_does_nothing() {
-    if !lab_available("swss_only_sets_the_flag_at_once_and_disabled_does_nothing") {
-        return;
-    }
+    require_lab("swss_only_sets_the_flag_at_once_and_disabled_does_nothing");
     let redis = RedisServer::start();
     let lab = Lab::new();
     let (mut appl, mut state) = (redis.conn(0).await, redis.conn(6).await);

@@ -7,7 +7,7 @@ use neighsyncd_tests::daemon::Daemon;
 use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::orchagent::Orchagent;
 use neighsyncd_tests::redis_server::RedisServer;
-use neighsyncd_tests::{lab_available, raise_neigh_limits, wait};
+use neighsyncd_tests::{raise_neigh_limits, require_lab, wait};
 
 fn burst(n: u32, dev: &str, third_octet_base: u32) -> String {
     let mut s = String::new();
@@ -32,20 +32,25 @@ async fn assert_converges(orch: &mut Orchagent, lab: &Lab, timeout: Duration) {
     wait::appl_db_equals_kernel("APPL_DB equals the kernel", orch, &lab.dut, timeout).await;
 }
 
+/// A 50k burst into a 4 KiB event buffer (netlink) or ring (eBPF): events are lost by the
+/// thousand, and APPL_DB must still end up equal to the kernel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn netlink_overrun_resyncs_to_the_kernel_table() {
-    if !lab_available("netlink_overrun_resyncs_to_the_kernel_table") {
-        return;
-    }
+async fn overrun_resyncs_to_the_kernel_table() {
+    require_lab("overrun_resyncs_to_the_kernel_table");
     raise_neigh_limits(200_000);
     let redis = RedisServer::start();
     let lab = Lab::new();
     // Routes so that 10.100.0.0/14 is on-link on Ethernet0.
     lab.dut.ip("addr add 10.100.0.1/14 dev Ethernet0");
+    let source = neighsyncd_tests::test_source();
+    let (small_buffer, cause) = match source {
+        "netlink" => ("--netlink-rcvbuf", "netlink_overrun"),
+        _ => ("--ebpf-ring-bytes", "ringbuf_overflow"),
+    };
     let d = Daemon::start(
         &lab.dut,
         &redis,
-        &["--source", "netlink", "--netlink-rcvbuf", "4096"],
+        &["--source", source, small_buffer, "4096"],
     );
     d.wait_ready(&lab.dut).await;
     let mut orch = Orchagent::new(redis.conn(0).await);
@@ -54,11 +59,11 @@ async fn netlink_overrun_resyncs_to_the_kernel_table() {
     let overruns = d.metric(
         &lab.dut,
         "neighsyncd_resyncs_total",
-        "cause=\"netlink_overrun\"",
+        &format!("cause=\"{cause}\""),
     );
     assert!(
         overruns >= 1.0,
-        "no overrun resync counted; a 4 KiB buffer cannot hold a 50k burst"
+        "no {cause} resync counted; a 4 KiB buffer cannot hold a 50k burst"
     );
     assert_eq!(orch.sync().await.len(), 50_000);
     // Deletes in a burst too (`nud all`: a plain flush leaves PERMANENT entries alone).
@@ -69,14 +74,12 @@ async fn netlink_overrun_resyncs_to_the_kernel_table() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_mid_burst_loses_nothing() {
-    if !lab_available("redis_restart_mid_burst_loses_nothing") {
-        return;
-    }
+    require_lab("redis_restart_mid_burst_loses_nothing");
     raise_neigh_limits(200_000);
     let mut redis = RedisServer::start();
     let lab = Lab::new();
     lab.dut.ip("addr add 10.100.0.1/14 dev Ethernet4");
-    let d = Daemon::start(&lab.dut, &redis, &["--source", "netlink"]);
+    let d = Daemon::start(&lab.dut, &redis, &[]);
     d.wait_ready(&lab.dut).await;
     let ns = lab.dut.name().to_string();
     let first = burst(10_000, "Ethernet4", 0);
@@ -124,9 +127,7 @@ async fn redis_restart_mid_burst_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn periodic_audit_corrects_appl_db_drift_and_counts_it() {
-    if !lab_available("periodic_audit_corrects_appl_db_drift_and_counts_it") {
-        return;
-    }
+    require_lab("periodic_audit_corrects_appl_db_drift_and_counts_it");
     let redis = RedisServer::start();
     let lab = Lab::new();
     for i in 2..6 {
@@ -134,11 +135,7 @@ async fn periodic_audit_corrects_appl_db_drift_and_counts_it() {
             "neigh add 10.0.0.{i} lladdr 02:00:00:00:00:0{i} dev Ethernet0 nud permanent"
         ));
     }
-    let d = Daemon::start(
-        &lab.dut,
-        &redis,
-        &["--source", "netlink", "--audit-interval", "1"],
-    );
+    let d = Daemon::start(&lab.dut, &redis, &["--audit-interval", "1"]);
     d.wait_ready(&lab.dut).await;
     let mut orch = Orchagent::new(redis.conn(0).await);
     assert_converges(&mut orch, &lab, Duration::from_secs(10)).await;

@@ -10,7 +10,7 @@ use neighsyncd_tests::kernel::{Table, entry};
 use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::orchagent::Orchagent;
 use neighsyncd_tests::redis_server::RedisServer;
-use neighsyncd_tests::{lab_available, wait};
+use neighsyncd_tests::{require_lab, wait};
 use redis::aio::MultiplexedConnection;
 
 const T: Duration = Duration::from_secs(10);
@@ -38,7 +38,7 @@ impl Case {
                 .await
                 .unwrap();
         }
-        let mut args = vec!["--source", "netlink"];
+        let mut args: Vec<&str> = vec![];
         args.extend_from_slice(extra);
         let daemon = Daemon::start(&lab.dut, &redis, &args);
         daemon.wait_ready(&lab.dut).await;
@@ -104,15 +104,9 @@ impl Case {
     }
 }
 
-fn skip(name: &str) -> bool {
-    !lab_available(name)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dual_tor_link_local_v4_dropped_and_unresolved_get_zero_mac() {
-    if skip("dual_tor") {
-        return;
-    }
+    require_lab("dual_tor");
     let mut c = Case::start(&[("PEER_SWITCH|peer1", "address_ipv4", "10.1.0.33")], &[]).await;
     c.lab
         .dut
@@ -139,9 +133,7 @@ async fn dual_tor_link_local_v4_dropped_and_unresolved_get_zero_mac() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unresolved_neighbors_are_deleted_without_dual_tor() {
-    if skip("unresolved") {
-        return;
-    }
+    require_lab("unresolved");
     let mut c = Case::start(&[], &[]).await;
     c.lab
         .dut
@@ -178,9 +170,7 @@ async fn unresolved_neighbors_are_deleted_without_dual_tor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_link_local_follows_the_config_db_knob_and_replays() {
-    if skip("link_local") {
-        return;
-    }
+    require_lab("link_local");
     let mut c = Case::start(
         &[(
             "VLAN_INTERFACE|Ethernet4",
@@ -242,9 +232,7 @@ async fn ipv6_link_local_follows_the_config_db_knob_and_replays() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multicast_noarp_broadcast_and_ignored_interfaces_are_skipped() {
-    if skip("skips") {
-        return;
-    }
+    require_lab("skips");
     let mut c = Case::start(&[], &["--ignore-interfaces", "Ethernet4"]).await;
     c.lab
         .dut
@@ -300,9 +288,7 @@ async fn multicast_noarp_broadcast_and_ignored_interfaces_are_skipped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evpn_probe_noarp_and_vrf_host_route() {
-    if skip("evpn") {
-        return;
-    }
+    require_lab("evpn");
     let mut c = Case::start(&[("VXLAN_EVPN_NVO|nvo1", "source_vtep", "vtep1")], &[]).await;
     // A bridge named like a VRF stands in for the VRF master (no CONFIG_NET_VRF here): only the
     // master's name matters to the rule.

@@ -9,7 +9,7 @@ use neighsyncd_tests::daemon::{Daemon, METRICS_PORT};
 use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::orchagent::Orchagent;
 use neighsyncd_tests::redis_server::RedisServer;
-use neighsyncd_tests::{lab_available, wait};
+use neighsyncd_tests::{require_lab, wait};
 
 fn adds(n: u32, first: u32) -> String {
     let mut s = String::new();
@@ -28,9 +28,7 @@ fn adds(n: u32, first: u32) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_netlink_source_is_restarted_and_resynchronised() {
-    if !lab_available("a_failed_netlink_source_is_restarted_and_resynchronised") {
-        return;
-    }
+    require_lab("a_failed_netlink_source_is_restarted_and_resynchronised");
     let redis = RedisServer::start();
     let lab = Lab::new();
     lab.dut.ip("addr add 10.0.0.1/16 dev Ethernet0");
@@ -75,9 +73,7 @@ async fn a_failed_netlink_source_is_restarted_and_resynchronised() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_netlink_source_that_keeps_failing_stops_the_daemon_with_an_error() {
-    if !lab_available("a_netlink_source_that_keeps_failing_stops_the_daemon_with_an_error") {
-        return;
-    }
+    require_lab("a_netlink_source_that_keeps_failing_stops_the_daemon_with_an_error");
     let redis = RedisServer::start();
     let lab = Lab::new();
     lab.dut.ip("addr add 10.0.0.1/16 dev Ethernet0");
@@ -110,9 +106,7 @@ async fn a_netlink_source_that_keeps_failing_stops_the_daemon_with_an_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_ebpf_consumer_falls_back_to_netlink_with_source_auto() {
-    if !lab_available("a_dead_ebpf_consumer_falls_back_to_netlink_with_source_auto") {
-        return;
-    }
+    require_lab("a_dead_ebpf_consumer_falls_back_to_netlink_with_source_auto");
     let redis = RedisServer::start();
     let lab = Lab::new();
     lab.dut.ip("addr add 10.0.0.1/16 dev Ethernet0");
@@ -164,9 +158,7 @@ async fn a_dead_ebpf_consumer_falls_back_to_netlink_with_source_auto() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_ebpf_consumer_stops_the_daemon_with_source_ebpf() {
-    if !lab_available("a_dead_ebpf_consumer_stops_the_daemon_with_source_ebpf") {
-        return;
-    }
+    require_lab("a_dead_ebpf_consumer_stops_the_daemon_with_source_ebpf");
     let redis = RedisServer::start();
     let lab = Lab::new();
     lab.dut.ip("addr add 10.0.0.1/16 dev Ethernet0");
@@ -192,9 +184,7 @@ async fn a_dead_ebpf_consumer_stops_the_daemon_with_source_ebpf() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_taken_api_port_never_stops_neighbor_sync_and_is_retried() {
-    if !lab_available("a_taken_api_port_never_stops_neighbor_sync_and_is_retried") {
-        return;
-    }
+    require_lab("a_taken_api_port_never_stops_neighbor_sync_and_is_retried");
     let redis = RedisServer::start();
     let lab = Lab::new();
     // Someone else holds the REST port (as SONiC's telemetry holds 8080).
@@ -251,9 +241,7 @@ async fn a_taken_api_port_never_stops_neighbor_sync_and_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_joins_every_task_and_exits_zero() {
-    if !lab_available("sigterm_joins_every_task_and_exits_zero") {
-        return;
-    }
+    require_lab("sigterm_joins_every_task_and_exits_zero");
     let redis = RedisServer::start();
     let lab = Lab::new();
     let mut d = Daemon::start(&lab.dut, &redis, &[]);

@@ -9,7 +9,7 @@ use neighsyncd_tests::kernel::entry;
 use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::orchagent::Orchagent;
 use neighsyncd_tests::redis_server::RedisServer;
-use neighsyncd_tests::{lab_available, wait};
+use neighsyncd_tests::{require_lab, wait};
 use redis::aio::MultiplexedConnection;
 
 const T: Duration = Duration::from_secs(20);
@@ -86,9 +86,7 @@ fn key(ip: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sonic_warm_restart_scenario() {
-    if !lab_available("sonic_warm_restart_scenario") {
-        return;
-    }
+    require_lab("sonic_warm_restart_scenario");
     let redis = RedisServer::start();
     let lab = Lab::new();
     let mut state = redis.conn(6).await;
@@ -97,7 +95,7 @@ async fn sonic_warm_restart_scenario() {
         add(&lab, ip, i as u8 + 1);
     }
     // Cold start.
-    let mut d = Daemon::start(&lab.dut, &redis, &["--source", "netlink"]);
+    let mut d = Daemon::start(&lab.dut, &redis, &[]);
     d.wait_ready(&lab.dut).await;
     let mut orch = Orchagent::new(redis.conn(0).await);
     converged(&mut orch, &lab).await;
@@ -123,7 +121,7 @@ async fn sonic_warm_restart_scenario() {
 
     // 1. Nothing changed: zero writes.
     let before = orch.writes();
-    let mut d = Daemon::start(&lab.dut, &redis, &["--source", "netlink"]);
+    let mut d = Daemon::start(&lab.dut, &redis, &[]);
     wait_state(&mut state, "reconciled", &d).await;
     converged(&mut orch, &lab).await;
     assert_eq!(
@@ -153,7 +151,7 @@ async fn sonic_warm_restart_scenario() {
         lab.dut.ip(&format!("neigh del {ip} dev {}", dev(ip)));
     }
     let before = orch.writes();
-    let mut d = Daemon::start(&lab.dut, &redis, &["--source", "netlink"]);
+    let mut d = Daemon::start(&lab.dut, &redis, &[]);
     wait_state(&mut state, "reconciled", &d).await;
     converged(&mut orch, &lab).await;
     let mut want: Vec<(String, bool)> = gone.iter().map(|ip| (key(ip), true)).collect();
@@ -168,7 +166,7 @@ async fn sonic_warm_restart_scenario() {
         add(&lab, ip, i as u8 + 1);
     }
     let before = orch.writes();
-    let mut d = Daemon::start(&lab.dut, &redis, &["--source", "netlink"]);
+    let mut d = Daemon::start(&lab.dut, &redis, &[]);
     wait_state(&mut state, "reconciled", &d).await;
     converged(&mut orch, &lab).await;
     let mut want: Vec<(String, bool)> = gone.iter().map(|ip| (key(ip), false)).collect();
@@ -194,7 +192,7 @@ async fn sonic_warm_restart_scenario() {
     lab.dut
         .ip(&format!("neigh del {} dev {}", V6[2], dev(V6[2])));
     let before = orch.writes();
-    let mut d = Daemon::start(&lab.dut, &redis, &["--source", "netlink"]);
+    let mut d = Daemon::start(&lab.dut, &redis, &[]);
     wait_state(&mut state, "restored", &d).await;
     let started = Instant::now();
     lab.dut
@@ -247,9 +245,7 @@ async fn sonic_warm_restart_scenario() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_flag_never_set_exits_non_zero() {
-    if !lab_available("restore_flag_never_set_exits_non_zero") {
-        return;
-    }
+    require_lab("restore_flag_never_set_exits_non_zero");
     let redis = RedisServer::start();
     let lab = Lab::new();
     let mut state = redis.conn(6).await;
@@ -267,11 +263,7 @@ async fn restore_flag_never_set_exits_non_zero() {
         "4",
     )
     .await;
-    let mut d = Daemon::start(
-        &lab.dut,
-        &redis,
-        &["--source", "netlink", "--warm-restore-timeout", "2"],
-    );
+    let mut d = Daemon::start(&lab.dut, &redis, &["--warm-restore-timeout", "2"]);
     let status = d
         .wait_exit(Duration::from_secs(30))
         .expect("daemon should give up");
@@ -292,9 +284,7 @@ async fn restore_flag_never_set_exits_non_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warm_enabled_without_restore_count_is_a_cold_start() {
-    if !lab_available("warm_enabled_without_restore_count_is_a_cold_start") {
-        return;
-    }
+    require_lab("warm_enabled_without_restore_count_is_a_cold_start");
     let redis = RedisServer::start();
     let lab = Lab::new();
     let mut state = redis.conn(6).await;
@@ -305,7 +295,7 @@ async fn warm_enabled_without_restore_count_is_a_cold_start() {
         "true",
     )
     .await;
-    let d = Daemon::start(&lab.dut, &redis, &["--source", "netlink"]);
+    let d = Daemon::start(&lab.dut, &redis, &[]);
     d.wait_ready(&lab.dut).await;
     let t = warm_table(&mut state).await;
     assert_eq!(t.get("restore_count").map(String::as_str), Some("0"));

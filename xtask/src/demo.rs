@@ -12,7 +12,7 @@ use neighsyncd_tests::redis_server::RedisServer;
 
 pub fn run(keep: bool) -> anyhow::Result<()> {
     anyhow::ensure!(
-        neighsyncd_tests::lab_available("demo"),
+        neighsyncd_tests::lab_missing().is_none(),
         "the demo needs root, iproute2 and redis-server (see README: scripts/setup.sh)"
     );
     crate::run(Command::new("cargo").args(["build", "-p", "neighsyncd", "--bins"]))?;

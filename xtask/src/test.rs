@@ -1,7 +1,18 @@
-//! `cargo xtask test`: the whole suite, as CI runs it.
+//! `cargo xtask test`: the whole suite, as CI runs it: format, lint, unit tests, then the
+//! integration tests once per neighbor source (eBPF, the default, and rtnetlink).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+
+/// Integration test files that name their sources themselves: one pass is enough.
+const SOURCE_PINNED: [&str; 3] = ["ebpf", "ebpf_verify", "supervision"];
+
+#[derive(Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
 
 pub fn run(extra: &[String]) -> anyhow::Result<()> {
     crate::run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
@@ -16,16 +27,57 @@ pub fn run(extra: &[String]) -> anyhow::Result<()> {
         "warnings",
     ]))?;
     crate::run(Command::new("cargo").args(["build", "--workspace", "--bins"]))?;
+    let mut tally = Tally::default();
+    let mut ok = cargo_test("ebpf", &["--workspace", "--all-targets"], extra, &mut tally)?;
+    let mut netlink = vec!["-p".to_string(), "neighsyncd-tests".to_string()];
+    for t in integration_tests()? {
+        if !SOURCE_PINNED.contains(&t.as_str()) {
+            netlink.extend(["--test".to_string(), t]);
+        }
+    }
+    let netlink: Vec<&str> = netlink.iter().map(String::as_str).collect();
+    ok &= cargo_test("netlink", &netlink, extra, &mut tally)?;
+    // One closing line over every test binary of both passes.
+    println!(
+        "tests: {} passed, {} failed, {} skipped",
+        tally.passed, tally.failed, tally.ignored
+    );
+    anyhow::ensure!(ok, "cargo test failed");
+    Ok(())
+}
+
+/// The integration test files (tests/tests/*.rs), by name.
+fn integration_tests() -> anyhow::Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(crate::root().join("tests/tests"))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_suffix(".rs").map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// One `cargo test` run with `NEIGHSYNCD_TEST_SOURCE=source`; adds its results to `tally`.
+fn cargo_test(
+    source: &str,
+    args: &[&str],
+    extra: &[String],
+    tally: &mut Tally,
+) -> anyhow::Result<bool> {
     let mut test = Command::new("cargo");
     test.current_dir(crate::root())
-        .args(["test", "--workspace", "--all-targets"])
+        .env("NEIGHSYNCD_TEST_SOURCE", source)
+        .arg("test")
+        .args(args)
+        .arg("--no-fail-fast")
         .stdout(Stdio::piped());
     if !extra.is_empty() {
         test.arg("--").args(extra);
     }
-    eprintln!("xtask: {test:?}");
+    eprintln!("xtask: NEIGHSYNCD_TEST_SOURCE={source} {test:?}");
     let mut child = test.spawn()?;
-    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
     if let Some(out) = child.stdout.take() {
         for line in BufReader::new(out).lines() {
             let line = line?;
@@ -43,15 +95,11 @@ pub fn run(extra: &[String]) -> anyhow::Result<()> {
                         })
                         .unwrap_or(0)
                 };
-                passed += num("passed");
-                failed += num("failed");
-                ignored += num("ignored");
+                tally.passed += num("passed");
+                tally.failed += num("failed");
+                tally.ignored += num("ignored");
             }
         }
     }
-    let status = child.wait()?;
-    // One closing line over every test binary of the workspace.
-    println!("tests: {passed} passed, {failed} failed, {ignored} skipped");
-    anyhow::ensure!(status.success(), "cargo test failed: {status}");
-    Ok(())
+    Ok(child.wait()?.success())
 }

@@ -46,7 +46,7 @@ pub struct Options {
 
 pub fn run(o: &Options) -> anyhow::Result<()> {
     anyhow::ensure!(
-        neighsyncd_tests::lab_available("bench"),
+        neighsyncd_tests::lab_missing().is_none(),
         "benchmarks need root, iproute2 and redis-server"
     );
     let bin = match &o.daemon {
