@@ -533,21 +533,7 @@ impl Pipeline {
                         view.appl_update(&key, value);
                     }
                 }
-                let (v4, v6) = self.state.told_counts();
-                self.metrics
-                    .neighbors
-                    .with_label_values(&["IPv4"])
-                    .set(v4 as i64);
-                self.metrics
-                    .neighbors
-                    .with_label_values(&["IPv6"])
-                    .set(v6 as i64);
-                for (ifname, n) in self.state.told_by_interface() {
-                    self.metrics
-                        .neighbors_by_interface
-                        .with_label_values(&[ifname.as_str()])
-                        .set(*n);
-                }
+                self.publish_gauges();
                 debug!(
                     sets = n_sets,
                     dels = n_dels,
@@ -563,6 +549,20 @@ impl Pipeline {
                 self.appdb.disconnect();
                 self.lost_redis();
             }
+        }
+    }
+
+    /// What APPL_DB holds, by family and interface: after every write, and after every
+    /// read-back (a restart with nothing to write must not show zero).
+    fn publish_gauges(&self) {
+        let (v4, v6) = self.state.told_counts();
+        let m = &self.metrics;
+        m.neighbors.with_label_values(&["IPv4"]).set(v4 as i64);
+        m.neighbors.with_label_values(&["IPv6"]).set(v6 as i64);
+        for (ifname, n) in self.state.told_by_interface() {
+            m.neighbors_by_interface
+                .with_label_values(&[ifname.as_str()])
+                .set(*n);
         }
     }
 
@@ -641,6 +641,7 @@ impl Pipeline {
                         }
                     }
                 }
+                self.publish_gauges();
                 self.backoff = BACKOFF_MIN;
                 self.health.set_redis(true);
                 self.metrics.redis_connected.set(1);

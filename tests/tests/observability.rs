@@ -368,3 +368,52 @@ async fn spans_are_exported_over_otlp_when_configured() {
         "no span names in the export"
     );
 }
+
+/// After a restart that has nothing to write (APPL_DB already equals the kernel), the neighbor
+/// gauges show what APPL_DB holds, not zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neighbor_gauges_are_right_after_a_restart_with_nothing_to_write() {
+    require_lab("neighbor_gauges_are_right_after_a_restart_with_nothing_to_write");
+    let redis = RedisServer::start();
+    let lab = Lab::new();
+    for i in 2..5 {
+        lab.dut.ip(&format!(
+            "neigh add 10.0.0.{i} lladdr 02:00:00:00:00:0{i} dev Ethernet0 nud permanent"
+        ));
+    }
+    lab.dut
+        .ip("neigh add 2000::9 lladdr 02:00:00:00:00:09 dev Ethernet4 nud permanent");
+    let mut orch = neighsyncd_tests::orchagent::Orchagent::new(redis.conn(0).await);
+    let mut d = Daemon::start(&lab.dut, &redis, &[]);
+    d.wait_ready(&lab.dut).await;
+    wait::appl_db_equals_kernel("first run", &mut orch, &lab.dut, T).await;
+    assert!(d.stop().success());
+    let d = Daemon::start(&lab.dut, &redis, &[]);
+    d.wait_ready(&lab.dut).await;
+    let gauges = |d: &Daemon| {
+        (
+            d.metric(&lab.dut, "neighsyncd_neighbors", "family=\"IPv4\""),
+            d.metric(&lab.dut, "neighsyncd_neighbors", "family=\"IPv6\""),
+            d.metric(
+                &lab.dut,
+                "neighsyncd_interface_neighbors",
+                "interface=\"Ethernet0\"",
+            ),
+            d.metric(
+                &lab.dut,
+                "neighsyncd_interface_neighbors",
+                "interface=\"Ethernet4\"",
+            ),
+        )
+    };
+    wait::until("gauges after the restart", T, async || match gauges(&d) {
+        (3.0, 1.0, 3.0, 1.0) => Ok(()),
+        other => Err(format!("{other:?}")),
+    })
+    .await;
+    assert_eq!(
+        d.metric(&lab.dut, "neighsyncd_appdb_operations_total", ""),
+        0.0,
+        "the restart wrote nothing"
+    );
+}

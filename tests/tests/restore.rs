@@ -216,6 +216,47 @@ async fn timeout_sets_the_flag_anyway() {
     assert_eq!(kernel_state(&lab, "10.0.4.2"), None);
 }
 
+/// Malformed saved entries are skipped, logged and counted; the good ones are restored and the
+/// flag is set (one bad entry used to stop the step, and neighsyncd then waited 180 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_saved_entries_are_skipped_not_fatal() {
+    require_lab("malformed_saved_entries_are_skipped_not_fatal");
+    let redis = RedisServer::start();
+    let lab = Lab::new();
+    let (mut appl, mut state) = (redis.conn(0).await, redis.conn(6).await);
+    save(&mut appl, "Ethernet4:10.0.4.2", &lab.peer_mac("p4"), "IPv4").await;
+    save(
+        &mut appl,
+        "Ethernet4:10.0.4.999",
+        "02:00:00:00:00:01",
+        "IPv4",
+    )
+    .await;
+    save(&mut appl, "Ethernet4:10.0.4.3", "not-a-mac", "IPv4").await;
+    save(&mut appl, "Ethernet4:10.0.4.4", "02:00:00:00:00:04", "IPX").await;
+    save(&mut appl, "no-interface", "02:00:00:00:00:05", "IPv4").await;
+    for (key, field, value) in [
+        ("WARM_RESTART_ENABLE_TABLE|system", "enable", "true"),
+        ("WARM_RESTART_TABLE|neighsyncd", "restore_count", "1"),
+    ] {
+        hset(&mut state, key, field, value).await;
+    }
+    let (ok, log) = finish(restore(&lab, &redis, &[]), Duration::from_secs(30));
+    assert!(ok, "{log}");
+    assert_eq!(restored_flag(&mut state).await.as_deref(), Some("true"));
+    assert!(
+        kernel_state(&lab, "10.0.4.2").is_some(),
+        "the good entry is restored: {log}"
+    );
+    assert_eq!(
+        log.matches("malformed APPL_DB NEIGH_TABLE entry skipped")
+            .count(),
+        4,
+        "{log}"
+    );
+    assert!(log.contains("skipped=4"), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swss_only_sets_the_flag_at_once_and_disabled_does_nothing() {
     require_lab("swss_only_sets_the_flag_at_once_and_disabled_does_nothing");

@@ -30,8 +30,6 @@ pub enum RestoreError {
     Redis(#[from] redis::RedisError),
     #[error(transparent)]
     Warm(#[from] crate::warm::WarmError),
-    #[error("APPL_DB NEIGH_TABLE entry {key} is malformed: {why}")]
-    BadEntry { key: String, why: &'static str },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -74,7 +72,32 @@ pub async fn run(cfg: &Config, opts: RestoreOptions) -> Result<(), RestoreError>
     Ok(())
 }
 
-/// Reads `NEIGH_TABLE:*` grouped by interface (`lo` skipped, as upstream does).
+/// One saved `NEIGH_TABLE` entry: its key (without the table prefix) and fields -> interface,
+/// address and MAC; or why it cannot be restored.
+fn parse_saved(
+    key: &str,
+    fields: &BTreeMap<String, String>,
+) -> Result<(String, IpAddr, Mac), &'static str> {
+    let (ifname, ip) = key.split_once(':').ok_or("no interface")?;
+    if ifname.is_empty() {
+        return Err("no interface");
+    }
+    let ip: IpAddr = ip.parse().map_err(|_| "bad IP address")?;
+    let mac = fields
+        .get("neigh")
+        .and_then(|m| Mac::parse(m))
+        .ok_or("bad or missing neigh")?;
+    match fields.get("family").map(String::as_str) {
+        Some("IPv4") if ip.is_ipv4() => {}
+        Some("IPv6") if ip.is_ipv6() => {}
+        _ => return Err("bad or missing family"),
+    }
+    Ok((ifname.to_string(), ip, mac))
+}
+
+/// Reads `NEIGH_TABLE:*` grouped by interface (`lo` skipped, as upstream does). An entry that
+/// cannot be restored is skipped, logged and counted: one bad entry must not leave the
+/// restore flag unset (neighsyncd would wait for it, then give up).
 async fn read_saved(
     conn: &mut redis::aio::MultiplexedConnection,
     sep: &str,
@@ -85,40 +108,21 @@ async fn read_saved(
         .query_async(conn)
         .await?;
     let mut saved = SavedNeighbors::new();
+    let mut skipped = 0usize;
     for key in keys {
-        let Some((ifname, ip)) = key[prefix.len()..].split_once(':') else {
-            return Err(RestoreError::BadEntry {
-                key,
-                why: "no interface",
-            });
-        };
-        if ifname == "lo" {
-            continue;
-        }
         let fields: BTreeMap<String, String> =
             redis::cmd("HGETALL").arg(&key).query_async(conn).await?;
-        let ip: IpAddr = ip.parse().map_err(|_| RestoreError::BadEntry {
-            key: key.clone(),
-            why: "bad IP address",
-        })?;
-        let mac =
-            fields
-                .get("neigh")
-                .and_then(|m| Mac::parse(m))
-                .ok_or(RestoreError::BadEntry {
-                    key: key.clone(),
-                    why: "bad or missing neigh",
-                })?;
-        match fields.get("family").map(String::as_str) {
-            Some("IPv4") | Some("IPv6") => {}
-            _ => {
-                return Err(RestoreError::BadEntry {
-                    key,
-                    why: "bad or missing family",
-                });
+        match parse_saved(&key[prefix.len()..], &fields) {
+            Ok((ifname, _, _)) if ifname == "lo" => {}
+            Ok((ifname, ip, mac)) => saved.entry(ifname).or_default().push((ip, mac)),
+            Err(why) => {
+                skipped += 1;
+                warn!(key, why, "malformed APPL_DB NEIGH_TABLE entry skipped");
             }
         }
-        saved.entry(ifname.to_string()).or_default().push((ip, mac));
+    }
+    if skipped > 0 {
+        warn!(skipped, "APPL_DB NEIGH_TABLE entries skipped as malformed");
     }
     Ok(saved)
 }
@@ -214,4 +218,50 @@ fn restore_interface(intf: &sys::Interface, neighbors: &[(IpAddr, Mac)]) -> usiz
         n += 1;
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(neigh: &str, family: &str) -> BTreeMap<String, String> {
+        [
+            ("neigh".to_string(), neigh.to_string()),
+            ("family".to_string(), family.to_string()),
+        ]
+        .into()
+    }
+
+    #[test]
+    fn saved_entries_parse_or_say_why_not() {
+        let good = fields("02:00:00:00:00:01", "IPv4");
+        assert_eq!(
+            parse_saved("Vlan1000:192.168.0.2", &good),
+            Ok((
+                "Vlan1000".into(),
+                "192.168.0.2".parse().unwrap(),
+                Mac([2, 0, 0, 0, 0, 1])
+            ))
+        );
+        let v6 = fields("02:00:00:00:00:01", "IPv6");
+        assert!(parse_saved("Ethernet0:2000::2", &v6).is_ok());
+        for (key, f, why) in [
+            ("Ethernet0", &good, "no interface"),
+            (":10.0.0.2", &good, "no interface"),
+            ("Ethernet0:10.0.0.999", &good, "bad IP address"),
+            (
+                "Ethernet0:10.0.0.2",
+                &fields("zz", "IPv4"),
+                "bad or missing neigh",
+            ),
+            (
+                "Ethernet0:10.0.0.2",
+                &fields("02:00:00:00:00:01", "IPX"),
+                "bad or missing family",
+            ),
+            ("Ethernet0:2000::2", &good, "bad or missing family"),
+        ] {
+            assert_eq!(parse_saved(key, f), Err(why), "{key}");
+        }
+    }
 }
