@@ -602,4 +602,6 @@ impl State {
 }
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
