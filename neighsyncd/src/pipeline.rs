@@ -52,6 +52,8 @@ pub enum PipelineError {
 
 const EVENT_CHUNK: usize = 8192;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// How long APPL_DB may go without a round trip before the connection is probed.
+const LIVENESS: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How long shutdown waits to write what is pending.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(3);
@@ -85,6 +87,8 @@ pub struct Pipeline {
     /// After a fallback to rtnetlink, live events older than this came from the detached
     /// eBPF program.
     drop_live_before: u64,
+    /// When APPL_DB last answered (a write, a read-back, a probe).
+    redis_seen: Instant,
     /// Keys a live event deleted during a warm start's reconcile window (vs. stale ones).
     warm_deleted: std::collections::HashSet<String>,
 }
@@ -120,6 +124,7 @@ impl Pipeline {
             warm: None,
             warm_deleted: Default::default(),
             drop_live_before: 0,
+            redis_seen: Instant::now(),
         }
     }
 
@@ -203,6 +208,8 @@ impl Pipeline {
         });
         let mut buf = Vec::with_capacity(EVENT_CHUNK);
         let mut ended = None;
+        let mut liveness = tokio::time::interval(LIVENESS);
+        liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if self.appdb.is_connected() && !self.holding() {
                 if self.state.pending() > 0 {
@@ -252,6 +259,11 @@ impl Pipeline {
                 }
                 _ = sleep_until(self.retry_at.unwrap_or_else(tokio::time::Instant::now)), if self.retry_at.is_some() => {
                     self.connect_and_read_back(false).await;
+                }
+                _ = liveness.tick(), if self.appdb.is_connected() => {
+                    if self.redis_seen.elapsed() >= LIVENESS {
+                        self.probe_redis().await;
+                    }
                 }
                 _ = tick(&mut audit), if audit.is_some() => {
                     info!("periodic audit");
@@ -516,6 +528,7 @@ impl Pipeline {
             .await
         {
             Ok(()) => {
+                self.redis_seen = Instant::now();
                 let rtt = started.elapsed();
                 self.metrics.redis_roundtrip.observe(rtt.as_secs_f64());
                 self.metrics.appdb_batches.inc();
@@ -586,6 +599,20 @@ impl Pipeline {
         }
     }
 
+    /// Nothing was written for a while: is APPL_DB still there? A failure is handled like a
+    /// failed write: reconnect, read back, write the difference.
+    async fn probe_redis(&mut self) {
+        match self.appdb.ping().await {
+            Ok(()) => self.redis_seen = Instant::now(),
+            Err(e) => {
+                warn!(error = %e, "APPL_DB connection lost; will reconnect and reconcile");
+                self.metrics.redis_errors.inc();
+                self.appdb.disconnect();
+                self.lost_redis();
+            }
+        }
+    }
+
     fn lost_redis(&mut self) {
         self.health.set_redis(false);
         self.metrics.redis_connected.set(0);
@@ -642,6 +669,7 @@ impl Pipeline {
                     }
                 }
                 self.publish_gauges();
+                self.redis_seen = Instant::now();
                 self.backoff = BACKOFF_MIN;
                 self.health.set_redis(true);
                 self.metrics.redis_connected.set(1);

@@ -171,3 +171,27 @@ async fn periodic_audit_corrects_appl_db_drift_and_counts_it() {
     assert!(corrected >= 3.0, "corrections counted: {corrected}");
     assert!(d.metric(&lab.dut, "neighsyncd_resyncs_total", "cause=\"audit\"") >= 1.0);
 }
+
+/// Redis restarts (its data gone) while the daemon has nothing to write: the daemon notices
+/// through its idle connection and writes APPL_DB again. (Found by the chaos suite: only a
+/// failed write used to reveal the restart, so an idle daemon left APPL_DB empty.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_while_idle_is_noticed_and_repaired() {
+    require_lab("redis_restart_while_idle_is_noticed_and_repaired");
+    let mut redis = RedisServer::start();
+    let lab = Lab::new();
+    for i in 2..6 {
+        lab.dut.ip(&format!(
+            "neigh add 10.0.0.{i} lladdr 02:00:00:00:00:0{i} dev Ethernet0 nud permanent"
+        ));
+    }
+    let d = Daemon::start(&lab.dut, &redis, &[]);
+    d.wait_ready(&lab.dut).await;
+    let mut orch = Orchagent::new(redis.conn(0).await);
+    assert_converges(&mut orch, &lab, Duration::from_secs(10)).await;
+    redis.restart();
+    let mut orch = Orchagent::new(redis.conn(0).await);
+    assert_converges(&mut orch, &lab, Duration::from_secs(15)).await;
+    assert_eq!(orch.sync().await.len(), 4);
+    assert!(d.metric(&lab.dut, "neighsyncd_redis_reconnects_total", "") >= 1.0);
+}

@@ -82,6 +82,18 @@ impl AppDb {
         self.conn.as_mut().ok_or(AppDbError::NotConnected)
     }
 
+    /// Whether the connection still answers. A Redis that restarted (and lost APPL_DB) is only
+    /// noticed through its connection: when nothing is written, this is how.
+    pub async fn ping(&mut self) -> Result<(), AppDbError> {
+        let res = async {
+            let conn = self.conn()?;
+            redis::cmd("PING").query_async::<()>(conn).await?;
+            Ok(())
+        }
+        .await;
+        self.check(res)
+    }
+
     /// Writes route deletes, then neighbor operations, in one round trip.
     pub async fn write(&mut self, route_dels: &[Op], neigh_ops: &[Op]) -> Result<(), AppDbError> {
         let mut pipe = redis::pipe();
