@@ -19,8 +19,14 @@ pub fn binary() -> PathBuf {
         return p.into();
     }
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join("neighsyncd");
+    // Test executables live in target/<profile>/deps, other binaries in target/<profile>.
+    let bin = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join("neighsyncd"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| exe.with_file_name("neighsyncd"));
     assert!(
         bin.exists(),
         "{} not built: run `cargo build -p neighsyncd` (cargo xtask test does)",

@@ -3,6 +3,7 @@
 //! `NEIGH_TABLE` with ConsumerStateTable semantics. Everything a test creates has a unique
 //! name and is removed on drop, also when the test panics.
 
+pub mod chaos;
 pub mod churn;
 pub mod daemon;
 pub mod kernel;

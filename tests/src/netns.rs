@@ -70,6 +70,17 @@ impl Netns {
         .unwrap_or_else(|e| panic!("{e}"));
     }
 
+    /// `ip -n NS -force -batch FILE`: every line is tried, failures (a delete of a neighbor
+    /// that is gone) do not stop the rest.
+    pub fn batch_force(&self, lines: &str) {
+        let mut f = tempfile::NamedTempFile::new().expect("temp file");
+        f.write_all(lines.as_bytes()).expect("write batch");
+        let _ = Command::new("ip")
+            .args(["-n", &self.name, "-force", "-batch"])
+            .arg(f.path())
+            .output();
+    }
+
     pub fn ifindex(&self, ifname: &str) -> u32 {
         let out = self.ip(&format!("-j link show dev {ifname}"));
         let v: serde_json::Value = serde_json::from_str(&out).expect("ip -j output");

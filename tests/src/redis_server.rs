@@ -81,6 +81,23 @@ impl RedisServer {
         let _ = std::fs::remove_file(self.socket());
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Thaws it (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            // SAFETY: a signal to a child we spawned and have not reaped.
+            unsafe { libc::kill(c.id() as i32, sig) };
+        }
+    }
+
     /// Starts it again on the same socket, empty.
     pub fn restart(&mut self) {
         self.kill();

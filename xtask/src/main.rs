@@ -1,6 +1,7 @@
 //! Developer workflows: `cargo xtask <command>`.
 
 mod bench;
+mod chaos;
 mod demo;
 mod ebpf;
 mod test;
@@ -35,6 +36,21 @@ enum Cmd {
         #[arg(long)]
         keep: bool,
     },
+    /// The chaos suite: a seeded random mix of kernel changes, link and CONFIG_DB changes,
+    /// event losses, Redis and daemon crashes; APPL_DB must converge after every step.
+    Chaos {
+        /// The generator's seed (the same seed, the same steps) [default: time].
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long, default_value_t = 2.0)]
+        minutes: f64,
+        /// Stop after this many steps.
+        #[arg(long)]
+        steps: Option<usize>,
+        /// netlink or ebpf.
+        #[arg(long, default_value = "ebpf")]
+        source: String,
+    },
     /// End-to-end benchmarks; writes docs/BENCHMARKING.md.
     Bench {
         /// Neighbor counts to burst.
@@ -61,6 +77,17 @@ fn main() -> anyhow::Result<()> {
         Cmd::BuildEbpf { release } => ebpf::build(release),
         Cmd::Test { args } => test::run(&args),
         Cmd::Demo { keep } => demo::run(keep),
+        Cmd::Chaos {
+            seed,
+            minutes,
+            steps,
+            source,
+        } => chaos::run(&chaos::Options {
+            seed,
+            minutes,
+            steps,
+            source,
+        }),
         Cmd::Bench {
             sizes,
             no_write,
