@@ -11,7 +11,7 @@ impl Rng {
         Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -19,7 +19,7 @@ impl Rng {
     }
 
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
 
     pub fn chance(&mut self, percent: u64) -> bool {
@@ -153,7 +153,7 @@ pub fn burst(rng: &mut Rng, pool: &Pool, dev: &str, n: u32) -> String {
             6..=8 => format!("{}::{:x}", pool.v6, host),
             _ => format!("fe80::{:x}", host),
         };
-        let mac = rng.next() & 0x0000_feff_ffff_ffff | 0x0000_0200_0000_0000;
+        let mac = rng.next_u64() & 0x0000_feff_ffff_ffff | 0x0000_0200_0000_0000;
         let nud = *rng.pick(&[
             "nud permanent",
             "nud reachable",

@@ -193,7 +193,9 @@ impl Chaos {
                 continue;
             }
             let new = if mac {
-                faults::mac_text(self.rng.next() & 0x0000_feff_ffff_ffff | 0x0000_0200_0000_0000)
+                faults::mac_text(
+                    self.rng.next_u64() & 0x0000_feff_ffff_ffff | 0x0000_0200_0000_0000,
+                )
             } else {
                 old.clone()
             };
