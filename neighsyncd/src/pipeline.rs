@@ -420,7 +420,16 @@ impl Pipeline {
                         debug!(ifindex = link.ifindex, name, "interface removed");
                         self.state.link_removed(link.ifindex, &self.snapshot, now);
                     }
-                    LinkChange::Added | LinkChange::Updated | LinkChange::Unknown => {}
+                    LinkChange::Added => {
+                        self.state.link_added(
+                            link.ifindex,
+                            &link.name,
+                            &self.links,
+                            &self.snapshot,
+                            now,
+                        );
+                    }
+                    LinkChange::Updated | LinkChange::Unknown => {}
                 }
             }
             SourceEvent::DumpStart { ts_ns, fresh } => self.state.dump_start(ts_ns, fresh),

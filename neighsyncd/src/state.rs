@@ -118,6 +118,10 @@ pub struct State {
     dirty: HashMap<String, u64>,
     route_dels: Vec<String>,
     dump: Option<DumpWindow>,
+    /// Entries a live event deleted while a dump window was open, and when: a dump message
+    /// for one of them may have been read before the delete (the dump and the events come
+    /// over different channels), so it must not bring the entry back.
+    tombstones: HashMap<(u32, IpAddr), u64>,
     generation: u64,
     /// Kernel-side changes since the last [`State::take_touched`] (for the API view).
     touched: Vec<(String, Option<(u32, IpAddr)>)>,
@@ -190,11 +194,16 @@ impl State {
             Origin::Live { ts_ns } => Some(ts_ns),
             Origin::Dump => None,
         };
-        if let (None, Some(w)) = (live_ts, self.dump)
-            && let Some(e) = self.kernel.get_mut(&id)
-        {
-            e.seen_gen = w.gen_;
-            if e.last_event_ns >= w.start_ns {
+        if let (None, Some(w)) = (live_ts, self.dump) {
+            if let Some(e) = self.kernel.get_mut(&id) {
+                e.seen_gen = w.gen_;
+                if e.last_event_ns >= w.start_ns {
+                    applied.superseded = true;
+                    return applied;
+                }
+            } else if self.tombstones.get(&id).is_some_and(|t| *t >= w.start_ns) {
+                // Deleted by a live event since the window began: the live stream has spoken
+                // for this entry after the dump's view of it, including any re-creation.
                 applied.superseded = true;
                 return applied;
             }
@@ -231,6 +240,11 @@ impl State {
         match msg.kind {
             NeighKind::Del => {
                 self.kernel.remove(&id);
+                if let (Some(ts), Some(w)) = (live_ts, self.dump)
+                    && ts >= w.start_ns
+                {
+                    self.tombstones.insert(id, ts);
+                }
             }
             NeighKind::New => {
                 let gen_ = self.dump.map(|w| w.gen_).unwrap_or(0);
@@ -376,6 +390,25 @@ impl State {
         self.reevaluate(|e| e.ifindex == ifindex, links, cfg, now_ns);
     }
 
+    /// An interface became known. Neighbors heard of before it (named by their ifindex, as
+    /// the kernel's events can precede the link's) take its name.
+    pub fn link_added(
+        &mut self,
+        ifindex: u32,
+        name: &str,
+        links: &LinkCache,
+        cfg: &ConfigSnapshot,
+        now_ns: u64,
+    ) {
+        if self
+            .kernel
+            .values()
+            .any(|e| e.ifindex == ifindex && e.ifname != name)
+        {
+            self.rename(ifindex, name, links, cfg, now_ns);
+        }
+    }
+
     /// An interface went away: the kernel dropped its neighbors with it.
     pub fn link_removed(&mut self, ifindex: u32, cfg: &ConfigSnapshot, now_ns: u64) {
         let gone: Vec<KernelEntry> = self
@@ -413,11 +446,14 @@ impl State {
         let gen_ = self.generation;
         self.dump = Some(match self.dump {
             Some(w) if !fresh => DumpWindow { gen_, ..w },
-            _ => DumpWindow {
-                start_ns,
-                first_gen: gen_,
-                gen_,
-            },
+            _ => {
+                self.tombstones.retain(|_, t| *t >= start_ns);
+                DumpWindow {
+                    start_ns,
+                    first_gen: gen_,
+                    gen_,
+                }
+            }
         });
     }
 
@@ -428,6 +464,7 @@ impl State {
         let Some(w) = self.dump.take() else {
             return 0;
         };
+        self.tombstones.clear();
         let vanished: Vec<KernelEntry> = self
             .kernel
             .values()

@@ -21,6 +21,18 @@ const KEYS: u8 = 6;
 /// What the kernel holds for one neighbor: (MAC's last byte, NUD state).
 type Entry = (u8, u16);
 
+/// When a change racing a dump lands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Race {
+    /// Before the dump reads its entry.
+    Before,
+    /// After the dump read its entry, and its live event is applied before the dump's
+    /// messages (they come over another channel).
+    AfterEventFirst,
+    /// After the dump read its entry; its live event is applied after the dump's messages.
+    After,
+}
+
 #[derive(Debug, Clone)]
 enum Step {
     /// A kernel change; its live event is delivered, or lost (an overrun).
@@ -29,10 +41,10 @@ enum Step {
         to: Option<Entry>,
         delivered: bool,
     },
-    /// A dump, with kernel changes landing before or after it reads their entry; all
-    /// delivered (a loss during a dump aborts it, and the window starts over).
+    /// A dump, with kernel changes racing it; all delivered (a loss during a dump aborts
+    /// it, and the window starts over).
     Dump {
-        racing: Vec<(u8, Option<Entry>, bool)>,
+        racing: Vec<(u8, Option<Entry>, Race)>,
     },
     /// A write round trip; a failure may have applied a prefix of the operations.
     Flush { fail_after: Option<usize> },
@@ -55,7 +67,14 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         6 => (0..KEYS, entry(), prop::bool::weighted(0.8))
             .prop_map(|(key, to, delivered)| Step::Change { key, to, delivered }),
-        2 => prop::collection::vec((0..KEYS, entry(), any::<bool>()), 0..4)
+        2 => prop::collection::vec(
+            (
+                0..KEYS,
+                entry(),
+                prop::sample::select(vec![Race::Before, Race::AfterEventFirst, Race::After]),
+            ),
+            0..4,
+        )
             .prop_map(|racing| Step::Dump { racing }),
         3 => prop::option::weighted(0.3, 0usize..4).prop_map(|fail_after| Step::Flush { fail_after }),
         1 => Just(Step::RedisRestart),
@@ -139,15 +158,19 @@ impl World {
         }
     }
 
-    /// A complete dump: each racing change lands before (`true`) or after the dump reads its
-    /// entry; its live event is delivered either way.
-    fn dump(&mut self, racing: &[(u8, Option<Entry>, bool)]) {
+    /// A complete dump with changes racing it (see [`Race`]); their live events are
+    /// delivered.
+    fn dump(&mut self, racing: &[(u8, Option<Entry>, Race)]) {
         let start = self.tick();
         self.state.dump_start(start, true);
-        for (key, to, _) in racing.iter().filter(|r| r.2) {
+        let landing = |when: Race| racing.iter().filter(move |r| r.2 == when);
+        for (key, to, _) in landing(Race::Before) {
             self.change(*key, *to, true);
         }
         let snapshot: Vec<(u8, Entry)> = self.kernel.iter().map(|(k, e)| (*k, *e)).collect();
+        for (key, to, _) in landing(Race::AfterEventFirst) {
+            self.change(*key, *to, true);
+        }
         for (key, e) in snapshot {
             let now = self.tick();
             self.state.apply(
@@ -157,7 +180,7 @@ impl World {
                 now,
             );
         }
-        for (key, to, _) in racing.iter().filter(|r| !r.2) {
+        for (key, to, _) in landing(Race::After) {
             self.change(*key, *to, true);
         }
         let now = self.tick();

@@ -472,3 +472,109 @@ fn an_older_live_event_applied_during_a_dump_does_not_keep_a_vanished_entry() {
     assert!(s.kernel_entry(2, &"10.0.0.9".parse().unwrap()).is_none());
     assert!(flush(&mut s).is_empty(), "nothing was ever written for it");
 }
+
+#[test]
+fn a_dump_entry_read_before_a_live_delete_does_not_bring_it_back() {
+    // The dump and the live events come over different channels: the dump's view of an entry
+    // can arrive after the live delete that followed it.
+    let (l, c) = (links(), ConfigSnapshot::default());
+    let mut s = State::default();
+    s.apply(
+        &msg(NeighKind::New, 2, "10.0.0.7", A, nud::REACHABLE, live(10)),
+        &l,
+        &c,
+        10,
+    );
+    assert_eq!(
+        flush(&mut s),
+        vec![set_op("Ethernet0:10.0.0.7", "02:00:00:00:00:0a", "IPv4")]
+    );
+    s.dump_start(100, true);
+    s.apply(
+        &msg(NeighKind::Del, 2, "10.0.0.7", A, nud::REACHABLE, live(150)),
+        &l,
+        &c,
+        150,
+    );
+    let a = s.apply(
+        &msg(
+            NeighKind::New,
+            2,
+            "10.0.0.7",
+            A,
+            nud::REACHABLE,
+            Origin::Dump,
+        ),
+        &l,
+        &c,
+        151,
+    );
+    assert!(a.superseded);
+    s.dump_done(&c, 152);
+    assert_eq!(
+        flush(&mut s),
+        vec![Op::Del {
+            key: "Ethernet0:10.0.0.7".into()
+        }]
+    );
+    // A delete from before the window does not shield the key: the dump's view wins.
+    s.dump_start(200, true);
+    s.apply(
+        &msg(
+            NeighKind::New,
+            2,
+            "10.0.0.7",
+            B,
+            nud::REACHABLE,
+            Origin::Dump,
+        ),
+        &l,
+        &c,
+        201,
+    );
+    s.dump_done(&c, 202);
+    assert_eq!(
+        flush(&mut s),
+        vec![set_op("Ethernet0:10.0.0.7", "02:00:00:00:00:0b", "IPv4")]
+    );
+}
+
+#[test]
+fn neighbors_heard_before_their_link_take_its_name_once_it_is_known() {
+    let (mut l, c) = (links(), ConfigSnapshot::default());
+    let mut s = State::default();
+    let a = s.apply(
+        &msg(NeighKind::New, 9, "10.0.9.2", A, nud::REACHABLE, live(10)),
+        &l,
+        &c,
+        10,
+    );
+    assert!(a.unknown_ifindex);
+    assert_eq!(
+        flush(&mut s),
+        vec![set_op("9:10.0.9.2", "02:00:00:00:00:0a", "IPv4")],
+        "named by its ifindex, as upstream does"
+    );
+    l.apply(&LinkMsg {
+        ifindex: 9,
+        name: "Ethernet9".into(),
+        master: None,
+        oper_up: true,
+        deleted: false,
+    });
+    s.link_added(9, "Ethernet9", &l, &c, 11);
+    let mut ops = flush(&mut s);
+    ops.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(
+        ops,
+        vec![
+            Op::Del {
+                key: "9:10.0.9.2".into()
+            },
+            set_op("Ethernet9:10.0.9.2", "02:00:00:00:00:0a", "IPv4"),
+        ]
+    );
+    // A known link seen again changes nothing.
+    s.link_added(9, "Ethernet9", &l, &c, 12);
+    assert!(flush(&mut s).is_empty());
+}
