@@ -111,7 +111,7 @@ fn read<T>(base: *const u8, off: u32) -> Result<T, i32> {
 pub fn neigh_update_done(ctx: BtfTracePointContext) -> i32 {
     // Argument 0 of this tracepoint is `struct neighbour *` (read through probe_read only).
     let n: *const u8 = ctx.arg(0);
-    let _ = handle(n, KIND_UPDATE);
+    handle_or_count(n, KIND_UPDATE);
     0
 }
 
@@ -119,7 +119,7 @@ pub fn neigh_update_done(ctx: BtfTracePointContext) -> i32 {
 pub fn neigh_timer_handler(ctx: BtfTracePointContext) -> i32 {
     // Argument 0 of this tracepoint is `struct neighbour *` (read through probe_read only).
     let n: *const u8 = ctx.arg(0);
-    let _ = handle(n, KIND_UPDATE);
+    handle_or_count(n, KIND_UPDATE);
     0
 }
 
@@ -127,8 +127,25 @@ pub fn neigh_timer_handler(ctx: BtfTracePointContext) -> i32 {
 pub fn neigh_cleanup_and_release(ctx: BtfTracePointContext) -> i32 {
     // Argument 0 of this tracepoint is `struct neighbour *` (read through probe_read only).
     let n: *const u8 = ctx.arg(0);
-    let _ = handle(n, KIND_REMOVE);
+    handle_or_count(n, KIND_REMOVE);
     0
+}
+
+/// An event that could not be read (a kernel read failed) is as good as lost: it is counted
+/// with the drops, so userspace resynchronises instead of missing it silently.
+#[inline(always)]
+fn handle_or_count(n: *const u8, kind: u8) {
+    if handle(n, kind).is_err() {
+        count_drop();
+    }
+}
+
+#[inline(always)]
+fn count_drop() {
+    if let Some(c) = DROPS.get_ptr_mut(0) {
+        // SAFETY: a per-CPU slot: no other writer on this CPU while we run.
+        unsafe { *c += 1 };
+    }
 }
 
 /// Large temporaries live here, not on the 512-byte stack: what was emitted, and a second
@@ -235,23 +252,19 @@ fn handle(n: *const u8, kind: u8) -> Result<(), i32> {
         addr,
     };
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
-        return Ok(());
+        return Err(-1);
     };
     // SAFETY: this CPU's slot; nothing else runs on this CPU while we do.
     let scratch = unsafe { &mut *scratch };
     // Reserve first: the slot's place in the ring is fixed before the entry is read.
     let Some(mut entry) = EVENTS.reserve::<NeighEvent>(0) else {
-        if let Some(c) = DROPS.get_ptr_mut(0) {
-            // SAFETY: a per-CPU slot: no other writer on this CPU while we run.
-            unsafe { *c += 1 };
-        }
         let _ = DEDUP.remove(&key);
-        return Ok(());
+        return Err(-1);
     };
     let Ok((state, flags, settled)) = snapshot(n, dev, &o, &mut scratch.emitted) else {
         entry.discard(0);
         let _ = DEDUP.remove(&key);
-        return Ok(());
+        return Err(-1);
     };
     if kind == KIND_UPDATE && settled {
         // SAFETY: the value is compared at once; a concurrent update at worst re-emits.
