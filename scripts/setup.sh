@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing neighsyncd needs on a fresh Debian 12 machine (as root):
-# apt packages, the nightly rust-src for the eBPF crate, and bpf-linker. Idempotent and quick
+# apt packages, the nightly rust-src for the eBPF crate, bpf-linker, and cargo-fuzz for the fuzz
+# targets. Idempotent and quick
 # when everything is already there.
 set -euo pipefail
 
@@ -26,6 +27,10 @@ fi
 if ! command -v bpf-linker >/dev/null || ! bpf-linker --version | grep -q '0.13'; then
     echo "setup: building bpf-linker (about 2 minutes)"
     PATH=/usr/lib/llvm-22/bin:$PATH cargo install bpf-linker --version '^0.13' --no-default-features --features llvm-22
+fi
+if ! command -v cargo-fuzz >/dev/null || ! cargo-fuzz --version | grep -q '0.13'; then
+    echo "setup: building cargo-fuzz (about a minute)"
+    cargo install cargo-fuzz --version '^0.13' --locked
 fi
 # tracefs for classic tracepoints (the eBPF program uses BTF tracepoints, which need none).
 mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true

@@ -221,6 +221,13 @@ struct FileConfig {
     warm_restore_timeout: Option<u64>,
 }
 
+fn parse_file(text: &str, path: String) -> Result<FileConfig, ConfigError> {
+    toml::from_str::<FileConfig>(text).map_err(|e| ConfigError::Parse {
+        path,
+        message: e.to_string(),
+    })
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -351,14 +358,16 @@ impl Config {
                     path: p.clone(),
                     source,
                 })?;
-                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
-                    path: p,
-                    message: e.to_string(),
-                })?
+                parse_file(&text, p)?
             }
             None => FileConfig::default(),
         };
         Self::merge(args, file)
+    }
+
+    /// What a config file's text alone gives (no flags): for the fuzzer and tools.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        Self::merge(Args::default(), parse_file(text, "<text>".into())?)
     }
 
     fn merge(a: Args, f: FileConfig) -> Result<Config, ConfigError> {

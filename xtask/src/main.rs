@@ -4,6 +4,7 @@ mod bench;
 mod chaos;
 mod demo;
 mod ebpf;
+mod fuzz;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -51,6 +52,15 @@ enum Cmd {
         #[arg(long, default_value = "ebpf")]
         source: String,
     },
+    /// Fuzzes every parser of outside input (netlink, ring-buffer records, BTF, config files,
+    /// REST requests) with libFuzzer; fails on a crash and names its reproducer.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Only these targets [default: all].
+        targets: Vec<String>,
+    },
     /// End-to-end benchmarks; writes docs/BENCHMARKING.md.
     Bench {
         /// Neighbor counts to burst.
@@ -88,6 +98,7 @@ fn main() -> anyhow::Result<()> {
             steps,
             source,
         }),
+        Cmd::Fuzz { seconds, targets } => fuzz::run(&fuzz::Options { seconds, targets }),
         Cmd::Bench {
             sizes,
             no_write,

@@ -1,11 +1,20 @@
-//! `cargo xtask test`: the whole suite, as CI runs it: format, lint, unit tests, then the
-//! integration tests once per neighbor source (eBPF, the default, and rtnetlink).
+//! `cargo xtask test`: the whole suite, as CI runs it: format, lint, unit tests, the
+//! integration tests once per neighbor source (eBPF, the default, and rtnetlink), the chaos
+//! suite with a fixed seed per source, and every fuzz target for a short while.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 /// Integration test files that name their sources themselves: one pass is enough.
 const SOURCE_PINNED: [&str; 3] = ["ebpf", "ebpf_verify", "supervision"];
+
+/// The chaos suite's share of the run, per source: a fixed seed (the same steps every time;
+/// `cargo xtask chaos --seed N` explores others).
+const CHAOS_SEED: u64 = 1;
+const CHAOS_MINUTES: f64 = 2.5;
+/// Seconds per fuzz target (the corpora in fuzz/corpus grow from run to run on a developer's
+/// machine; CI starts from the seeds).
+const FUZZ_SECONDS: u64 = 20;
 
 #[derive(Default)]
 struct Tally {
@@ -37,6 +46,23 @@ pub fn run(extra: &[String]) -> anyhow::Result<()> {
     }
     let netlink: Vec<&str> = netlink.iter().map(String::as_str).collect();
     ok &= cargo_test("netlink", &netlink, extra, &mut tally)?;
+    if extra.is_empty() {
+        for source in ["ebpf", "netlink"] {
+            ok &= chaos(source, &mut tally)?;
+        }
+        for f in crate::fuzz::fuzz_all(&crate::fuzz::Options {
+            seconds: FUZZ_SECONDS,
+            targets: Vec::new(),
+        })? {
+            match f.crash {
+                None => tally.passed += 1,
+                Some(_) => {
+                    tally.failed += 1;
+                    ok = false;
+                }
+            }
+        }
+    }
     // One closing line over every test binary of both passes.
     println!(
         "tests: {} passed, {} failed, {} skipped",
@@ -44,6 +70,43 @@ pub fn run(extra: &[String]) -> anyhow::Result<()> {
     );
     anyhow::ensure!(ok, "cargo test failed");
     Ok(())
+}
+
+/// The chaos suite for one source; each converged step counts as a passed test, each
+/// divergence as a failed one.
+fn chaos(source: &str, tally: &mut Tally) -> anyhow::Result<bool> {
+    let mut c = crate::chaos::command(&crate::chaos::Options {
+        seed: Some(CHAOS_SEED),
+        minutes: CHAOS_MINUTES,
+        steps: None,
+        source: source.to_string(),
+    });
+    c.current_dir(crate::root()).stdout(Stdio::piped());
+    eprintln!("xtask: {c:?}");
+    let mut child = c.spawn()?;
+    let mut counted = false;
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line?;
+            println!("{line}");
+            // `chaos: N passed, M failed`
+            if let Some(rest) = line.strip_prefix("chaos: ") {
+                let num = |word: &str| {
+                    rest.split(',')
+                        .find_map(|p| p.trim().strip_suffix(word)?.trim().parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                tally.passed += num("passed");
+                tally.failed += num("failed");
+                counted = true;
+            }
+        }
+    }
+    let ok = child.wait()?.success();
+    if !counted {
+        tally.failed += 1;
+    }
+    Ok(ok && counted)
 }
 
 /// The integration test files (tests/tests/*.rs), by name.

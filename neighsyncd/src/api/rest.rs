@@ -72,6 +72,14 @@ async fn rate_limit(req: axum::extract::Request, next: axum::middleware::Next) -
 }
 
 pub fn router(state: ApiState) -> Router {
+    routes(state)
+        .layer(axum::middleware::from_fn(rate_limit))
+        .layer(tower::limit::ConcurrencyLimitLayer::new(MAX_CONCURRENT))
+}
+
+/// The routes and their body limit, without the process-wide rate and concurrency limits
+/// (the fuzzer drives this directly).
+pub fn routes(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/neighbors", get(list))
         .route("/api/v1/neighbors/{ifname}/{ip}", get(get_one))
@@ -88,8 +96,6 @@ pub fn router(state: ApiState) -> Router {
             )
         })
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
-        .layer(axum::middleware::from_fn(rate_limit))
-        .layer(tower::limit::ConcurrencyLimitLayer::new(MAX_CONCURRENT))
         .with_state(state)
 }
 
