@@ -14,7 +14,7 @@ const CHAOS_SEED: u64 = 1;
 const CHAOS_MINUTES: f64 = 2.5;
 /// Seconds per fuzz target (the corpora in fuzz/corpus grow from run to run on a developer's
 /// machine; CI starts from the seeds).
-const FUZZ_SECONDS: u64 = 20;
+const FUZZ_SECONDS: u64 = 30;
 
 #[derive(Default)]
 struct Tally {
