@@ -122,7 +122,9 @@ pub fn neigh(n: NeighbourMessage, kind: NeighKind, origin: Origin) -> Parsed {
             NeighbourAttribute::Destination(_) => {
                 return Parsed::Event(SourceEvent::Malformed("bad_address"));
             }
-            NeighbourAttribute::LinkLayerAddress(mac) => lladdr = Some(mac),
+            // The kernel puts an empty NDA_LLADDR for devices without link-layer addresses
+            // (tunnels, loopback): no address, exactly as the eBPF record says it.
+            NeighbourAttribute::LinkLayerAddress(mac) => lladdr = (!mac.is_empty()).then_some(mac),
             _ => {}
         }
     }
@@ -363,5 +365,48 @@ mod tests {
     fn bridge_fdb_entries_are_not_ip() {
         let bytes = encode(neigh_msg(AddressFamily::Bridge, vec![]), 0, 0);
         assert_eq!(parse_one(&bytes, None), vec![Parsed::NotIp]);
+    }
+
+    /// Found by the `netlink_neigh` fuzz target: an empty NDA_LLADDR (which the kernel sends for
+    /// devices whose addresses have no length) came out as `Some([])`, where the eBPF source says
+    /// `None` for the same neighbor.
+    #[test]
+    fn an_empty_link_layer_address_is_no_address() {
+        // The fuzzer's input: an RTM_DELNEIGH with a zero-length NDA_LLADDR.
+        let payload = [
+            2u8, 0, 17, 0, 17, 40, 138, 17, 0, 0, 6, 0, 8, 0, 1, 0, 0, 45, 2, 0, 5, 0, 0, 93, 0, 0,
+            0, 17, 4, 0, 2, 0,
+        ];
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&(16 + payload.len() as u32).to_ne_bytes());
+        bytes.extend_from_slice(&29u16.to_ne_bytes()); // RTM_DELNEIGH
+        bytes.extend_from_slice(&0u16.to_ne_bytes());
+        bytes.extend_from_slice(&7u32.to_ne_bytes());
+        bytes.extend_from_slice(&0u32.to_ne_bytes());
+        bytes.extend_from_slice(&payload);
+        let out = parse_one(&bytes, None);
+        let [Parsed::Event(SourceEvent::Neigh(n))] = &out[..] else {
+            panic!("one neighbor expected: {out:?}");
+        };
+        assert_eq!(n.lladdr, None, "{n:?}");
+
+        let bytes = encode(
+            neigh_msg(
+                AddressFamily::Inet,
+                vec![
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(Ipv4Addr::new(
+                        10, 0, 0, 2,
+                    ))),
+                    NeighbourAttribute::LinkLayerAddress(vec![]),
+                ],
+            ),
+            0,
+            0,
+        );
+        let out = parse_one(&bytes, None);
+        let [Parsed::Event(SourceEvent::Neigh(n))] = &out[..] else {
+            panic!("one neighbor expected: {out:?}");
+        };
+        assert_eq!(n.lladdr, None, "{n:?}");
     }
 }
