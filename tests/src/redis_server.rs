@@ -104,10 +104,16 @@ impl RedisServer {
         self.spawn();
     }
 
+    /// A connection for the test itself (playing orchagent, writing CONFIG_DB). Its answers may
+    /// take long on a loaded machine (`KEYS` over 100k entries): redis-rs's default 500 ms
+    /// response timeout would fail the test for the machine's load, not for the daemon.
     pub async fn conn(&self, db: i64) -> MultiplexedConnection {
+        let cfg = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(std::time::Duration::from_secs(10)))
+            .set_response_timeout(Some(std::time::Duration::from_secs(60)));
         redis::Client::open(self.db_url(db))
             .expect("redis url")
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&cfg)
             .await
             .expect("redis connection")
     }
