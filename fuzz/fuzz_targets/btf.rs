@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use neighsyncd::source::ebpf::btf::Btf;
+use neighsyncd::southbound::ebpf::btf::Btf;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(btf) = Btf::parse(data) else {

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use neighsyncd::appdb::dbconfig::DbLayout;
+use neighsyncd::sonic::dbconfig::DbLayout;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data)

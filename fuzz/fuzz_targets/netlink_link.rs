@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use neighsyncd::source::SourceEvent;
-use neighsyncd::source::parse::{Parsed, parse_datagram};
+use neighsyncd::core::neigh::SourceEvent;
+use neighsyncd::southbound::parse::{Parsed, parse_datagram};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, payload)) = data.split_first() else {

@@ -8,8 +8,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use neighsyncd::source::SourceEvent;
-use neighsyncd::source::parse::{Parsed, parse_datagram};
+use neighsyncd::core::neigh::SourceEvent;
+use neighsyncd::southbound::parse::{Parsed, parse_datagram};
 
 const TYPES: [u16; 3] = [28, 29, 64]; // RTM_NEWNEIGH, RTM_DELNEIGH, RTM_NEWNEIGHTBL
 

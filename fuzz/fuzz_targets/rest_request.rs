@@ -10,10 +10,10 @@ use axum::body::Body;
 use axum::http::{Method, Request};
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
-use neighsyncd::api::ApiState;
-use neighsyncd::rules::{Mac, NeighValue};
-use neighsyncd::source::netlink::DumpRequester;
-use neighsyncd::view::{KernelSide, View};
+use neighsyncd::northbound::api::ApiState;
+use neighsyncd::core::rules::{Mac, NeighValue};
+use neighsyncd::southbound::netlink::DumpRequester;
+use neighsyncd::northbound::view::{KernelSide, View};
 use tower::ServiceExt;
 
 struct World {
@@ -59,10 +59,10 @@ fn world() -> &'static World {
                 .unwrap(),
             state: ApiState {
                 view,
-                metrics: Arc::new(neighsyncd::metrics::Metrics::new()),
-                dumps,
+                metrics: Arc::new(neighsyncd::telemetry::metrics::Metrics::new()),
+                resync: Arc::new(dumps),
                 config: Arc::new(serde_json::json!({})),
-                auth: Arc::new(neighsyncd::api::auth::Auth::new(None, true).unwrap()),
+                auth: Arc::new(neighsyncd::northbound::api::auth::Auth::new(None, true).unwrap()),
             },
         }
     })
@@ -90,7 +90,7 @@ fuzz_target!(|data: &[u8]| {
     if target.starts_with("events") {
         return;
     }
-    let app = neighsyncd::api::rest::routes(w.state.clone());
+    let app = neighsyncd::northbound::api::rest::routes(w.state.clone());
     w.rt.block_on(async {
         let resp = app.oneshot(req).await.unwrap();
         let status = resp.status().as_u16();

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use neighsyncd::source::ebpf::{Record, decode};
+use neighsyncd::southbound::ebpf::{Record, decode};
 
 fuzz_target!(|data: &[u8]| {
     if let Record::Neigh(m) | Record::Uncertain(m) = decode(data) {

@@ -9,7 +9,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
-use crate::appdb::dbconfig::{DEFAULT_DB_CONFIG, DbConfigError, DbLayout};
+pub use crate::northbound::listeners::ListenAddr;
+use crate::sonic::dbconfig::{DEFAULT_DB_CONFIG, DbConfigError, DbLayout};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -247,7 +248,7 @@ pub struct Config {
     pub grpc_listen: Option<ListenAddr>,
     pub api_token_file: Option<PathBuf>,
     pub api_reads_open: bool,
-    pub api_tls: Option<crate::api::tls::TlsFiles>,
+    pub api_tls: Option<crate::northbound::api::tls::TlsFiles>,
     pub ebpf_ring_bytes: u32,
     pub ebpf_lru_entries: u32,
     pub ebpf_watchdog: Duration,
@@ -264,22 +265,6 @@ pub const DEFAULT_EBPF_AUDIT: u64 = 300;
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9091";
 pub const DEFAULT_REST_LISTEN: &str = "unix:/run/neighsyncd/rest.sock";
 pub const DEFAULT_GRPC_LISTEN: &str = "unix:/run/neighsyncd/grpc.sock";
-
-/// Where an API listens: TCP, or a unix socket (protected by its file permissions).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListenAddr {
-    Tcp(SocketAddr),
-    Unix(PathBuf),
-}
-
-impl std::fmt::Display for ListenAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ListenAddr::Tcp(a) => write!(f, "{a}"),
-            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
-        }
-    }
-}
 
 fn api_listen(
     key: &'static str,
@@ -469,7 +454,7 @@ impl Config {
             a.api_tls_key.or(f.api_tls_key),
             a.api_tls_client_ca.or(f.api_tls_client_ca),
         ) {
-            (Some(cert), Some(key), client_ca) => Some(crate::api::tls::TlsFiles {
+            (Some(cert), Some(key), client_ca) => Some(crate::northbound::api::tls::TlsFiles {
                 cert,
                 key,
                 client_ca,

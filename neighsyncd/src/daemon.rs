@@ -11,20 +11,20 @@ use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
-use crate::appdb::AppDb;
 use crate::config::{Config, SourceKind};
-use crate::health::{Health, Listener};
-use crate::listeners;
-use crate::metrics::Metrics;
+use crate::core::neigh::ResyncCause;
+use crate::core::neigh::SourceEvent;
+use crate::northbound::listeners;
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineError, WarmPlan};
-use crate::sonic_config;
-use crate::source::ResyncCause;
-use crate::source::SourceEvent;
-use crate::source::ebpf::{ConsumerError, ConsumerTask, EbpfConfig, EbpfError, EbpfSource};
-use crate::source::netlink::{self, DumpRequester, NetlinkConfig};
-use crate::source::supervisor::SourceGaveUp;
-use crate::tasks::Tasks;
-use crate::warm::{WarmDb, WarmState};
+use crate::runtime::tasks::Tasks;
+use crate::sonic::appdb::AppDb;
+use crate::sonic::config_db;
+use crate::sonic::warm::{WarmDb, WarmState};
+use crate::southbound::ebpf::{ConsumerError, ConsumerTask, EbpfConfig, EbpfError, EbpfSource};
+use crate::southbound::netlink::{self, DumpRequester, NetlinkConfig};
+use crate::southbound::supervisor::SourceGaveUp;
+use crate::telemetry::health::{Health, Listener};
+use crate::telemetry::metrics::Metrics;
 
 /// Events queued between the source and the pipeline. When full, the source stops reading and
 /// the kernel socket buffer absorbs the burst (an overflow there triggers a resync).
@@ -36,7 +36,7 @@ const VIEW_HISTORY: usize = 65_536;
 const JOIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyhow::Result<()> {
-    crate::fault::announce();
+    crate::runtime::fault::announce();
     let metrics = Arc::new(Metrics::new());
     let listeners: Vec<Listener> = [
         (cfg.metrics_listen.is_some(), Listener::Metrics),
@@ -64,7 +64,7 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
                 health.clone(),
                 metrics.clone(),
                 shutdown_rx.clone(),
-                move || crate::http::serve(addr, m.clone(), h.clone(), stop.clone()),
+                move || crate::northbound::http::serve(addr, m.clone(), h.clone(), stop.clone()),
             ),
         );
     }
@@ -87,7 +87,7 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
     let (config_tx, config_rx) = watch::channel(None);
     tasks.spawn_until_shutdown(
         "config_db_watch",
-        sonic_config::watch(
+        config_db::watch(
             cfg.db.config.clone(),
             cfg.ignore_interfaces.clone(),
             cfg.config_db_poll,
@@ -112,7 +112,7 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
     // No eBPF record reaches the pipeline before the program has proven itself on this kernel.
     if let Some(verified) = chosen.verified.take() {
         let verdict = match tokio::time::timeout(
-            crate::source::ebpf::canary::DEADLINE + std::time::Duration::from_secs(1),
+            crate::southbound::ebpf::canary::DEADLINE + std::time::Duration::from_secs(1),
             verified,
         )
         .await
@@ -173,7 +173,7 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
         config_rx,
     );
     // The management APIs' read model (kept current by the pipeline).
-    let view = Arc::new(crate::view::View::new(VIEW_HISTORY));
+    let view = Arc::new(crate::northbound::view::View::new(VIEW_HISTORY));
     let mut pipeline = pipeline.with_view(view.clone());
     if let Some(db) = warm {
         pipeline = pipeline.with_warm_start(WarmPlan {
@@ -181,14 +181,17 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
             restore_timeout: cfg.warm_restore_timeout,
         });
     }
-    let api_state = crate::api::ApiState {
+    let api_state = crate::northbound::api::ApiState {
         view: view.clone(),
         metrics: metrics.clone(),
-        dumps: dumps.clone(),
+        resync: Arc::new(dumps.clone()),
         config: Arc::new(cfg.to_json()),
         auth: Arc::new(
-            crate::api::auth::Auth::new(cfg.api_token_file.as_deref(), cfg.api_reads_open)
-                .context("api_token_file")?,
+            crate::northbound::api::auth::Auth::new(
+                cfg.api_token_file.as_deref(),
+                cfg.api_reads_open,
+            )
+            .context("api_token_file")?,
         ),
     };
     let rest_tls = match &cfg.api_tls {
@@ -212,7 +215,9 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
                 move || {
                     let (addr, state, tls, stop) =
                         (addr.clone(), state.clone(), tls.clone(), stop.clone());
-                    async move { crate::api::grpc::serve(addr, state, tls.as_ref(), stop).await }
+                    async move {
+                        crate::northbound::api::grpc::serve(addr, state, tls.as_ref(), stop).await
+                    }
                 },
             ),
         );
@@ -228,7 +233,7 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
                 metrics.clone(),
                 shutdown_rx.clone(),
                 move || {
-                    crate::api::rest::serve(
+                    crate::northbound::api::rest::serve(
                         addr.clone(),
                         state.clone(),
                         rest_tls.clone(),
@@ -275,7 +280,7 @@ impl Fallback {
         }
         // Every record of the detached program is older than this; every rtnetlink event,
         // received after the subscription below, is newer.
-        let since_ns = crate::source::monotonic_ns();
+        let since_ns = crate::southbound::monotonic_ns();
         self.dumps.subscribe_neighbors();
         if let Some(tx) = self.events.upgrade() {
             let _ = tx.send(SourceEvent::SwitchedToNetlink { since_ns }).await;
@@ -368,7 +373,7 @@ async fn wait_consumer(
 }
 
 async fn stopped(mut shutdown: watch::Receiver<bool>) {
-    crate::tasks::shutdown_signalled(&mut shutdown).await
+    crate::runtime::tasks::shutdown_signalled(&mut shutdown).await
 }
 
 /// Connects to STATE_DB and CONFIG_DB (retrying while Redis is not up yet) and runs
@@ -377,8 +382,8 @@ async fn warm_start_check(cfg: &Config) -> anyhow::Result<Option<WarmDb>> {
     let mut delay = std::time::Duration::from_millis(100);
     let mut db = loop {
         let conns = async {
-            let state = crate::appdb::connect(&cfg.db.state.url).await?;
-            let config = crate::appdb::connect(&cfg.db.config.url).await?;
+            let state = crate::sonic::appdb::connect(&cfg.db.state.url).await?;
+            let config = crate::sonic::appdb::connect(&cfg.db.config.url).await?;
             Ok::<_, redis::RedisError>((state, config))
         }
         .await;
@@ -414,7 +419,7 @@ struct Chosen {
     reason: &'static str,
     ebpf: Option<EbpfSource>,
     consumer: Option<ConsumerTask>,
-    verified: Option<crate::source::ebpf::Verified>,
+    verified: Option<crate::southbound::ebpf::Verified>,
 }
 
 /// Picks the live neighbor source: eBPF when asked (or, with `auto`, when it loads), else

@@ -1,26 +1,29 @@
 //! neighsyncd: the kernel neighbor table (ARP, NDP) mirrored into SONiC's APPL_DB.
 //!
-//! The data's way through: `source` (netlink | eBPF) -> `rules` -> `state` -> `appdb`
-//! (ProducerStateTable) -> Redis; `pipeline` runs that loop, `daemon` wires the tasks.
+//! The house has four rooms and a shell (`docs/ARCHITECTURE.md` draws the data's way):
+//! - [`core`]: pure: the neighbor vocabulary, SONiC's rules, the state, the dump policy.
+//! - [`southbound`]: the kernel sources (rtnetlink, the eBPF ring buffer).
+//! - [`sonic`]: Redis: the ProducerStateTable writer, CONFIG_DB, warm restart, restore.
+//! - [`northbound`]: the read model, REST, gRPC, the metrics and health endpoints.
+//!
+//! [`telemetry`] (metrics, health) and [`runtime`] (tasks, fault injection) serve every room.
+//! The shell performs the I/O around the core: `pipeline` (the sync loop), `daemon` (wiring),
+//! `restore` (a command of its own), `config`, `logging` and `log_level`. Imports run one way:
+//! the rooms depend on `core`, `telemetry` and `runtime` only; only the shell sees every room
+//! (checked by `architecture_tests`).
 
-pub mod api;
-pub mod appdb;
 pub mod config;
+pub mod core;
 pub mod daemon;
-pub mod fault;
-pub mod health;
-pub mod http;
-pub mod listeners;
 pub mod log_level;
 pub mod logging;
-pub mod metrics;
+pub mod northbound;
 pub mod pipeline;
-pub mod ratelimit;
 pub mod restore;
-pub mod rules;
-pub mod sonic_config;
-pub mod source;
-pub mod state;
-pub mod tasks;
-pub mod view;
-pub mod warm;
+pub mod runtime;
+pub mod sonic;
+pub mod southbound;
+pub mod telemetry;
+
+#[cfg(test)]
+mod architecture_tests;

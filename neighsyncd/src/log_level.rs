@@ -8,8 +8,9 @@ use futures::StreamExt;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
-use crate::appdb::{self, dbconfig::DbEndpoint};
 use crate::logging::LevelHandle;
+use crate::sonic::appdb;
+use crate::sonic::dbconfig::DbEndpoint;
 
 /// SONiC's level names -> a tracing filter.
 pub fn filter_for(sonic_level: &str) -> Option<&'static str> {

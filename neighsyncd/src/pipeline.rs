@@ -14,16 +14,17 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::sleep_until;
 use tracing::{Instrument, debug, info, warn};
 
-use crate::appdb::AppDb;
-use crate::health::Health;
-use crate::metrics::Metrics;
-use crate::rules::{ConfigSnapshot, SkipReason};
-use crate::source::links::{LinkCache, LinkChange};
-use crate::source::netlink::DumpRequester;
-use crate::source::{NeighKind, Origin, ResyncCause, SourceEvent, monotonic_ns};
-use crate::state::{State, Told, Verdict};
-use crate::view::{KernelSide, View};
-use crate::warm::{WarmDb, WarmError, WarmState};
+use crate::core::links::{LinkCache, LinkChange};
+use crate::core::neigh::{NeighKind, Origin, ResyncCause, SourceEvent};
+use crate::core::rules::{ConfigSnapshot, SkipReason};
+use crate::core::state::{State, Told, Verdict};
+use crate::northbound::view::{KernelSide, View};
+use crate::sonic::appdb::AppDb;
+use crate::sonic::warm::{WarmDb, WarmError, WarmState};
+use crate::southbound::monotonic_ns;
+use crate::southbound::netlink::DumpRequester;
+use crate::telemetry::health::Health;
+use crate::telemetry::metrics::Metrics;
 
 /// A warm start in progress: writes are held until the reconcile timer fires.
 pub struct WarmPlan {
@@ -167,7 +168,7 @@ impl Pipeline {
                             // Moves within a class are not reported: say what is known.
                             neighsyncd_common::class_label(e.state as u8)
                         } else {
-                            crate::source::nud::name(e.state)
+                            crate::core::neigh::nud::name(e.state)
                         },
                         skip_reason: match e.verdict {
                             Verdict::Skip(r) => Some(r.as_str()),
@@ -462,7 +463,7 @@ impl Pipeline {
             }
             SourceEvent::Malformed(reason) => {
                 self.metrics.malformed(reason);
-                crate::ratelimit::warn_kind(reason);
+                crate::runtime::log_throttle::warn_kind(reason);
             }
             SourceEvent::SwitchedToNetlink { since_ns } => {
                 self.drop_live_before = since_ns;
@@ -516,8 +517,8 @@ impl Pipeline {
             return;
         }
         let (n_sets, n_dels) = batch.ops.iter().fold((0, 0), |(s, d), op| match op {
-            crate::appdb::Op::Set { .. } => (s + 1, d),
-            crate::appdb::Op::Del { .. } => (s, d + 1),
+            crate::sonic::appdb::Op::Set { .. } => (s + 1, d),
+            crate::sonic::appdb::Op::Del { .. } => (s, d + 1),
         });
         let n_routes = batch.route_dels.len();
         if matches!(self.warm, Some(WarmPhase::Reconciling(_))) {
@@ -589,14 +590,14 @@ impl Pipeline {
     }
 
     /// The per-entry lines SONiC's warm-restart tests look for.
-    fn log_reconcile(&self, ops: &[crate::appdb::Op]) {
+    fn log_reconcile(&self, ops: &[crate::sonic::appdb::Op]) {
         for op in ops {
             match op {
-                crate::appdb::Op::Set { key, fields } => {
+                crate::sonic::appdb::Op::Set { key, fields } => {
                     let fv: String = fields.iter().map(|(f, v)| format!("{f}:{v}, ")).collect();
                     info!("NEIGH_TABLE NEW, key: {key}, {fv}cache-state:NEW, ");
                 }
-                crate::appdb::Op::Del { key } => {
+                crate::sonic::appdb::Op::Del { key } => {
                     let state = if self.warm_deleted.contains(key) {
                         "DELETE"
                     } else {

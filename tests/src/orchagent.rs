@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use neighsyncd::appdb::consumer::{ConsumerStateTable, Popped};
+use neighsyncd::sonic::consumer::{ConsumerStateTable, Popped};
 use redis::aio::MultiplexedConnection;
 
 use crate::kernel::Table;

@@ -5,14 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use neighsyncd::appdb::AppDb;
-use neighsyncd::health::Health;
-use neighsyncd::metrics::Metrics;
+use neighsyncd::core::neigh::SourceEvent;
+use neighsyncd::core::rules::ConfigSnapshot;
 use neighsyncd::pipeline::{Pipeline, PipelineConfig};
-use neighsyncd::rules::ConfigSnapshot;
-use neighsyncd::source::SourceEvent;
-use neighsyncd::source::netlink::DumpRequester;
-use neighsyncd::source::parse::{Parsed, encode, parse_datagram};
+use neighsyncd::sonic::appdb::AppDb;
+use neighsyncd::southbound::netlink::DumpRequester;
+use neighsyncd::southbound::parse::{Parsed, encode, parse_datagram};
+use neighsyncd::telemetry::health::Health;
+use neighsyncd::telemetry::metrics::Metrics;
 use neighsyncd_tests::kernel::entry;
 use neighsyncd_tests::orchagent::Orchagent;
 use neighsyncd_tests::redis_server::RedisServer;
@@ -64,7 +64,12 @@ fn neigh(
 
 fn events(bytes: &[u8]) -> Vec<SourceEvent> {
     let mut out = Vec::new();
-    parse_datagram(bytes, None, neighsyncd::source::monotonic_ns(), &mut out);
+    parse_datagram(
+        bytes,
+        None,
+        neighsyncd::southbound::monotonic_ns(),
+        &mut out,
+    );
     out.into_iter()
         .filter_map(|p| match p {
             Parsed::Event(e) => Some(e),

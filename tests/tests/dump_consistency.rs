@@ -1,11 +1,12 @@
-//! Kernel dumps are not snapshots (see `neighsyncd::source::dump`): the root cause of neighbors
+//! Kernel dumps are not snapshots (see `neighsyncd::core::dump`): the root cause of neighbors
 //! lost after overruns, shown on the running kernel, and the daemon's answer to it.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use neighsyncd::source::parse::{Parsed, encode, parse_datagram};
-use neighsyncd::source::{SourceEvent, dump::Verdict};
+use neighsyncd::core::dump::Verdict;
+use neighsyncd::core::neigh::SourceEvent;
+use neighsyncd::southbound::parse::{Parsed, encode, parse_datagram};
 use neighsyncd_tests::churn::Churner;
 use neighsyncd_tests::daemon::Daemon;
 use neighsyncd_tests::netns::{Lab, Netns};

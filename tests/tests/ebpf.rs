@@ -5,9 +5,9 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use neighsyncd::metrics::Metrics;
-use neighsyncd::source::ebpf::{EbpfConfig, EbpfSource};
-use neighsyncd::source::{NeighKind, NeighMsg, SourceEvent, nud};
+use neighsyncd::core::neigh::{NeighKind, NeighMsg, SourceEvent, nud};
+use neighsyncd::southbound::ebpf::{EbpfConfig, EbpfSource};
+use neighsyncd::telemetry::metrics::Metrics;
 use neighsyncd_tests::daemon::Daemon;
 use neighsyncd_tests::kernel::{self, entry};
 use neighsyncd_tests::netns::{Lab, Netns};

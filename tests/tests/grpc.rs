@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use neighsyncd::api::grpc::pb;
-use neighsyncd::api::grpc::pb::neighsyncd_client::NeighsyncdClient;
+use neighsyncd::northbound::api::grpc::pb;
+use neighsyncd::northbound::api::grpc::pb::neighsyncd_client::NeighsyncdClient;
 use neighsyncd_tests::daemon::Daemon;
 use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::redis_server::RedisServer;

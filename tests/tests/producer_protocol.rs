@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::StreamExt;
-use neighsyncd::appdb::consumer::ConsumerStateTable;
-use neighsyncd::appdb::{Op, ProducerStateTable};
+use neighsyncd::sonic::appdb::{Op, ProducerStateTable};
+use neighsyncd::sonic::consumer::ConsumerStateTable;
 use neighsyncd_tests::redis_server::RedisServer;
 
 fn set(key: &str, mac: &str) -> Op {

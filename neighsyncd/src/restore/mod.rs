@@ -19,17 +19,17 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use crate::appdb;
 use crate::config::Config;
-use crate::rules::Mac;
-use crate::warm::WarmDb;
+use crate::core::rules::Mac;
+use crate::sonic::appdb;
+use crate::sonic::warm::WarmDb;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error(transparent)]
-    Warm(#[from] crate::warm::WarmError),
+    Warm(#[from] crate::sonic::warm::WarmError),
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -14,8 +14,8 @@ use netlink_packet_route::neighbour::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
-use crate::rules::Mac;
-use crate::source::parse::encode;
+use crate::core::rules::Mac;
+use crate::southbound::parse::encode;
 
 fn sysfs(ifname: &str, attr: &str) -> io::Result<String> {
     if ifname.contains('/') || ifname.contains("..") {

@@ -1,0 +1,11 @@
+//! The pure core: the neighbor vocabulary, SONiC's rules, the state that knows what APPL_DB
+//! holds and should hold, the dump-consistency policy, and the engine that decides. No async,
+//! no I/O, no clock: every decision here is unit-tested without a kernel or Redis.
+
+pub mod control;
+pub mod dump;
+pub mod links;
+pub mod neigh;
+pub mod ops;
+pub mod rules;
+pub mod state;

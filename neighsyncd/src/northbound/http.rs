@@ -1,0 +1,79 @@
+//! The operations listener: `/metrics` (Prometheus), `/health` (liveness), `/ready` (readiness).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::telemetry::health::{Health, rfc3339};
+use crate::telemetry::metrics::Metrics;
+
+#[derive(Clone)]
+struct Ops {
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+}
+
+pub fn router(metrics: Arc<Metrics>, health: Arc<Health>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/health", get(health_handler))
+        .route("/ready", get(ready_handler))
+        .with_state(Ops { metrics, health })
+}
+
+async fn metrics_handler(State(s): State<Ops>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+}
+
+async fn health_handler(State(s): State<Ops>) -> impl IntoResponse {
+    axum::Json(json!({"status": "ok", "started": rfc3339(s.health.started())}))
+}
+
+async fn ready_handler(State(s): State<Ops>) -> impl IntoResponse {
+    let (ok, checks) = s.health.readiness();
+    let failed: Vec<&str> = checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        axum::Json(json!({"ready": ok, "failed": failed, "checks": checks})),
+    )
+}
+
+/// Binds (the error is the caller's to report and retry), then serves until `shutdown`.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "metrics and health listening");
+    let app = router(metrics, health);
+    Ok(tokio::spawn(async move {
+        let res = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.changed().await;
+            })
+            .await;
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "metrics listener failed");
+        }
+    }))
+}

@@ -1,0 +1,8 @@
+//! The management plane: the read model (`view`), REST and gRPC (`api`), the metrics and
+//! health endpoints (`http`), and the listeners that keep them up without ever stopping
+//! neighbor sync.
+
+pub mod api;
+pub mod http;
+pub mod listeners;
+pub mod view;

@@ -1,0 +1,195 @@
+//! The Redis side: where the databases are, the producer protocol, and the APPL_DB connection
+//! the pipeline writes through.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
+
+pub use super::producer::ProducerStateTable;
+pub use crate::core::ops::{Fields, Op};
+
+pub const NEIGH_TABLE: &str = "NEIGH_TABLE";
+pub const ROUTE_TABLE: &str = "ROUTE_TABLE";
+
+/// A Redis answer can take this long before the connection is declared broken.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppDbError {
+    #[error("not connected to APPL_DB")]
+    NotConnected,
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// Opens a multiplexed connection with bounded connect and response times.
+pub async fn connect(url: &str) -> Result<MultiplexedConnection, redis::RedisError> {
+    let client = redis::Client::open(url)?;
+    let cfg = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT));
+    client
+        .get_multiplexed_async_connection_with_config(&cfg)
+        .await
+}
+
+/// The APPL_DB connection the pipeline writes `NEIGH_TABLE` (and EVPN's `ROUTE_TABLE`
+/// deletes) through. A failed call drops the connection; the caller reconnects.
+pub struct AppDb {
+    url: String,
+    separator: String,
+    conn: Option<MultiplexedConnection>,
+    pub neigh: ProducerStateTable,
+    pub route: ProducerStateTable,
+}
+
+impl AppDb {
+    pub fn new(url: &str, db_id: i64, separator: &str) -> AppDb {
+        AppDb {
+            url: url.into(),
+            separator: separator.into(),
+            conn: None,
+            neigh: ProducerStateTable::new(NEIGH_TABLE, db_id, separator),
+            route: ProducerStateTable::new(ROUTE_TABLE, db_id, separator),
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    pub async fn connect(&mut self) -> Result<(), AppDbError> {
+        let mut conn = connect(&self.url).await?;
+        self.neigh.load_scripts(&mut conn).await?;
+        self.conn = Some(conn);
+        Ok(())
+    }
+
+    pub fn disconnect(&mut self) {
+        self.conn = None;
+    }
+
+    fn conn(&mut self) -> Result<&mut MultiplexedConnection, AppDbError> {
+        self.conn.as_mut().ok_or(AppDbError::NotConnected)
+    }
+
+    /// Whether the connection still answers. A Redis that restarted (and lost APPL_DB) is only
+    /// noticed through its connection: when nothing is written, this is how.
+    pub async fn ping(&mut self) -> Result<(), AppDbError> {
+        let res = async {
+            let conn = self.conn()?;
+            redis::cmd("PING").query_async::<()>(conn).await?;
+            Ok(())
+        }
+        .await;
+        self.check(res)
+    }
+
+    /// Writes route deletes, then neighbor operations, in one round trip.
+    pub async fn write(&mut self, route_dels: &[Op], neigh_ops: &[Op]) -> Result<(), AppDbError> {
+        let mut pipe = redis::pipe();
+        self.route.append(&mut pipe, route_dels);
+        self.neigh.append(&mut pipe, neigh_ops);
+        let res = async {
+            let conn = self.conn()?;
+            pipe.query_async::<()>(conn).await?;
+            Ok(())
+        }
+        .await;
+        self.check(res)
+    }
+
+    fn check<T>(&mut self, res: Result<T, AppDbError>) -> Result<T, AppDbError> {
+        if let Err(AppDbError::Redis(e)) = &res {
+            // A script missing after a server restart, or any I/O failure: start afresh.
+            tracing::debug!(error = %e, "APPL_DB call failed; dropping the connection");
+            self.conn = None;
+        }
+        res
+    }
+
+    /// Drops all staged `NEIGH_TABLE` state (warm start only).
+    pub async fn clear_staging(&mut self) -> Result<(), AppDbError> {
+        let res = async {
+            let neigh = self.neigh.clone();
+            neigh.clear(self.conn()?).await?;
+            Ok(())
+        }
+        .await;
+        self.check(res)
+    }
+
+    /// What orchagent will hold for `NEIGH_TABLE` once it has consumed everything staged:
+    /// `NEIGH_TABLE:*` with the pending staging operations applied on top.
+    ///
+    /// Staging is read before the table: we are the only producer, so anything the consumer
+    /// moves between the two reads is seen in the table, and applying it twice is harmless.
+    pub async fn read_neighbors(&mut self) -> Result<HashMap<String, Fields>, AppDbError> {
+        let table_prefix = format!("{NEIGH_TABLE}{}", self.separator);
+        let neigh = self.neigh.clone();
+        let res = async {
+            let conn = self.conn()?;
+            let (pending, deleted): (Vec<String>, Vec<String>) = redis::pipe()
+                .cmd("SMEMBERS")
+                .arg(neigh.key_set())
+                .cmd("SMEMBERS")
+                .arg(neigh.del_set())
+                .query_async(conn)
+                .await?;
+            let staged = hgetall_many(conn, pending.iter().map(|k| neigh.staging_key(k))).await?;
+            let mut keys = Vec::new();
+            let mut iter: redis::AsyncIter<String> = redis::cmd("SCAN")
+                .cursor_arg(0)
+                .arg("MATCH")
+                .arg(format!("{table_prefix}*"))
+                .arg("COUNT")
+                .arg(1000)
+                .clone()
+                .iter_async(conn)
+                .await?;
+            while let Some(k) = iter.next_item().await {
+                keys.push(k?);
+            }
+            drop(iter);
+            let values = hgetall_many(conn, keys.iter().cloned()).await?;
+            let mut out: HashMap<String, Fields> = keys
+                .into_iter()
+                .zip(values)
+                .filter_map(|(k, v)| Some((k.strip_prefix(&table_prefix)?.to_string(), v)))
+                .collect();
+            let deleted: std::collections::HashSet<String> = deleted.into_iter().collect();
+            for (key, fields) in pending.into_iter().zip(staged) {
+                if deleted.contains(&key) {
+                    out.remove(&key);
+                }
+                if !fields.is_empty() {
+                    out.entry(key).or_default().extend(fields);
+                }
+            }
+            out.retain(|_, f| !f.is_empty());
+            Ok(out)
+        }
+        .await;
+        self.check(res)
+    }
+}
+
+async fn hgetall_many(
+    conn: &mut MultiplexedConnection,
+    keys: impl Iterator<Item = String>,
+) -> Result<Vec<Fields>, redis::RedisError> {
+    let keys: Vec<String> = keys.collect();
+    let mut out = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(2048) {
+        let mut p = redis::pipe();
+        for k in chunk {
+            p.cmd("HGETALL").arg(k);
+        }
+        let part: Vec<Fields> = p.query_async(conn).await?;
+        out.extend(part);
+    }
+    Ok(out)
+}

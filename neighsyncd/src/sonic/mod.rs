@@ -1,0 +1,10 @@
+//! SONiC's side: where the databases are (`dbconfig`), the ProducerStateTable writer
+//! (`producer`, through the `appdb` connection), the consumer orchagent runs (`consumer`, for
+//! tests and tools), the CONFIG_DB watch (`config_db`) and warm restart (`warm`).
+
+pub mod appdb;
+pub mod config_db;
+pub mod consumer;
+pub mod dbconfig;
+pub mod producer;
+pub mod warm;

@@ -1,0 +1,156 @@
+//! SONiC's ProducerStateTable protocol, batched.
+//!
+//! For table `T` in database `N` a producer stages an operation on key `k` by, atomically:
+//! `SADD T_KEY_SET k`, then for a set `HSET _T:k f v ...`, for a delete `SADD T_DEL_SET k` and
+//! `DEL _T:k`; and `PUBLISH T_CHANNEL@N G` when the SADD added the key. The consumer
+//! (orchagent's ConsumerStateTable) pops keys and applies them (see [`super::consumer`]).
+//!
+//! One script invocation here carries many operations, applied in order inside one atomic
+//! script, so the staging state and the notifications a consumer sees are those of the same
+//! operations applied one by one.
+
+use redis::aio::MultiplexedConnection;
+use redis::{Pipeline, RedisResult, Script};
+
+use crate::core::ops::Op;
+
+/// Operations per script invocation: large enough to amortise, small enough not to stall Redis.
+pub const OPS_PER_SCRIPT: usize = 256;
+
+/// `KEYS`: channel, key set, del set, then one staging hash per op.
+/// `ARGV`: the notification, then per op: kind (`S`|`D`), key, field count, fields and values.
+const BATCH_LUA: &str = r#"
+local added = 0
+local a = 2
+for i = 4, #KEYS do
+    local kind = ARGV[a]
+    local key = ARGV[a + 1]
+    local n = tonumber(ARGV[a + 2])
+    a = a + 3
+    added = added + redis.call('SADD', KEYS[2], key)
+    if kind == 'D' then
+        redis.call('SADD', KEYS[3], key)
+        redis.call('DEL', KEYS[i])
+    end
+    for j = 0, n - 1 do
+        redis.call('HSET', KEYS[i], ARGV[a + j * 2], ARGV[a + j * 2 + 1])
+    end
+    a = a + n * 2
+end
+if added > 0 then
+    redis.call('PUBLISH', KEYS[1], ARGV[1])
+end
+return added
+"#;
+
+/// Drops all staged state of the table (warm-start registration only): the key set, every
+/// `_T*` staging hash and the del set.
+const CLEAR_LUA: &str = r#"
+redis.call('DEL', KEYS[1])
+local keys = redis.call('KEYS', KEYS[2] .. '*')
+for _, k in ipairs(keys) do
+    redis.call('DEL', k)
+end
+redis.call('DEL', KEYS[3])
+return #keys
+"#;
+
+/// The notification payload ConsumerStateTable expects.
+pub const NOTIFICATION: &str = "G";
+
+/// One APPL_DB table written with the producer protocol.
+#[derive(Debug, Clone)]
+pub struct ProducerStateTable {
+    table: String,
+    channel: String,
+    key_set: String,
+    del_set: String,
+    staging_prefix: String,
+    batch: Script,
+    clear: Script,
+}
+
+impl ProducerStateTable {
+    /// `db_id` is the database number (it names the channel); `separator` is APPL_DB's (`:`).
+    pub fn new(table: &str, db_id: i64, separator: &str) -> ProducerStateTable {
+        ProducerStateTable {
+            table: table.into(),
+            channel: format!("{table}_CHANNEL@{db_id}"),
+            key_set: format!("{table}_KEY_SET"),
+            del_set: format!("{table}_DEL_SET"),
+            staging_prefix: format!("_{table}{separator}"),
+            batch: Script::new(BATCH_LUA),
+            clear: Script::new(CLEAR_LUA),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub fn key_set(&self) -> &str {
+        &self.key_set
+    }
+
+    pub fn del_set(&self) -> &str {
+        &self.del_set
+    }
+
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    pub fn staging_key(&self, key: &str) -> String {
+        format!("{}{key}", self.staging_prefix)
+    }
+
+    /// Loads the scripts (after every connect), so that EVALSHA in pipelines finds them.
+    pub async fn load_scripts(&self, conn: &mut MultiplexedConnection) -> RedisResult<()> {
+        let mut p = redis::pipe();
+        for code in [BATCH_LUA, CLEAR_LUA] {
+            p.cmd("SCRIPT").arg("LOAD").arg(code).ignore();
+        }
+        p.query_async::<()>(conn).await
+    }
+
+    /// Appends the operations to a pipeline, [`OPS_PER_SCRIPT`] per atomic script call.
+    pub fn append(&self, pipe: &mut Pipeline, ops: &[Op]) {
+        for chunk in ops.chunks(OPS_PER_SCRIPT) {
+            let cmd = pipe.cmd("EVALSHA");
+            cmd.arg(self.batch.get_hash())
+                .arg(3 + chunk.len())
+                .arg(&self.channel)
+                .arg(&self.key_set)
+                .arg(&self.del_set);
+            for op in chunk {
+                cmd.arg(self.staging_key(op.key()));
+            }
+            cmd.arg(NOTIFICATION);
+            for op in chunk {
+                match op {
+                    Op::Set { key, fields } => {
+                        cmd.arg("S").arg(key).arg(fields.len());
+                        for (f, v) in fields {
+                            cmd.arg(f).arg(v);
+                        }
+                    }
+                    Op::Del { key } => {
+                        cmd.arg("D").arg(key).arg(0);
+                    }
+                }
+            }
+            pipe.ignore();
+        }
+    }
+
+    /// Drops everything staged for this table (SONiC's `ProducerStateTable::clear`).
+    pub async fn clear(&self, conn: &mut MultiplexedConnection) -> RedisResult<()> {
+        self.clear
+            .key(&self.key_set)
+            .key(format!("_{}", self.table))
+            .key(&self.del_set)
+            .invoke_async::<i64>(conn)
+            .await
+            .map(|_| ())
+    }
+}

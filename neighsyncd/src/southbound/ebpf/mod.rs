@@ -1,0 +1,158 @@
+//! The eBPF source: the program on the kernel's neighbor tracepoints, its offsets from the
+//! running kernel's BTF, and the ring-buffer consumer. Rtnetlink still supplies links and the
+//! reconciliation dumps; this replaces only the neighbor multicast.
+
+pub mod btf;
+pub mod canary;
+mod consumer;
+mod offsets;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aya::Ebpf;
+use tokio::sync::mpsc;
+
+use crate::core::neigh::{ResyncCause, SourceEvent};
+use crate::telemetry::metrics::Metrics;
+
+pub use consumer::{ConsumerError, Record, Verified, decode, to_neigh_msg};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EbpfError {
+    #[error(
+        "eBPF object not built into this binary: install nightly rust-src and bpf-linker (sudo bash scripts/setup.sh) and run `cargo xtask build-ebpf` before building"
+    )]
+    NotBuilt,
+    #[error("the kernel's BTF is unusable ({0}); this kernel needs CONFIG_DEBUG_INFO_BTF")]
+    Btf(String),
+    #[error("kernel struct layout: {0}")]
+    Offsets(#[from] btf::BtfError),
+    #[error("kernel struct layout: {0}")]
+    Layout(String),
+    #[error("cannot read this process's network namespace: {0}")]
+    Netns(std::io::Error),
+    #[error("loading the eBPF program failed (CAP_BPF and CAP_PERFMON needed): {0}")]
+    Load(String),
+    #[error("attaching to tracepoint {0} failed: {1}")]
+    Attach(&'static str, String),
+    #[error("eBPF map {0}: {1}")]
+    Map(&'static str, String),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct EbpfConfig {
+    /// Ring buffer size in bytes (a power of two, at least a page).
+    pub ring_bytes: u32,
+    pub lru_entries: u32,
+    /// Silence this long makes the consumer check the program with the canary neighbor.
+    pub watchdog: std::time::Duration,
+}
+
+/// Counters the consumer keeps (read for metrics and tests).
+#[derive(Debug, Default)]
+pub struct EbpfStats {
+    pub events: AtomicU64,
+    pub drops: AtomicU64,
+}
+
+/// The attached program; dropping it detaches and stops the consumer.
+pub struct EbpfSource {
+    _ebpf: Ebpf,
+    stats: Arc<EbpfStats>,
+    consumer: tokio::task::AbortHandle,
+}
+
+impl Drop for EbpfSource {
+    fn drop(&mut self) {
+        self.consumer.abort();
+    }
+}
+
+/// The consumer task: `Ok` when it stopped at shutdown (or was detached), an error when it died.
+pub type ConsumerTask = tokio::task::JoinHandle<Result<(), ConsumerError>>;
+
+/// A loaded and attached program.
+pub struct Started {
+    pub source: EbpfSource,
+    pub consumer: ConsumerTask,
+    /// The start-up verdict (the canary neighbor, field by field); no record reaches the
+    /// pipeline before it is `Ok`.
+    pub verified: Verified,
+}
+
+#[cfg(neighsyncd_ebpf)]
+static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("NEIGHSYNCD_EBPF_OBJECT_PATH"));
+#[cfg(not(neighsyncd_ebpf))]
+static OBJECT: &[u8] = &[];
+
+/// Tracepoints the program attaches to (see the program's comment for why these).
+const TRACEPOINTS: [&str; 3] = [
+    "neigh_update_done",
+    "neigh_timer_handler",
+    "neigh_cleanup_and_release",
+];
+
+impl EbpfSource {
+    /// Loads, resolves offsets, attaches, and spawns the ring-buffer consumer on the current
+    /// runtime. `request_dump` is called when events were lost (ring overflow).
+    pub fn start(
+        cfg: &EbpfConfig,
+        tx: mpsc::Sender<SourceEvent>,
+        request_dump: Box<dyn Fn(ResyncCause) + Send + Sync>,
+        metrics: Arc<Metrics>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Started, EbpfError> {
+        if OBJECT.is_empty() {
+            return Err(EbpfError::NotBuilt);
+        }
+        let kernel_btf = aya::Btf::from_sys_fs().map_err(|e| EbpfError::Btf(e.to_string()))?;
+        let offsets = offsets::resolve()?;
+        tracing::info!(?offsets, "eBPF: kernel struct offsets from BTF");
+        let mut ebpf = aya::EbpfLoader::new()
+            .btf(Some(&kernel_btf))
+            .override_global("OFFSETS", &offsets, true)
+            .map_max_entries("EVENTS", cfg.ring_bytes)
+            .map_max_entries("DEDUP", cfg.lru_entries)
+            .load(OBJECT)
+            .map_err(|e| EbpfError::Load(e.to_string()))?;
+        for tp in TRACEPOINTS {
+            let prog: &mut aya::programs::BtfTracePoint = ebpf
+                .program_mut(tp)
+                .ok_or_else(|| EbpfError::Attach(tp, "program missing from the object".into()))?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| EbpfError::Attach(tp, e.to_string()))?;
+            prog.load(tp, &kernel_btf)
+                .map_err(|e| EbpfError::Attach(tp, e.to_string()))?;
+            prog.attach()
+                .map_err(|e| EbpfError::Attach(tp, e.to_string()))?;
+        }
+        let stats = Arc::new(EbpfStats::default());
+        let spawned = consumer::spawn(
+            &mut ebpf,
+            tx,
+            request_dump,
+            stats.clone(),
+            metrics,
+            cfg.watchdog,
+            shutdown,
+        )?;
+        Ok(Started {
+            source: EbpfSource {
+                _ebpf: ebpf,
+                stats,
+                consumer: spawned.task.abort_handle(),
+            },
+            consumer: spawned.task,
+            verified: spawned.verified,
+        })
+    }
+
+    pub fn stats(&self) -> Arc<EbpfStats> {
+        self.stats.clone()
+    }
+
+    pub fn events(&self) -> u64 {
+        self.stats.events.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,555 @@
+//! The rtnetlink source: a NETLINK_ROUTE socket subscribed to link (and, unless eBPF delivers
+//! neighbor events, neighbor) notifications *before* any dump, so nothing falls between the
+//! dump and the subscription; and a second socket, without subscriptions, for dumps.
+//!
+//! Dumps have a socket of their own so that a small event buffer cannot starve a dump (the
+//! kernel reports a dump that cannot get buffer space as ENOBUFS too, which on a shared socket
+//! would be indistinguishable from lost events). Dump entries and live events are ordered by
+//! time instead (see [`super`]). An overrun of the event socket means multicast events were
+//! lost: we report it, abort the dump in flight, and dump again once the losses pause; when a
+//! dump can be trusted, and when it must be redone, is [`crate::core::dump`]'s decision.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST};
+use netlink_packet_route::AddressFamily;
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::link::LinkMessage;
+use netlink_packet_route::neighbour::NeighbourMessage;
+use netlink_packet_route::neighbour_table::NeighbourTableMessage;
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::monotonic_ns;
+use super::parse::{Parsed, encode, parse_datagram};
+use crate::core::dump::{Attempt, Family, Outcome, Planner, Step};
+use crate::core::neigh::{ResyncCause, SourceEvent};
+use crate::telemetry::metrics::Metrics;
+
+const RTMGRP_LINK: u32 = 0x1;
+const RTMGRP_NEIGH: u32 = 0x4;
+const RECV_BUF: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("cannot open the rtnetlink socket: {0}")]
+    Open(io::Error),
+    #[error("cannot subscribe to rtnetlink groups: {0}")]
+    Bind(io::Error),
+    #[error("cannot register the rtnetlink socket with the runtime: {0}")]
+    Register(io::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct NetlinkConfig {
+    /// Socket receive buffer (SO_RCVBUFFORCE where allowed, else SO_RCVBUF).
+    pub rcvbuf_bytes: usize,
+    /// Subscribe to neighbor notifications (off when the eBPF source delivers them).
+    pub subscribe_neigh: bool,
+}
+
+/// What the source can be asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// A dump (coalesced: requests during a dump make it run once more).
+    Dump(ResyncCause),
+    /// Events were lost elsewhere (the eBPF ring buffer): like an overrun of our own socket.
+    Lost(ResyncCause),
+    /// Join the neighbor notification group (the eBPF source could not be used).
+    SubscribeNeighbors,
+}
+
+const RTNLGRP_NEIGH: u32 = 3;
+
+/// Asks the source for dumps and subscriptions.
+#[derive(Debug, Clone)]
+pub struct DumpRequester(mpsc::UnboundedSender<Request>);
+
+impl DumpRequester {
+    /// A requester and the receiving end, for driving a pipeline without a netlink source
+    /// (tests that feed it messages the kernel here cannot produce).
+    pub fn channel() -> (DumpRequester, mpsc::UnboundedReceiver<Request>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (DumpRequester(tx), rx)
+    }
+
+    pub fn request(&self, cause: ResyncCause) {
+        // The source task only goes away at shutdown; a request then has nothing left to do.
+        let _ = self.0.send(Request::Dump(cause));
+    }
+
+    /// Live neighbor events were lost (the eBPF ring buffer overflowed): the dump in flight is
+    /// aborted, and a new one follows once the losses pause.
+    pub fn lost(&self, cause: ResyncCause) {
+        let _ = self.0.send(Request::Lost(cause));
+    }
+
+    /// Starts receiving neighbor notifications over netlink (before the dump that follows).
+    pub fn subscribe_neighbors(&self) {
+        let _ = self.0.send(Request::SubscribeNeighbors);
+    }
+}
+
+impl crate::core::control::ResyncRequests for DumpRequester {
+    fn request_resync(&self, cause: ResyncCause) {
+        self.request(cause);
+    }
+}
+
+struct NlSocket(Socket);
+
+impl AsRawFd for NlSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// The dump socket's receive buffer: large enough for any dump message.
+const DUMP_RCVBUF: usize = 4 * 1024 * 1024;
+
+fn open(groups: u32, rcvbuf: usize) -> Result<AsyncFd<NlSocket>, NetlinkError> {
+    let mut socket = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Open)?;
+    socket
+        .bind(&SocketAddr::new(0, groups))
+        .map_err(NetlinkError::Bind)?;
+    set_rcvbuf(socket.as_raw_fd(), rcvbuf);
+    socket.set_non_blocking(true).map_err(NetlinkError::Open)?;
+    // SAFETY: the fd is owned by `socket`, which the AsyncFd owns for its whole life.
+    unsafe { AsyncFd::register_with_interest(NlSocket(socket), Interest::READABLE) }
+        .map_err(|e| NetlinkError::Register(e.into_parts().1))
+}
+
+/// The requests channel's receiving end, shared so that a restarted source takes it over.
+pub(crate) type Requests = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Request>>>;
+
+/// Opens and subscribes (failing at once if the kernel refuses), then spawns the source under
+/// its supervisor (see [`super::supervisor`]). Nothing is dumped until asked: the caller first
+/// settles which groups to join, then requests the `Startup` dump. The task ends `Ok` at
+/// shutdown, and with an error when the source kept failing.
+pub fn spawn(
+    cfg: NetlinkConfig,
+    tx: mpsc::Sender<SourceEvent>,
+    metrics: Arc<Metrics>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<
+    (
+        DumpRequester,
+        tokio::task::JoinHandle<Result<(), super::supervisor::SourceGaveUp>>,
+    ),
+    NetlinkError,
+> {
+    let first = Source::open(&cfg, cfg.subscribe_neigh, tx.clone(), metrics.clone())?;
+    let (req_tx, req_rx) = mpsc::unbounded_channel();
+    let requests = Arc::new(tokio::sync::Mutex::new(req_rx));
+    let task = tokio::spawn(super::supervisor::run(
+        first, cfg, requests, tx, metrics, shutdown,
+    ));
+    Ok((DumpRequester(req_tx), task))
+}
+
+fn set_rcvbuf(fd: RawFd, bytes: usize) {
+    let val = bytes.min(i32::MAX as usize) as libc::c_int;
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    for (opt, name) in [
+        (libc::SO_RCVBUFFORCE, "SO_RCVBUFFORCE"),
+        (libc::SO_RCVBUF, "SO_RCVBUF"),
+    ] {
+        // SAFETY: `val` lives across the call and `len` is its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&val as *const libc::c_int).cast(),
+                len,
+            )
+        };
+        if rc == 0 {
+            debug!(bytes, option = name, "netlink receive buffer set");
+            return;
+        }
+    }
+    warn!(
+        bytes,
+        "could not set the netlink receive buffer; using the system default"
+    );
+}
+
+/// Why the source loop stopped.
+#[derive(Debug)]
+pub(crate) enum Exit {
+    /// Shutdown, or the pipeline went away.
+    Done,
+    /// A socket failed (or a fault was injected): the supervisor restarts the source.
+    Failed(String),
+}
+
+enum Stop {
+    Closed,
+    Failed(String),
+}
+
+/// The pipeline went away: the source stops.
+struct Closed;
+
+impl From<Closed> for Stop {
+    fn from(_: Closed) -> Stop {
+        Stop::Closed
+    }
+}
+
+pub(crate) struct Source {
+    events: Arc<AsyncFd<NlSocket>>,
+    /// Reopened when a dump in flight is aborted (the kernel then drops what it had left).
+    dumps: Arc<AsyncFd<NlSocket>>,
+    dump_rcvbuf: usize,
+    tx: mpsc::Sender<SourceEvent>,
+    metrics: Arc<Metrics>,
+    planner: Planner,
+    attempt: Option<Attempt>,
+    /// The sequence number of the dump request in flight.
+    seq: u32,
+    next_seq: u32,
+    parsed: Vec<Parsed>,
+    /// Fault injection: a slow reader (see [`crate::runtime::fault`]) ...
+    dump_delay: Option<Duration>,
+    /// ... and a source that fails after this many live events.
+    fail_after: Option<u64>,
+    live_events: u64,
+}
+
+enum Recv {
+    Data(usize),
+    Empty,
+    Overrun,
+}
+
+fn recv(
+    guard: &mut tokio::io::unix::AsyncFdReadyGuard<'_, NlSocket>,
+    buf: &mut [u8],
+) -> io::Result<Recv> {
+    loop {
+        let res = guard.try_io(|inner| {
+            // SAFETY: buf is a valid writable buffer of buf.len() bytes.
+            let n = unsafe {
+                libc::recv(
+                    inner.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_TRUNC,
+                )
+            };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        });
+        return match res {
+            Err(_would_block) => Ok(Recv::Empty),
+            Ok(Ok(n)) => Ok(Recv::Data(n)),
+            Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => Ok(Recv::Overrun),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Ok(Err(e)) => Err(e),
+        };
+    }
+}
+
+impl Source {
+    /// Opens the event socket (links, and neighbors with `subscribe_neigh`) and the dump socket.
+    pub(crate) fn open(
+        cfg: &NetlinkConfig,
+        subscribe_neigh: bool,
+        tx: mpsc::Sender<SourceEvent>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Source, NetlinkError> {
+        let groups = RTMGRP_LINK | if subscribe_neigh { RTMGRP_NEIGH } else { 0 };
+        let dump_rcvbuf = DUMP_RCVBUF.max(cfg.rcvbuf_bytes);
+        Ok(Source {
+            events: Arc::new(open(groups, cfg.rcvbuf_bytes)?),
+            dumps: Arc::new(open(0, dump_rcvbuf)?),
+            dump_rcvbuf,
+            tx,
+            metrics,
+            planner: Planner::default(),
+            attempt: None,
+            seq: 0,
+            next_seq: 1,
+            parsed: Vec::with_capacity(256),
+            dump_delay: crate::runtime::fault::number("dump_delay_ms").map(Duration::from_millis),
+            fail_after: crate::runtime::fault::number("source_exit_after"),
+            live_events: 0,
+        })
+    }
+
+    /// This source replaces one that failed: events were lost in between.
+    pub(crate) fn after_failure(mut self) -> Source {
+        self.planner.lost(Instant::now());
+        self
+    }
+
+    /// Runs until shutdown, the pipeline going away, or a failure. `subscribed` remembers a
+    /// join of the neighbor group across restarts.
+    pub(crate) async fn run(
+        mut self,
+        mut requests: tokio::sync::OwnedMutexGuard<mpsc::UnboundedReceiver<Request>>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        subscribed: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Exit {
+        let events = self.events.clone();
+        let mut buf = vec![0u8; RECV_BUF];
+        let res: Result<(), Stop> = async {
+            loop {
+                let dumps = self.dumps.clone();
+                let wake = self.planner.next_start(Instant::now());
+                if self.fail_after.is_some_and(|n| self.live_events >= n) {
+                    return Err(Stop::Failed(format!(
+                        "fault injected after {} live events",
+                        self.live_events
+                    )));
+                }
+                tokio::select! {
+                    _ = crate::runtime::tasks::shutdown_signalled(&mut shutdown) => return Err(Stop::Closed),
+                    req = requests.recv() => {
+                        match req {
+                            None => return Err(Stop::Closed),
+                            Some(Request::Dump(cause)) => {
+                                debug!(cause = cause.as_str(), "dump requested");
+                                self.planner.requested();
+                            }
+                            Some(Request::Lost(cause)) => self.lost(cause),
+                            Some(Request::SubscribeNeighbors) => {
+                                subscribed.store(true, std::sync::atomic::Ordering::SeqCst);
+                                if let Err(e) = self.events.get_ref().0.add_membership(RTNLGRP_NEIGH) {
+                                    warn!(error = %e, "cannot join the netlink neighbor group");
+                                }
+                            }
+                        }
+                    }
+                    guard = events.readable() => {
+                        let mut guard = guard.map_err(|e| Stop::Failed(format!("netlink event socket failed: {e}")))?;
+                        // Drain to empty before clearing readiness (try_io clears it on WouldBlock).
+                        loop {
+                            match recv(&mut guard, &mut buf) {
+                                Ok(Recv::Empty) => break,
+                                Ok(Recv::Data(n)) => self.datagram(&buf, n, false).await?,
+                                Ok(Recv::Overrun) => {
+                                    warn!("netlink receive buffer overrun: events lost, resynchronising");
+                                    self.metrics.netlink_overruns.inc();
+                                    self.send(SourceEvent::Lost(ResyncCause::NetlinkOverrun)).await?;
+                                    self.lost(ResyncCause::NetlinkOverrun);
+                                }
+                                Err(e) => return Err(Stop::Failed(format!("netlink receive failed: {e}"))),
+                            }
+                        }
+                    }
+                    guard = dumps.readable() => {
+                        let mut guard = guard.map_err(|e| Stop::Failed(format!("netlink dump socket failed: {e}")))?;
+                        loop {
+                            match recv(&mut guard, &mut buf) {
+                                Ok(Recv::Empty) => break,
+                                Ok(Recv::Data(n)) => {
+                                    self.datagram(&buf, n, true).await?;
+                                    if let Some(d) = self.dump_delay {
+                                        tokio::time::sleep(d).await;
+                                    }
+                                }
+                                Ok(Recv::Overrun) => {
+                                    warn!("netlink dump socket overrun; the dump will be redone");
+                                    if let Some(a) = self.attempt.as_mut() { a.mark_partial(); }
+                                }
+                                Err(e) => return Err(Stop::Failed(format!("netlink dump receive failed: {e}"))),
+                            }
+                        }
+                    }
+                    _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now).into()), if wake.is_some() => {
+                        self.start_attempt().await?;
+                    }
+                }
+            }
+        }
+        .await;
+        match res {
+            Ok(()) | Err(Stop::Closed) => Exit::Done,
+            Err(Stop::Failed(why)) => Exit::Failed(why),
+        }
+    }
+
+    async fn send(&self, ev: SourceEvent) -> Result<(), Closed> {
+        self.tx.send(ev).await.map_err(|_| Closed)
+    }
+
+    /// Events were lost: the dump in flight (if any) can no longer be trusted; the planner
+    /// schedules a new one once losses pause.
+    fn lost(&mut self, cause: ResyncCause) {
+        if self.planner.lost(Instant::now()) {
+            debug!(
+                cause = cause.as_str(),
+                "events lost during a dump: aborting it"
+            );
+            self.attempt = None;
+            self.metrics
+                .dump_attempts
+                .with_label_values(&["partial"])
+                .inc();
+            match open(0, self.dump_rcvbuf) {
+                Ok(s) => self.dumps = Arc::new(s),
+                // Keep the old socket: what is left of the aborted dump carries a stale
+                // sequence number and is dropped; the next request waits for it to end.
+                Err(e) => warn!(error = %e, "cannot reopen the netlink dump socket"),
+            }
+        }
+    }
+
+    async fn datagram(
+        &mut self,
+        buf: &[u8],
+        n: usize,
+        from_dump_socket: bool,
+    ) -> Result<(), Closed> {
+        if n > buf.len() {
+            // A datagram larger than our buffer: its tail is gone.
+            self.metrics.malformed("truncated_datagram");
+            if from_dump_socket {
+                if let Some(a) = self.attempt.as_mut() {
+                    a.mark_partial();
+                }
+            } else {
+                self.send(SourceEvent::Lost(ResyncCause::NetlinkOverrun))
+                    .await?;
+                self.lost(ResyncCause::NetlinkOverrun);
+            }
+            return Ok(());
+        }
+        let dump_seq = from_dump_socket.then_some(self.seq);
+        let mut parsed = std::mem::take(&mut self.parsed);
+        parse_datagram(&buf[..n], dump_seq, monotonic_ns(), &mut parsed);
+        let mut res = Ok(());
+        if !from_dump_socket {
+            self.live_events += parsed.len() as u64;
+        }
+        for p in parsed.drain(..) {
+            res = self.handle(p).await;
+            if res.is_err() {
+                break;
+            }
+        }
+        self.parsed = parsed;
+        res
+    }
+
+    async fn handle(&mut self, p: Parsed) -> Result<(), Closed> {
+        match p {
+            Parsed::Event(ev) => self.send(ev).await?,
+            Parsed::NotIp => self.metrics.not_ip.inc(),
+            Parsed::Other | Parsed::Stale => {}
+            Parsed::Table { family, stats } => {
+                if let Some(a) = self.attempt.as_mut() {
+                    a.table(family, stats);
+                }
+            }
+            Parsed::DumpInterrupted { .. } => {
+                if let Some(a) = self.attempt.as_mut() {
+                    a.mark_partial();
+                }
+            }
+            Parsed::DumpError { errno, .. } => {
+                warn!(errno, "kernel dump failed; it will be redone");
+                if let Some(a) = self.attempt.as_mut() {
+                    a.mark_partial();
+                }
+                return self.finish_attempt().await;
+            }
+            Parsed::DumpDone { .. } => return self.finish_step().await,
+        }
+        Ok(())
+    }
+
+    /// The current request's dump ended: send the next one, or judge the attempt.
+    async fn finish_step(&mut self) -> Result<(), Closed> {
+        let Some(a) = self.attempt.as_mut() else {
+            return Ok(());
+        };
+        match a.advance() {
+            Some(step) => self.send_request(step).await,
+            None => self.finish_attempt().await,
+        }
+    }
+
+    async fn finish_attempt(&mut self) -> Result<(), Closed> {
+        let Some(a) = self.attempt.take() else {
+            return Ok(());
+        };
+        let verdict = a.verdict();
+        self.metrics
+            .dump_attempts
+            .with_label_values(&[verdict.as_str()])
+            .inc();
+        match self.planner.attempt_done(verdict, Instant::now()) {
+            Outcome::Complete => {
+                info!(verdict = verdict.as_str(), "kernel dump complete");
+                self.send(SourceEvent::DumpDone).await
+            }
+            Outcome::Retry => {
+                info!(
+                    verdict = verdict.as_str(),
+                    "kernel dump cannot be trusted alone (the neighbor table changed under it); dumping again"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    async fn start_attempt(&mut self) -> Result<(), Closed> {
+        let fresh = self.planner.start();
+        let ts_ns = monotonic_ns();
+        self.send(SourceEvent::DumpStart { ts_ns, fresh }).await?;
+        let a = Attempt::default();
+        let step = a.step();
+        self.attempt = Some(a);
+        self.send_request(step).await
+    }
+
+    async fn send_request(&mut self, step: Step) -> Result<(), Closed> {
+        self.seq = bump(&mut self.next_seq);
+        let msg = match step {
+            Step::Links => RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            Step::Tables => {
+                RouteNetlinkMessage::GetNeighbourTable(NeighbourTableMessage::default())
+            }
+            Step::Neighbors(family) => {
+                let mut n = NeighbourMessage::default();
+                n.header.family = match family {
+                    Family::Inet => AddressFamily::Inet,
+                    Family::Inet6 => AddressFamily::Inet6,
+                };
+                RouteNetlinkMessage::GetNeighbour(n)
+            }
+        };
+        let bytes = encode(msg, NLM_F_REQUEST | NLM_F_DUMP, self.seq);
+        let mut delay = Duration::from_millis(10);
+        // A request to the kernel only fails under memory pressure: retry, never give up on a
+        // dump (the pipeline's correctness depends on its completion).
+        while let Err(e) = self.dumps.get_ref().0.send(&bytes, 0) {
+            warn!(error = %e, ?step, "cannot send the dump request; retrying");
+            if self.tx.is_closed() {
+                return Err(Closed);
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
+        Ok(())
+    }
+}
+
+fn bump(next_seq: &mut u32) -> u32 {
+    let s = *next_seq;
+    *next_seq = next_seq.wrapping_add(1).max(1);
+    s
+}

@@ -1,0 +1,351 @@
+//! Prometheus metrics. Every label has a bounded set of values (no per-IP labels).
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::core::neigh::ResyncCause;
+use crate::core::rules::SkipReason;
+
+/// The stable reasons bad kernel input is skipped for.
+pub const MALFORMED_REASONS: [&str; 10] = [
+    "truncated_netlink_header",
+    "bad_netlink_length",
+    "undecodable_message",
+    "bad_address",
+    "missing_address",
+    "address_family_mismatch",
+    "missing_ifname",
+    "truncated_datagram",
+    "bad_ringbuf_record",
+    "ringbuf_record_version",
+];
+
+pub struct Metrics {
+    pub registry: Registry,
+    /// Kernel events by source (netlink|ebpf|dump) and kind (new|del|link).
+    pub events: IntCounterVec,
+    /// Rule outcomes: set, del, skip (with reason).
+    pub decisions: IntCounterVec,
+    pub skips: IntCounterVec,
+    /// Bad input skipped, by reason.
+    pub malformed_total: IntCounterVec,
+    /// Neighbors of other families (bridge FDB) ignored.
+    pub not_ip: IntCounter,
+    pub unknown_ifindex: IntCounter,
+    pub resyncs: IntCounterVec,
+    /// Entries a resync or audit corrected, by where the drift was: `kernel` (missed kernel
+    /// events) or `appl_db` (APPL_DB changed behind our back, or lost our writes).
+    pub resync_corrections: IntCounterVec,
+    pub netlink_overruns: IntCounter,
+    /// Kernel dump attempts by how far they could be trusted (see `core::dump::Verdict`).
+    pub dump_attempts: IntCounterVec,
+    /// Management listeners that could not bind or failed (retried), by listener.
+    pub listener_failures: IntCounterVec,
+    /// Source tasks that died, by source and what was done about it.
+    pub source_failures: IntCounterVec,
+    /// APPL_DB operations written, by table and op.
+    pub appdb_ops: IntCounterVec,
+    /// Writes not made because APPL_DB already held the value.
+    pub noop_suppressed: IntCounter,
+    pub appdb_batches: IntCounter,
+    pub redis_roundtrip: Histogram,
+    pub redis_errors: IntCounter,
+    pub redis_reconnects: IntCounter,
+    pub redis_connected: IntGauge,
+    /// Kernel event to APPL_DB write latency.
+    pub event_to_appdb: Histogram,
+    pub pending_ops: IntGauge,
+    pub neighbors: IntGaugeVec,
+    /// Neighbors held in APPL_DB per interface (interfaces are few: bounded).
+    pub neighbors_by_interface: IntGaugeVec,
+    pub source_active: IntGaugeVec,
+    pub ringbuf_drops: IntCounter,
+    pub ebpf_events: IntCounter,
+    pub build_info: IntGaugeVec,
+    pub config_reloads: IntCounter,
+    pub stage_seconds: HistogramVec,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help).namespace("neighsyncd"), labels)
+        .expect("static metric definition");
+    r.register(Box::new(c.clone())).expect("unique metric name");
+    c
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::with_opts(Opts::new(name, help).namespace("neighsyncd"))
+        .expect("static metric definition");
+    r.register(Box::new(c.clone())).expect("unique metric name");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::with_opts(Opts::new(name, help).namespace("neighsyncd"))
+        .expect("static metric definition");
+    r.register(Box::new(g.clone())).expect("unique metric name");
+    g
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help).namespace("neighsyncd"), labels)
+        .expect("static metric definition");
+    r.register(Box::new(g.clone())).expect("unique metric name");
+    g
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(
+        HistogramOpts::new(name, help)
+            .namespace("neighsyncd")
+            .buckets(buckets),
+    )
+    .expect("static metric definition");
+    r.register(Box::new(h.clone())).expect("unique metric name");
+    h
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let latency = prometheus::exponential_buckets(0.0001, 2.5, 14).expect("static buckets");
+        let m = Metrics {
+            events: counter_vec(
+                &r,
+                "events_total",
+                "Kernel neighbor and link events received, by source and kind.",
+                &["source", "kind"],
+            ),
+            decisions: counter_vec(
+                &r,
+                "rule_decisions_total",
+                "SONiC rule outcomes.",
+                &["outcome"],
+            ),
+            skips: counter_vec(
+                &r,
+                "rule_skips_total",
+                "Neighbor messages the SONiC rules skipped, by reason.",
+                &["reason"],
+            ),
+            malformed_total: counter_vec(
+                &r,
+                "malformed_input_total",
+                "Kernel input that could not be used, by reason.",
+                &["reason"],
+            ),
+            not_ip: counter(
+                &r,
+                "non_ip_neighbors_total",
+                "Neighbor messages of non-IP families (bridge FDB) ignored.",
+            ),
+            unknown_ifindex: counter(
+                &r,
+                "unknown_ifindex_total",
+                "Neighbor messages for an ifindex the link cache did not know.",
+            ),
+            resyncs: counter_vec(
+                &r,
+                "resyncs_total",
+                "Full resynchronisations (dump + diff), by cause.",
+                &["cause"],
+            ),
+            resync_corrections: counter_vec(
+                &r,
+                "resync_corrections_total",
+                "Entries a resynchronisation or audit corrected, by where the drift was (kernel, appl_db).",
+                &["side"],
+            ),
+            netlink_overruns: counter(
+                &r,
+                "netlink_overruns_total",
+                "Netlink receive buffer overruns (ENOBUFS).",
+            ),
+            dump_attempts: counter_vec(
+                &r,
+                "dump_attempts_total",
+                "Kernel neighbor dump attempts, by verdict: clean (accepted), churned (entries were destroyed on the host while it ran), resized (the hash table grew), partial (cut short). Only a clean one, or three churned ones in a row, complete a resynchronisation.",
+                &["verdict"],
+            ),
+            listener_failures: counter_vec(
+                &r,
+                "listener_failures_total",
+                "Management listeners (metrics, REST, gRPC) that could not bind or failed; each is retried.",
+                &["listener"],
+            ),
+            source_failures: counter_vec(
+                &r,
+                "source_failures_total",
+                "Neighbor source tasks that died, by source and action: restarted, fell_back (to rtnetlink) or exited (the daemon stops with an error).",
+                &["source", "action"],
+            ),
+            appdb_ops: counter_vec(
+                &r,
+                "appdb_operations_total",
+                "ProducerStateTable operations written, by table and op.",
+                &["table", "op"],
+            ),
+            noop_suppressed: counter(
+                &r,
+                "noop_writes_suppressed_total",
+                "Neighbor updates not written because APPL_DB already held the value.",
+            ),
+            appdb_batches: counter(
+                &r,
+                "appdb_batches_total",
+                "Redis round trips that carried APPL_DB writes.",
+            ),
+            redis_roundtrip: histogram(
+                &r,
+                "redis_roundtrip_seconds",
+                "Redis round-trip latency of APPL_DB write batches.",
+                latency.clone(),
+            ),
+            redis_errors: counter(&r, "redis_errors_total", "Redis operations that failed."),
+            redis_reconnects: counter(
+                &r,
+                "redis_reconnects_total",
+                "Successful reconnections to Redis after a failure.",
+            ),
+            redis_connected: gauge(
+                &r,
+                "redis_connected",
+                "1 when the APPL_DB connection is up.",
+            ),
+            event_to_appdb: histogram(
+                &r,
+                "event_to_appdb_seconds",
+                "Latency from a kernel event's arrival to its APPL_DB write.",
+                latency.clone(),
+            ),
+            pending_ops: gauge(
+                &r,
+                "pending_operations",
+                "Neighbor keys whose APPL_DB write is pending.",
+            ),
+            neighbors: gauge_vec(
+                &r,
+                "neighbors",
+                "Neighbors held in APPL_DB by family.",
+                &["family"],
+            ),
+            neighbors_by_interface: gauge_vec(
+                &r,
+                "interface_neighbors",
+                "Neighbors held in APPL_DB per interface.",
+                &["interface"],
+            ),
+            source_active: gauge_vec(
+                &r,
+                "source_active",
+                "The active neighbor event source (1) and why it was chosen.",
+                &["source", "reason"],
+            ),
+            ringbuf_drops: counter(
+                &r,
+                "ringbuf_drops_total",
+                "Events the eBPF program could not reserve in the ring buffer.",
+            ),
+            ebpf_events: counter(
+                &r,
+                "ebpf_events_total",
+                "Events consumed from the eBPF ring buffer.",
+            ),
+            build_info: gauge_vec(&r, "build_info", "Build information.", &["version"]),
+            config_reloads: counter(
+                &r,
+                "config_db_refreshes_total",
+                "CONFIG_DB snapshot refreshes.",
+            ),
+            stage_seconds: {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(
+                        "stage_seconds",
+                        "Duration of pipeline stages (resync, flush).",
+                    )
+                    .namespace("neighsyncd")
+                    .buckets(latency),
+                    &["stage"],
+                )
+                .expect("static metric definition");
+                r.register(Box::new(h.clone())).expect("unique metric name");
+                h
+            },
+            registry: r,
+        };
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        // Make every bounded label value visible from the start (rate() needs a zero sample).
+        for c in ResyncCause::ALL {
+            m.resyncs.with_label_values(&[c.as_str()]);
+        }
+        for s in SkipReason::ALL {
+            m.skips.with_label_values(&[s.as_str()]);
+        }
+        for o in ["set", "del", "skip"] {
+            m.decisions.with_label_values(&[o]);
+        }
+        for f in ["IPv4", "IPv6"] {
+            m.neighbors.with_label_values(&[f]);
+        }
+        for side in ["kernel", "appl_db"] {
+            m.resync_corrections.with_label_values(&[side]);
+        }
+        for (t, op) in [
+            ("NEIGH_TABLE", "set"),
+            ("NEIGH_TABLE", "del"),
+            ("ROUTE_TABLE", "del"),
+        ] {
+            m.appdb_ops.with_label_values(&[t, op]);
+        }
+        for source in ["netlink", "ebpf", "dump"] {
+            for kind in ["new", "del"] {
+                m.events.with_label_values(&[source, kind]);
+            }
+        }
+        m.events.with_label_values(&["netlink", "link"]);
+        for reason in MALFORMED_REASONS {
+            m.malformed_total.with_label_values(&[reason]);
+        }
+        m.stage_seconds.with_label_values(&["appl_db_read_back"]);
+        for l in crate::telemetry::health::Listener::ALL {
+            m.listener_failures.with_label_values(&[l.as_str()]);
+        }
+        for (source, action) in [
+            ("netlink", "restarted"),
+            ("netlink", "exited"),
+            ("ebpf", "fell_back"),
+            ("ebpf", "exited"),
+        ] {
+            m.source_failures.with_label_values(&[source, action]);
+        }
+        for v in crate::core::dump::Verdict::ALL {
+            m.dump_attempts.with_label_values(&[v.as_str()]);
+        }
+        m
+    }
+
+    pub fn malformed(&self, reason: &str) {
+        self.malformed_total.with_label_values(&[reason]).inc();
+    }
+
+    pub fn resync(&self, cause: ResyncCause) {
+        self.resyncs.with_label_values(&[cause.as_str()]).inc();
+    }
+
+    pub fn render(&self) -> String {
+        let families = self.registry.gather();
+        TextEncoder::new()
+            .encode_to_string(&families)
+            .unwrap_or_else(|e| format!("# encoding failed: {e}\n"))
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

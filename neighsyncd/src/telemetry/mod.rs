@@ -1,0 +1,5 @@
+//! What every part of the daemon reports: Prometheus `metrics` and `health` (readiness checks).
+//! Written by all rooms, served by the northbound.
+
+pub mod health;
+pub mod metrics;
