@@ -196,11 +196,13 @@ async fn list(
 async fn get_one(
     State(s): State<ApiState>,
     headers: HeaderMap,
-    Path((ifname, ip)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     if !s.auth.may_read(&headers) {
         return Err(unauthenticated());
     }
+    // A path axum cannot decode (invalid percent-encoding, not UTF-8) is a JSON error too.
+    let Path((ifname, ip)) = path.map_err(|e| bad_request(e.body_text()))?;
     let ip: IpAddr = ip
         .parse()
         .map_err(|_| bad_request(format!("{ip:?} is not an IP address")))?;
@@ -457,4 +459,47 @@ pub async fn serve(
             tracing::warn!(error = %e, "REST listener failed");
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::northbound::view::View;
+    use crate::southbound::netlink::DumpRequester;
+
+    /// Found by the `rest_request` fuzz target: `GET /api/v1/neighbors//%ee.vte` (a path
+    /// segment that is not UTF-8 once decoded) was answered by axum's plain-text rejection.
+    #[tokio::test]
+    async fn an_undecodable_path_gets_a_json_error() {
+        let (dumps, _requests) = DumpRequester::channel();
+        let state = ApiState {
+            view: Arc::new(View::new(8)),
+            metrics: Arc::new(crate::telemetry::metrics::Metrics::new()),
+            resync: Arc::new(dumps),
+            config: Arc::new(serde_json::json!({})),
+            auth: Arc::new(crate::northbound::api::auth::Auth::new(None, true).expect("auth")),
+        };
+        for uri in [
+            "/api/v1/neighbors//%ee.vte",
+            "/api/v1/neighbors/Ethernet0/%ff",
+        ] {
+            let req = Request::builder()
+                .uri(uri)
+                .body(Body::empty())
+                .expect("request");
+            let resp = routes(state.clone()).oneshot(req).await.expect("response");
+            assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{uri}");
+            let body = resp.into_body().collect().await.expect("body").to_bytes();
+            let v: serde_json::Value = serde_json::from_slice(&body)
+                .unwrap_or_else(|e| panic!("{uri}: not JSON ({e}): {body:?}"));
+            assert_eq!(v["code"], "invalid_argument", "{uri}: {v}");
+        }
+    }
 }
