@@ -14,11 +14,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::sleep_until;
 use tracing::{Instrument, debug, info, warn};
 
-use crate::core::links::{LinkCache, LinkChange};
-use crate::core::neigh::{NeighKind, Origin, ResyncCause, SourceEvent};
-use crate::core::rules::{ConfigSnapshot, SkipReason};
-use crate::core::state::{State, Told, Verdict};
-use crate::northbound::view::{KernelSide, View};
+use crate::core::engine::{Count, Engine, EngineConfig, Input, LiveSource, Note, Output};
+use crate::core::neigh::{ResyncCause, SourceEvent};
+use crate::core::rules::ConfigSnapshot;
+use crate::core::state::Told;
+use crate::northbound::view::View;
+use crate::runtime::log_throttle;
 use crate::sonic::appdb::AppDb;
 use crate::sonic::warm::{WarmDb, WarmError, WarmState};
 use crate::southbound::monotonic_ns;
@@ -32,6 +33,7 @@ pub struct WarmPlan {
     pub restore_timeout: Duration,
 }
 
+/// The warm start's I/O side; its decisions (hold, reconcile, classify) are the engine's.
 enum WarmPhase {
     /// Waiting for the restore flag; yields the reconcile timer.
     Restoring(tokio::task::JoinHandle<Result<(WarmDb, Duration), WarmError>>),
@@ -66,11 +68,11 @@ pub struct PipelineConfig {
     pub live_source: &'static str,
 }
 
+/// The async shell around the [`Engine`]: it owns the channels, the APPL_DB connection, the
+/// timers and the warm-restart database, and carries out what the engine decides.
 pub struct Pipeline {
-    cfg: PipelineConfig,
-    state: State,
-    links: LinkCache,
-    snapshot: ConfigSnapshot,
+    audit_interval: Option<Duration>,
+    engine: Engine,
     appdb: AppDb,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
@@ -81,21 +83,14 @@ pub struct Pipeline {
     retry_at: Option<tokio::time::Instant>,
     /// Read APPL_DB back once the writes in flight are done (audit).
     readback_pending: bool,
-    initial_dump_done: bool,
     view: Option<Arc<View>>,
     warm_plan: Option<WarmPlan>,
     warm: Option<WarmPhase>,
-    /// After a fallback to rtnetlink, live events older than this came from the detached
-    /// eBPF program.
-    drop_live_before: u64,
     /// When APPL_DB last answered (a write, a read-back, a probe).
     redis_seen: Instant,
-    /// Keys a live event deleted during a warm start's reconcile window (vs. stale ones).
-    warm_deleted: std::collections::HashSet<String>,
 }
 
 impl Pipeline {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         cfg: PipelineConfig,
         appdb: AppDb,
@@ -105,11 +100,17 @@ impl Pipeline {
         events: mpsc::Receiver<SourceEvent>,
         config_rx: watch::Receiver<Option<ConfigSnapshot>>,
     ) -> Pipeline {
+        let live_source = match cfg.live_source {
+            "ebpf" => LiveSource::Ebpf,
+            _ => LiveSource::Netlink,
+        };
         Pipeline {
-            cfg,
-            state: State::default(),
-            links: LinkCache::default(),
-            snapshot: ConfigSnapshot::default(),
+            audit_interval: cfg.audit_interval,
+            engine: Engine::new(EngineConfig {
+                batch_max: cfg.batch_max,
+                live_source,
+                view: false,
+            }),
             appdb,
             metrics,
             health,
@@ -119,12 +120,9 @@ impl Pipeline {
             backoff: BACKOFF_MIN,
             retry_at: None,
             readback_pending: false,
-            initial_dump_done: false,
             view: None,
             warm_plan: None,
             warm: None,
-            warm_deleted: Default::default(),
-            drop_live_before: 0,
             redis_seen: Instant::now(),
         }
     }
@@ -137,47 +135,82 @@ impl Pipeline {
         self
     }
 
-    fn holding(&self) -> bool {
-        matches!(
-            self.warm,
-            Some(WarmPhase::Restoring(_)) | Some(WarmPhase::Timer(..))
-        )
-    }
-
     /// Keeps `view` (the management APIs' read model) current.
     pub fn with_view(mut self, view: Arc<View>) -> Pipeline {
-        self.state.track_touched(true);
+        self.engine.report_kernel_side(true);
         self.view = Some(view);
         self
     }
 
-    /// Publishes the kernel-side changes of the last turn to the view.
-    fn publish_touched(&mut self) {
-        let Some(view) = &self.view else { return };
-        for (key, id) in self.state.take_touched() {
-            let entry = id.and_then(|(ifindex, ip)| self.state.kernel_entry(ifindex, &ip));
-            match entry {
-                Some(e) => view.kernel_update(
-                    &key,
-                    KernelSide {
-                        ifname: e.ifname.clone(),
-                        vrf: self.links.master_name(e.ifindex).map(str::to_string),
-                        ip: e.ip,
-                        lladdr: e.lladdr.clone(),
-                        state: if self.cfg.live_source == "ebpf" {
-                            // Moves within a class are not reported: say what is known.
-                            neighsyncd_common::class_label(e.state as u8)
-                        } else {
-                            crate::core::neigh::nud::name(e.state)
-                        },
-                        skip_reason: match e.verdict {
-                            Verdict::Skip(r) => Some(r.as_str()),
-                            _ => None,
-                        },
-                    },
-                ),
-                None => view.kernel_remove(&key),
+    /// Hands `input` to the engine and carries out what it says, except a write (returned).
+    fn feed(&mut self, input: Input) -> Option<crate::core::state::Batch> {
+        let outputs = self.engine.handle(monotonic_ns(), input);
+        let mut write = None;
+        for o in outputs {
+            match o {
+                Output::Write(batch) => write = Some(batch),
+                o => self.carry_out(o),
             }
+        }
+        write
+    }
+
+    fn carry_out(&mut self, o: Output) {
+        let m = &self.metrics;
+        match o {
+            Output::Count(c) => match c {
+                Count::Event(source, kind) => m.events.with_label_values(&[source, kind]).inc(),
+                Count::UnknownIfindex => m.unknown_ifindex.inc(),
+                Count::Corrections(side, n) => {
+                    m.resync_corrections.with_label_values(&[side]).inc_by(n)
+                }
+                Count::Set => m.decisions.with_label_values(&["set"]).inc(),
+                Count::Del => m.decisions.with_label_values(&["del"]).inc(),
+                Count::Skip(r) => {
+                    m.decisions.with_label_values(&["skip"]).inc();
+                    m.skips.with_label_values(&[r.as_str()]).inc();
+                }
+                Count::Resync(cause) => m.resync(cause),
+                Count::Malformed(reason) => m.malformed(reason),
+                Count::NoopSuppressed(n) => m.noop_suppressed.inc_by(n),
+            },
+            Output::Note(n) => log_note(n),
+            Output::Synced { neighbors, links } => {
+                self.health.set_source_synced(true);
+                info!(neighbors, links, "initial kernel dump applied");
+            }
+            Output::Write(_) => {}
+            Output::Landed {
+                key,
+                value,
+                since_ns,
+            } => {
+                let now = monotonic_ns();
+                m.event_to_appdb
+                    .observe(now.saturating_sub(since_ns) as f64 / 1e9);
+                if let Some(view) = &self.view {
+                    view.appl_update(&key, value);
+                }
+            }
+            Output::ApplReloaded => {
+                if let Some(view) = &self.view {
+                    for (key, t) in self.engine.told() {
+                        if let Told::Value(v) = t {
+                            view.appl_update(key, Some(*v));
+                        }
+                    }
+                }
+            }
+            Output::Gauges => self.publish_gauges(),
+            Output::Kernel { key, side } => {
+                if let Some(view) = &self.view {
+                    match side {
+                        Some(side) => view.kernel_update(&key, side),
+                        None => view.kernel_remove(&key),
+                    }
+                }
+            }
+            Output::Reconciled => {} // carried out by `finish_warm` (it needs the database)
         }
     }
 
@@ -185,8 +218,9 @@ impl Pipeline {
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), PipelineError> {
         // The rules need CONFIG_DB before the first message is judged.
         loop {
-            if let Some(s) = self.config_rx.borrow_and_update().clone() {
-                self.snapshot = s;
+            let snapshot = self.config_rx.borrow_and_update().clone();
+            if let Some(s) = snapshot {
+                self.feed(Input::Config(s));
                 break;
             }
             tokio::select! {
@@ -202,7 +236,7 @@ impl Pipeline {
         } else {
             self.connect_and_read_back(true).await;
         }
-        let mut audit = self.cfg.audit_interval.map(|d| {
+        let mut audit = self.audit_interval.map(|d| {
             let mut i = tokio::time::interval_at(tokio::time::Instant::now() + d, d);
             i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             i
@@ -212,20 +246,20 @@ impl Pipeline {
         let mut liveness = tokio::time::interval(LIVENESS);
         liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if self.appdb.is_connected() && !self.holding() {
-                if self.state.pending() > 0 {
-                    self.flush().await;
+            if self.appdb.is_connected() && !self.engine.holding() {
+                if self.engine.pending() > 0 {
+                    self.flush().await?;
                 } else if self.readback_pending {
                     self.readback_pending = false;
                     self.read_back(false).await;
                     continue;
-                }
-                if self.state.pending() == 0 {
-                    self.finish_warm().await?;
+                } else {
+                    // Nothing due: a warm start's reconcile may be complete.
+                    self.flush().await?;
                 }
             }
             let can_flush =
-                self.appdb.is_connected() && self.state.pending() > 0 && !self.holding();
+                self.appdb.is_connected() && self.engine.pending() > 0 && !self.engine.holding();
             let restoring = matches!(self.warm, Some(WarmPhase::Restoring(_)));
             let timer_at = match &self.warm {
                 Some(WarmPhase::Timer(at, _)) => Some(*at),
@@ -243,7 +277,7 @@ impl Pipeline {
                         break;
                     }
                     let snap = self.config_rx.borrow_and_update().clone();
-                    if let Some(s) = snap { self.config_changed(s); }
+                    if let Some(s) = snap { self.feed(Input::Config(s)); }
                 }
                 n = self.events.recv_many(&mut buf, EVENT_CHUNK) => {
                     if n == 0 {
@@ -254,8 +288,8 @@ impl Pipeline {
                         }
                         break;
                     }
-                    for ev in buf.drain(..) {
-                        self.handle(ev);
+                    for ev in std::mem::take(&mut buf) {
+                        self.feed(Input::Kernel(ev));
                     }
                 }
                 _ = sleep_until(self.retry_at.unwrap_or_else(tokio::time::Instant::now)), if self.retry_at.is_some() => {
@@ -279,14 +313,13 @@ impl Pipeline {
                 }
                 _ = sleep_until(timer_at.unwrap_or_else(tokio::time::Instant::now)), if timer_at.is_some() => {
                     if let Some(WarmPhase::Timer(_, db)) = self.warm.take() {
-                        info!(pending = self.state.pending(), "warmstart timer expired; reconciling");
+                        self.feed(Input::WarmTimerFired);
                         self.warm = Some(WarmPhase::Reconciling(db));
                     }
                 }
                 _ = std::future::ready(()), if can_flush => {}
             }
-            self.publish_touched();
-            self.metrics.pending_ops.set(self.state.pending() as i64);
+            self.metrics.pending_ops.set(self.engine.pending() as i64);
         }
         self.finish().await;
         match ended {
@@ -301,6 +334,7 @@ impl Pipeline {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), PipelineError> {
         self.health.set_warm_restart_done(false);
+        self.feed(Input::WarmStart);
         // Nothing can be restored without APPL_DB: keep trying.
         while !self.appdb.is_connected() {
             if let Err(e) = self.appdb.connect().await {
@@ -328,13 +362,10 @@ impl Pipeline {
         Ok(())
     }
 
-    /// After the reconcile flush: `reconciled`.
+    /// The engine says the reconcile is complete: `reconciled`.
     async fn finish_warm(&mut self) -> Result<(), PipelineError> {
-        if let Some(WarmPhase::Reconciling(_)) = &self.warm
-            && let Some(WarmPhase::Reconciling(mut db)) = self.warm.take()
-        {
+        if let Some(WarmPhase::Reconciling(mut db)) = self.warm.take() {
             db.set_state(WarmState::Reconciled).await?;
-            self.warm_deleted.clear();
             self.health.set_warm_restart_done(true);
         }
         Ok(())
@@ -342,188 +373,47 @@ impl Pipeline {
 
     async fn finish(&mut self) {
         let deadline = Instant::now() + SHUTDOWN_FLUSH;
-        while self.appdb.is_connected() && self.state.pending() > 0 && Instant::now() < deadline {
-            self.flush().await;
+        while self.appdb.is_connected()
+            && self.engine.pending() > 0
+            && !self.engine.holding()
+            && Instant::now() < deadline
+        {
+            if self.flush().await.is_err() {
+                break;
+            }
         }
-        if self.state.pending() > 0 {
+        if self.engine.pending() > 0 {
             warn!(
-                pending = self.state.pending(),
+                pending = self.engine.pending(),
                 "exiting with APPL_DB writes pending; the next start reconciles them"
             );
         }
         info!("pipeline stopped");
     }
 
-    fn handle(&mut self, ev: SourceEvent) {
-        let now = monotonic_ns();
-        match ev {
-            SourceEvent::Neigh(msg) => {
-                if let Origin::Live { ts_ns } = msg.origin
-                    && ts_ns < self.drop_live_before
-                {
-                    // Events of a detached eBPF program still in flight: a dump replaces them.
-                    return;
-                }
-                let source = match msg.origin {
-                    Origin::Dump => "dump",
-                    Origin::Live { .. } => self.cfg.live_source,
-                };
-                let kind = match msg.kind {
-                    NeighKind::New => "new",
-                    NeighKind::Del => "del",
-                };
-                self.metrics.events.with_label_values(&[source, kind]).inc();
-                let applied = self.state.apply(&msg, &self.links, &self.snapshot, now);
-                if applied.unknown_ifindex {
-                    self.metrics.unknown_ifindex.inc();
-                }
-                if applied.corrected && self.initial_dump_done {
-                    self.metrics
-                        .resync_corrections
-                        .with_label_values(&["kernel"])
-                        .inc();
-                }
-                if self.warm.is_some()
-                    && applied.decision == Some(Verdict::Del)
-                    && let (Origin::Live { .. }, Some(k)) = (msg.origin, &applied.key)
-                {
-                    self.warm_deleted.insert(k.clone());
-                }
-                match applied.decision {
-                    Some(Verdict::Set) => self.metrics.decisions.with_label_values(&["set"]).inc(),
-                    Some(Verdict::Del) => self.metrics.decisions.with_label_values(&["del"]).inc(),
-                    Some(Verdict::Skip(r)) => self.count_skip(r),
-                    None => {}
-                }
-            }
-            SourceEvent::Link(link) => {
-                self.metrics
-                    .events
-                    .with_label_values(&["netlink", "link"])
-                    .inc();
-                match self.links.apply(&link) {
-                    LinkChange::Renamed { old } => {
-                        info!(
-                            ifindex = link.ifindex,
-                            old,
-                            new = link.name,
-                            "interface renamed"
-                        );
-                        self.state.rename(
-                            link.ifindex,
-                            &link.name,
-                            &self.links,
-                            &self.snapshot,
-                            now,
-                        );
-                    }
-                    LinkChange::Removed { name } => {
-                        debug!(ifindex = link.ifindex, name, "interface removed");
-                        self.state.link_removed(link.ifindex, &self.snapshot, now);
-                    }
-                    LinkChange::Added => {
-                        self.state.link_added(
-                            link.ifindex,
-                            &link.name,
-                            &self.links,
-                            &self.snapshot,
-                            now,
-                        );
-                    }
-                    LinkChange::Updated | LinkChange::Unknown => {}
-                }
-            }
-            SourceEvent::DumpStart { ts_ns, fresh } => self.state.dump_start(ts_ns, fresh),
-            SourceEvent::DumpDone => {
-                let _span = tracing::info_span!("kernel_dump_done").entered();
-                let swept = self.state.dump_done(&self.snapshot, now);
-                if swept > 0 && self.initial_dump_done {
-                    info!(swept, "dump found neighbors gone");
-                    self.metrics
-                        .resync_corrections
-                        .with_label_values(&["kernel"])
-                        .inc_by(swept as u64);
-                }
-                if !self.initial_dump_done {
-                    self.initial_dump_done = true;
-                    self.health.set_source_synced(true);
-                    info!(
-                        neighbors = self.state.kernel().count(),
-                        links = self.links.len(),
-                        "initial kernel dump applied"
-                    );
-                }
-            }
-            SourceEvent::Lost(cause) => {
-                warn!(
-                    cause = cause.as_str(),
-                    "kernel events lost; resynchronising"
-                );
-                self.metrics.resync(cause);
-            }
-            SourceEvent::Malformed(reason) => {
-                self.metrics.malformed(reason);
-                crate::runtime::log_throttle::warn_kind(reason);
-            }
-            SourceEvent::SwitchedToNetlink { since_ns } => {
-                self.drop_live_before = since_ns;
-                self.cfg.live_source = "netlink";
+    /// Asks the engine what to write, writes it, and tells the engine how it went.
+    async fn flush(&mut self) -> Result<(), PipelineError> {
+        let outputs = self.engine.handle(monotonic_ns(), Input::Flush);
+        let mut batch = None;
+        let mut reconciled = false;
+        for o in outputs {
+            match o {
+                Output::Write(b) => batch = Some(b),
+                Output::Reconciled => reconciled = true,
+                o => self.carry_out(o),
             }
         }
-    }
-
-    fn count_skip(&self, r: SkipReason) {
-        self.metrics.decisions.with_label_values(&["skip"]).inc();
-        self.metrics.skips.with_label_values(&[r.as_str()]).inc();
-    }
-
-    fn config_changed(&mut self, new: ConfigSnapshot) {
-        let now = monotonic_ns();
-        let old = std::mem::replace(&mut self.snapshot, new);
-        if old.dual_tor != self.snapshot.dual_tor || old.evpn != self.snapshot.evpn {
-            info!("dual-ToR/EVPN changed: re-evaluating every neighbor");
-            self.metrics.resync(ResyncCause::ConfigChange);
-            self.state
-                .reevaluate(|_| true, &self.links, &self.snapshot, now);
+        if reconciled {
+            self.finish_warm().await?;
         }
-        let enabled: Vec<String> = self
-            .snapshot
-            .link_local
-            .difference(&old.link_local)
-            .cloned()
-            .collect();
-        for ifname in enabled {
-            let n = self.state.reevaluate(
-                |e| {
-                    e.ifname == ifname
-                        && matches!(e.verdict, Verdict::Skip(SkipReason::LinkLocalV6Disabled))
-                },
-                &self.links,
-                &self.snapshot,
-                now,
-            );
-            info!(
-                ifname,
-                replayed = n,
-                "IPv6 link-local enabled: replaying its neighbors"
-            );
-        }
-    }
-
-    async fn flush(&mut self) {
-        let (batch, noop) = self.state.take_batch(self.cfg.batch_max);
-        self.metrics.noop_suppressed.inc_by(noop as u64);
-        if batch.is_empty() {
-            return;
-        }
+        let Some(batch) = batch else {
+            return Ok(());
+        };
         let (n_sets, n_dels) = batch.ops.iter().fold((0, 0), |(s, d), op| match op {
-            crate::sonic::appdb::Op::Set { .. } => (s + 1, d),
-            crate::sonic::appdb::Op::Del { .. } => (s, d + 1),
+            crate::core::ops::Op::Set { .. } => (s + 1, d),
+            crate::core::ops::Op::Del { .. } => (s, d + 1),
         });
         let n_routes = batch.route_dels.len();
-        if matches!(self.warm, Some(WarmPhase::Reconciling(_))) {
-            self.log_reconcile(&batch.ops);
-        }
         let started = Instant::now();
         let span = tracing::info_span!(
             "appdb_write",
@@ -531,12 +421,12 @@ impl Pipeline {
             dels = n_dels,
             routes = n_routes
         );
-        match self
+        let result = self
             .appdb
             .write(&batch.route_dels, &batch.ops)
             .instrument(span)
-            .await
-        {
+            .await;
+        let input = match result {
             Ok(()) => {
                 self.redis_seen = Instant::now();
                 let rtt = started.elapsed();
@@ -547,16 +437,6 @@ impl Pipeline {
                 m.with_label_values(&["NEIGH_TABLE", "del"]).inc_by(n_dels);
                 m.with_label_values(&["ROUTE_TABLE", "del"])
                     .inc_by(n_routes as u64);
-                let now = monotonic_ns();
-                for (key, value, since) in self.state.commit(batch) {
-                    self.metrics
-                        .event_to_appdb
-                        .observe(now.saturating_sub(since) as f64 / 1e9);
-                    if let Some(view) = &self.view {
-                        view.appl_update(&key, value);
-                    }
-                }
-                self.publish_gauges();
                 debug!(
                     sets = n_sets,
                     dels = n_dels,
@@ -564,48 +444,41 @@ impl Pipeline {
                     ?rtt,
                     "APPL_DB batch written"
                 );
+                Input::Written(batch)
             }
             Err(e) => {
                 warn!(error = %e, "APPL_DB write failed; will reconnect and reconcile");
                 self.metrics.redis_errors.inc();
-                self.state.abort(batch);
                 self.appdb.disconnect();
                 self.lost_redis();
+                Input::WriteFailed(batch)
+            }
+        };
+        let outputs = self.engine.handle(monotonic_ns(), input);
+        let mut reconciled = false;
+        for o in outputs {
+            match o {
+                Output::Reconciled => reconciled = true,
+                o => self.carry_out(o),
             }
         }
+        if reconciled {
+            self.finish_warm().await?;
+        }
+        Ok(())
     }
 
     /// What APPL_DB holds, by family and interface: after every write, and after every
     /// read-back (a restart with nothing to write must not show zero).
     fn publish_gauges(&self) {
-        let (v4, v6) = self.state.told_counts();
+        let (v4, v6) = self.engine.told_counts();
         let m = &self.metrics;
         m.neighbors.with_label_values(&["IPv4"]).set(v4 as i64);
         m.neighbors.with_label_values(&["IPv6"]).set(v6 as i64);
-        for (ifname, n) in self.state.told_by_interface() {
+        for (ifname, n) in self.engine.told_by_interface() {
             m.neighbors_by_interface
                 .with_label_values(&[ifname.as_str()])
                 .set(*n);
-        }
-    }
-
-    /// The per-entry lines SONiC's warm-restart tests look for.
-    fn log_reconcile(&self, ops: &[crate::sonic::appdb::Op]) {
-        for op in ops {
-            match op {
-                crate::sonic::appdb::Op::Set { key, fields } => {
-                    let fv: String = fields.iter().map(|(f, v)| format!("{f}:{v}, ")).collect();
-                    info!("NEIGH_TABLE NEW, key: {key}, {fv}cache-state:NEW, ");
-                }
-                crate::sonic::appdb::Op::Del { key } => {
-                    let state = if self.warm_deleted.contains(key) {
-                        "DELETE"
-                    } else {
-                        "STALE"
-                    };
-                    info!("NEIGH_TABLE STALE/DELETE, key: {key}, cache-state:{state}, ");
-                }
-            }
         }
     }
 
@@ -631,7 +504,7 @@ impl Pipeline {
     }
 
     /// Connects (if needed) and reads APPL_DB back as what it was told. At start the read-back
-    /// also seeds the desired state (see [`State::replace_told`]).
+    /// also seeds the desired state (see [`crate::core::state::State::replace_told`]).
     async fn connect_and_read_back(&mut self, first: bool) {
         self.retry_at = None;
         if !self.appdb.is_connected() {
@@ -657,28 +530,8 @@ impl Pipeline {
             .instrument(tracing::info_span!("appl_db_read_back"))
             .await
         {
-            Ok(map) => {
-                let told = map
-                    .iter()
-                    .map(|(k, f)| (k.clone(), Told::from_fields(f)))
-                    .collect();
-                let n = map.len();
-                let drift = self.state.replace_told(told, seed, monotonic_ns());
-                if !seed && drift > 0 {
-                    warn!(drift, "APPL_DB differed from what was written; correcting");
-                    self.metrics
-                        .resync_corrections
-                        .with_label_values(&["appl_db"])
-                        .inc_by(drift as u64);
-                }
-                if let Some(view) = &self.view {
-                    for (key, t) in self.state.told() {
-                        if let Told::Value(v) = t {
-                            view.appl_update(key, Some(*v));
-                        }
-                    }
-                }
-                self.publish_gauges();
+            Ok(entries) => {
+                self.feed(Input::ReadBack { entries, seed });
                 self.redis_seen = Instant::now();
                 self.backoff = BACKOFF_MIN;
                 self.health.set_redis(true);
@@ -687,7 +540,6 @@ impl Pipeline {
                     .stage_seconds
                     .with_label_values(&["appl_db_read_back"])
                     .observe(started.elapsed().as_secs_f64());
-                info!(entries = n, "APPL_DB NEIGH_TABLE read back");
             }
             Err(e) => {
                 warn!(error = %e, "cannot read APPL_DB back");
@@ -696,6 +548,33 @@ impl Pipeline {
                 self.lost_redis();
             }
         }
+    }
+}
+
+/// The log line for each fact the engine reports.
+fn log_note(n: Note) {
+    match n {
+        Note::LinkRenamed { ifindex, old, new } => {
+            info!(ifindex, old, new, "interface renamed")
+        }
+        Note::LinkRemoved { ifindex, name } => debug!(ifindex, name, "interface removed"),
+        Note::Swept(swept) => info!(swept, "dump found neighbors gone"),
+        Note::Lost(cause) => warn!(
+            cause = cause.as_str(),
+            "kernel events lost; resynchronising"
+        ),
+        Note::Malformed(reason) => log_throttle::warn_kind(reason),
+        Note::Reevaluated => info!("dual-ToR/EVPN changed: re-evaluating every neighbor"),
+        Note::LinkLocalReplayed { ifname, replayed } => info!(
+            ifname,
+            replayed, "IPv6 link-local enabled: replaying its neighbors"
+        ),
+        Note::Drift(drift) => warn!(drift, "APPL_DB differed from what was written; correcting"),
+        Note::ReadBack { entries } => info!(entries, "APPL_DB NEIGH_TABLE read back"),
+        Note::WarmTimerExpired { pending } => {
+            info!(pending, "warmstart timer expired; reconciling")
+        }
+        Note::Reconcile(line) => info!("{line}"),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod control;
 pub mod dump;
+pub mod engine;
 pub mod links;
 pub mod neigh;
 pub mod ops;

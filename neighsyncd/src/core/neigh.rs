@@ -162,3 +162,14 @@ pub enum SourceEvent {
         since_ns: u64,
     },
 }
+
+/// What the kernel side says of a key (None: the kernel no longer has it).
+#[derive(Debug, Clone)]
+pub struct KernelSide {
+    pub ifname: String,
+    pub vrf: Option<String>,
+    pub ip: IpAddr,
+    pub lladdr: Option<Vec<u8>>,
+    pub state: &'static str,
+    pub skip_reason: Option<&'static str>,
+}

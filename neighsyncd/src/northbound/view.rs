@@ -14,6 +14,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+pub use crate::core::neigh::KernelSide;
 use crate::core::rules::{Mac, NeighValue};
 
 /// One neighbor, as both sides see it. JSON field names are part of the API (stable).
@@ -53,17 +54,6 @@ pub struct Change {
     pub seq: u64,
     pub kind: ChangeKind,
     pub record: NeighborRecord,
-}
-
-/// What the kernel side says of a key (None: the kernel no longer has it).
-#[derive(Debug, Clone)]
-pub struct KernelSide {
-    pub ifname: String,
-    pub vrf: Option<String>,
-    pub ip: IpAddr,
-    pub lladdr: Option<Vec<u8>>,
-    pub state: &'static str,
-    pub skip_reason: Option<&'static str>,
 }
 
 #[derive(Default)]

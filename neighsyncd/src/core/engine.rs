@@ -1,0 +1,540 @@
+//! The engine: every decision of the sync loop, with no async, no I/O and no clock.
+//!
+//! `Engine::handle(now_ns, Input) -> Vec<Output>`: the async shell (`pipeline`) feeds it what
+//! the kernel sources, CONFIG_DB, APPL_DB and the warm-restart timers said, and carries out
+//! what comes back (writes, log lines, counts, view updates). The engine owns the state, the
+//! link cache, the CONFIG_DB snapshot and the warm-restart reconcile phase; it decides what
+//! APPL_DB must hold, what to write next, and how a warm start's differences are classified.
+//! Its behaviour is recorded in scenario files (`engine/scenarios/`, see `engine/tests.rs`).
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use super::links::{LinkCache, LinkChange};
+use super::neigh::{KernelSide, NeighKind, Origin, ResyncCause, SourceEvent};
+use super::ops::{Fields, Op};
+use super::rules::{ConfigSnapshot, NeighValue, SkipReason};
+use super::state::{Batch, State, Told, Verdict};
+
+/// Which source live neighbor events come from (a label in counts and the view).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveSource {
+    Netlink,
+    Ebpf,
+}
+
+impl LiveSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LiveSource::Netlink => "netlink",
+            LiveSource::Ebpf => "ebpf",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Most operations in one APPL_DB write.
+    pub batch_max: usize,
+    pub live_source: LiveSource,
+    /// Report the kernel side of every changed neighbor ([`Output::Kernel`]) for the view.
+    pub view: bool,
+}
+
+/// What the engine is told.
+#[derive(Debug)]
+pub enum Input {
+    /// What a kernel source said.
+    Kernel(SourceEvent),
+    /// CONFIG_DB's facts, whole (the first one before any kernel event is judged).
+    Config(ConfigSnapshot),
+    /// The shell can write to APPL_DB now: a [`Output::Write`] follows if anything is due.
+    Flush,
+    /// The last [`Output::Write`] is in APPL_DB.
+    Written(Batch),
+    /// It is not (the connection failed): its keys stay due.
+    WriteFailed(Batch),
+    /// APPL_DB's NEIGH_TABLE as read back. `seed`: at start, it also seeds what APPL_DB should
+    /// hold, so a restart rewrites nothing unchanged.
+    ReadBack {
+        entries: HashMap<String, Fields>,
+        seed: bool,
+    },
+    /// A warm start: nothing is written until [`Input::WarmTimerFired`].
+    WarmStart,
+    /// The warm-restart reconcile timer fired: the differences are written (and logged).
+    WarmTimerFired,
+}
+
+/// What the shell is asked to do or report.
+#[derive(Debug)]
+pub enum Output {
+    /// Count one occurrence (metrics).
+    Count(Count),
+    /// Say this in the log.
+    Note(Note),
+    /// The first complete dump is applied: the kernel side is in sync.
+    Synced { neighbors: usize, links: usize },
+    /// Write this to APPL_DB, then answer [`Input::Written`] or [`Input::WriteFailed`].
+    Write(Batch),
+    /// A key now holds this in APPL_DB (`None`: deleted); dirty since `since_ns`.
+    Landed {
+        key: String,
+        value: Option<NeighValue>,
+        since_ns: u64,
+    },
+    /// What APPL_DB holds changed wholesale (a read-back): re-read `Engine::told`.
+    ApplReloaded,
+    /// APPL_DB's counts by family and interface changed: re-read them.
+    Gauges,
+    /// The kernel side of a neighbor for the view (`None`: gone).
+    Kernel {
+        key: String,
+        side: Option<KernelSide>,
+    },
+    /// A warm start's differences are all written: the `reconciled` state is due.
+    Reconciled,
+}
+
+/// Occurrences the shell counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    /// A kernel message by source (`dump`, `netlink`, `ebpf`) and kind (`new`, `del`, `link`).
+    Event(&'static str, &'static str),
+    UnknownIfindex,
+    /// What APPL_DB should hold was corrected: by a dump (`kernel`) or a read-back (`appl_db`).
+    Corrections(&'static str, u64),
+    Set,
+    Del,
+    Skip(SkipReason),
+    Resync(ResyncCause),
+    Malformed(&'static str),
+    /// Due keys that needed no write (APPL_DB already held the value).
+    NoopSuppressed(u64),
+}
+
+/// Facts worth a log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    LinkRenamed {
+        ifindex: u32,
+        old: String,
+        new: String,
+    },
+    LinkRemoved {
+        ifindex: u32,
+        name: String,
+    },
+    /// A dump found neighbors gone that no event had reported.
+    Swept(usize),
+    /// Kernel events were lost; a resync follows.
+    Lost(ResyncCause),
+    /// Input a source could not parse (logged at most once a minute per kind).
+    Malformed(&'static str),
+    /// Dual-ToR or EVPN changed: every neighbor is judged again.
+    Reevaluated,
+    /// IPv6 link-local was enabled on an interface: its skipped neighbors are replayed.
+    LinkLocalReplayed {
+        ifname: String,
+        replayed: usize,
+    },
+    /// APPL_DB differed from what had been written.
+    Drift(usize),
+    ReadBack {
+        entries: usize,
+    },
+    WarmTimerExpired {
+        pending: usize,
+    },
+    /// The per-entry line SONiC's warm-restart tests look for, exactly.
+    Reconcile(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Warm {
+    Off,
+    /// Waiting for the restore flag and the reconcile timer: nothing is written.
+    Holding,
+    /// The timer fired: the differences are being written.
+    Reconciling,
+}
+
+pub struct Engine {
+    cfg: EngineConfig,
+    state: State,
+    links: LinkCache,
+    snapshot: ConfigSnapshot,
+    initial_dump_done: bool,
+    /// After a fallback to rtnetlink, live events older than this came from the detached
+    /// eBPF program.
+    drop_live_before: u64,
+    warm: Warm,
+    /// Keys a live event deleted during a warm start (DELETE), as against stale ones (STALE).
+    warm_deleted: HashSet<String>,
+    /// A write is out: no other until it is answered.
+    writing: bool,
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig) -> Engine {
+        let mut state = State::default();
+        state.track_touched(cfg.view);
+        Engine {
+            cfg,
+            state,
+            links: LinkCache::default(),
+            snapshot: ConfigSnapshot::default(),
+            initial_dump_done: false,
+            drop_live_before: 0,
+            warm: Warm::Off,
+            warm_deleted: HashSet::new(),
+            writing: false,
+        }
+    }
+
+    pub fn handle(&mut self, now_ns: u64, input: Input) -> Vec<Output> {
+        let mut out = Vec::new();
+        match input {
+            Input::Kernel(ev) => self.kernel(now_ns, ev, &mut out),
+            Input::Config(snapshot) => self.config(now_ns, snapshot, &mut out),
+            Input::Flush => self.flush(&mut out),
+            Input::Written(batch) => {
+                self.writing = false;
+                for (key, value, since_ns) in self.state.commit(batch) {
+                    out.push(Output::Landed {
+                        key,
+                        value,
+                        since_ns,
+                    });
+                }
+                out.push(Output::Gauges);
+                self.finish_warm(&mut out);
+            }
+            Input::WriteFailed(batch) => {
+                self.writing = false;
+                self.state.abort(batch);
+            }
+            Input::ReadBack { entries, seed } => {
+                let n = entries.len();
+                let told = entries
+                    .iter()
+                    .map(|(k, f)| (k.clone(), Told::from_fields(f)))
+                    .collect();
+                let drift = self.state.replace_told(told, seed, now_ns);
+                if !seed && drift > 0 {
+                    out.push(Output::Note(Note::Drift(drift)));
+                    out.push(Output::Count(Count::Corrections("appl_db", drift as u64)));
+                }
+                out.push(Output::ApplReloaded);
+                out.push(Output::Gauges);
+                out.push(Output::Note(Note::ReadBack { entries: n }));
+            }
+            Input::WarmStart => self.warm = Warm::Holding,
+            Input::WarmTimerFired => {
+                if self.warm == Warm::Holding {
+                    out.push(Output::Note(Note::WarmTimerExpired {
+                        pending: self.state.pending(),
+                    }));
+                    self.warm = Warm::Reconciling;
+                }
+            }
+        }
+        self.publish_touched(&mut out);
+        out
+    }
+
+    /// Report the kernel side of every changed neighbor ([`Output::Kernel`]) from now on.
+    pub fn report_kernel_side(&mut self, on: bool) {
+        self.cfg.view = on;
+        self.state.track_touched(on);
+    }
+
+    /// Writes are held (a warm start waiting for its reconcile timer).
+    pub fn holding(&self) -> bool {
+        self.warm == Warm::Holding
+    }
+
+    /// A warm start is under way (held or reconciling).
+    pub fn warm_in_progress(&self) -> bool {
+        self.warm != Warm::Off
+    }
+
+    /// Keys whose APPL_DB value is due to change.
+    pub fn pending(&self) -> usize {
+        self.state.pending()
+    }
+
+    /// What APPL_DB holds, as far as we know.
+    pub fn told(&self) -> &HashMap<String, Told> {
+        self.state.told()
+    }
+
+    /// Neighbors APPL_DB holds, by family (IPv4, IPv6).
+    pub fn told_counts(&self) -> (usize, usize) {
+        self.state.told_counts()
+    }
+
+    /// APPL_DB entries per interface (interfaces that had some keep a zero).
+    pub fn told_by_interface(&self) -> &HashMap<String, i64> {
+        self.state.told_by_interface()
+    }
+
+    fn kernel(&mut self, now: u64, ev: SourceEvent, out: &mut Vec<Output>) {
+        match ev {
+            SourceEvent::Neigh(msg) => {
+                if let Origin::Live { ts_ns } = msg.origin
+                    && ts_ns < self.drop_live_before
+                {
+                    // Events of a detached eBPF program still in flight: a dump replaces them.
+                    return;
+                }
+                let source = match msg.origin {
+                    Origin::Dump => "dump",
+                    Origin::Live { .. } => self.cfg.live_source.as_str(),
+                };
+                let kind = match msg.kind {
+                    NeighKind::New => "new",
+                    NeighKind::Del => "del",
+                };
+                out.push(Output::Count(Count::Event(source, kind)));
+                let applied = self.state.apply(&msg, &self.links, &self.snapshot, now);
+                if applied.unknown_ifindex {
+                    out.push(Output::Count(Count::UnknownIfindex));
+                }
+                if applied.corrected && self.initial_dump_done {
+                    out.push(Output::Count(Count::Corrections("kernel", 1)));
+                }
+                if self.warm != Warm::Off
+                    && applied.decision == Some(Verdict::Del)
+                    && let (Origin::Live { .. }, Some(k)) = (msg.origin, &applied.key)
+                {
+                    self.warm_deleted.insert(k.clone());
+                }
+                match applied.decision {
+                    Some(Verdict::Set) => out.push(Output::Count(Count::Set)),
+                    Some(Verdict::Del) => out.push(Output::Count(Count::Del)),
+                    Some(Verdict::Skip(r)) => out.push(Output::Count(Count::Skip(r))),
+                    None => {}
+                }
+            }
+            SourceEvent::Link(link) => {
+                out.push(Output::Count(Count::Event("netlink", "link")));
+                match self.links.apply(&link) {
+                    LinkChange::Renamed { old } => {
+                        out.push(Output::Note(Note::LinkRenamed {
+                            ifindex: link.ifindex,
+                            old,
+                            new: link.name.clone(),
+                        }));
+                        self.state.rename(
+                            link.ifindex,
+                            &link.name,
+                            &self.links,
+                            &self.snapshot,
+                            now,
+                        );
+                    }
+                    LinkChange::Removed { name } => {
+                        out.push(Output::Note(Note::LinkRemoved {
+                            ifindex: link.ifindex,
+                            name,
+                        }));
+                        self.state.link_removed(link.ifindex, &self.snapshot, now);
+                    }
+                    LinkChange::Added => {
+                        self.state.link_added(
+                            link.ifindex,
+                            &link.name,
+                            &self.links,
+                            &self.snapshot,
+                            now,
+                        );
+                    }
+                    LinkChange::Updated | LinkChange::Unknown => {}
+                }
+            }
+            SourceEvent::DumpStart { ts_ns, fresh } => self.state.dump_start(ts_ns, fresh),
+            SourceEvent::DumpDone => {
+                let swept = self.state.dump_done(&self.snapshot, now);
+                if swept > 0 && self.initial_dump_done {
+                    out.push(Output::Note(Note::Swept(swept)));
+                    out.push(Output::Count(Count::Corrections("kernel", swept as u64)));
+                }
+                if !self.initial_dump_done {
+                    self.initial_dump_done = true;
+                    out.push(Output::Synced {
+                        neighbors: self.state.kernel().count(),
+                        links: self.links.len(),
+                    });
+                }
+            }
+            SourceEvent::Lost(cause) => {
+                out.push(Output::Note(Note::Lost(cause)));
+                out.push(Output::Count(Count::Resync(cause)));
+            }
+            SourceEvent::Malformed(reason) => {
+                out.push(Output::Count(Count::Malformed(reason)));
+                out.push(Output::Note(Note::Malformed(reason)));
+            }
+            SourceEvent::SwitchedToNetlink { since_ns } => {
+                self.drop_live_before = since_ns;
+                self.cfg.live_source = LiveSource::Netlink;
+            }
+        }
+    }
+
+    fn config(&mut self, now: u64, new: ConfigSnapshot, out: &mut Vec<Output>) {
+        let old = std::mem::replace(&mut self.snapshot, new);
+        if old.dual_tor != self.snapshot.dual_tor || old.evpn != self.snapshot.evpn {
+            out.push(Output::Note(Note::Reevaluated));
+            out.push(Output::Count(Count::Resync(ResyncCause::ConfigChange)));
+            self.state
+                .reevaluate(|_| true, &self.links, &self.snapshot, now);
+        }
+        let mut enabled: Vec<String> = self
+            .snapshot
+            .link_local
+            .difference(&old.link_local)
+            .cloned()
+            .collect();
+        enabled.sort();
+        for ifname in enabled {
+            let replayed = self.state.reevaluate(
+                |e| {
+                    e.ifname == ifname
+                        && matches!(e.verdict, Verdict::Skip(SkipReason::LinkLocalV6Disabled))
+                },
+                &self.links,
+                &self.snapshot,
+                now,
+            );
+            out.push(Output::Note(Note::LinkLocalReplayed { ifname, replayed }));
+        }
+    }
+
+    fn flush(&mut self, out: &mut Vec<Output>) {
+        if self.holding() || self.writing {
+            return;
+        }
+        let (batch, noop) = self.state.take_batch(self.cfg.batch_max);
+        if noop > 0 {
+            out.push(Output::Count(Count::NoopSuppressed(noop as u64)));
+        }
+        if batch.is_empty() {
+            self.finish_warm(out);
+            return;
+        }
+        if self.warm == Warm::Reconciling {
+            for op in &batch.ops {
+                out.push(Output::Note(Note::Reconcile(self.reconcile_line(op))));
+            }
+        }
+        self.writing = true;
+        out.push(Output::Write(batch));
+    }
+
+    /// A warm start's reconcile is done once nothing is due.
+    fn finish_warm(&mut self, out: &mut Vec<Output>) {
+        if self.warm == Warm::Reconciling && self.state.pending() == 0 && !self.writing {
+            self.warm = Warm::Off;
+            self.warm_deleted.clear();
+            out.push(Output::Reconciled);
+        }
+    }
+
+    /// The per-entry lines of upstream's reconcile (`NEIGH_TABLE NEW` / `STALE/DELETE`).
+    fn reconcile_line(&self, op: &Op) -> String {
+        match op {
+            Op::Set { key, fields } => {
+                let fv: String = fields.iter().map(|(f, v)| format!("{f}:{v}, ")).collect();
+                format!("NEIGH_TABLE NEW, key: {key}, {fv}cache-state:NEW, ")
+            }
+            Op::Del { key } => {
+                let state = if self.warm_deleted.contains(key) {
+                    "DELETE"
+                } else {
+                    "STALE"
+                };
+                format!("NEIGH_TABLE STALE/DELETE, key: {key}, cache-state:{state}, ")
+            }
+        }
+    }
+
+    /// The kernel side of every neighbor this input changed, for the view.
+    fn publish_touched(&mut self, out: &mut Vec<Output>) {
+        if !self.cfg.view {
+            return;
+        }
+        for (key, id) in self.state.take_touched() {
+            let side = id
+                .and_then(|(ifindex, ip)| self.state.kernel_entry(ifindex, &ip))
+                .map(|e| KernelSide {
+                    ifname: e.ifname.clone(),
+                    vrf: self.links.master_name(e.ifindex).map(str::to_string),
+                    ip: e.ip,
+                    lladdr: e.lladdr.clone(),
+                    state: match self.cfg.live_source {
+                        // Moves within a class are not reported: say what is known.
+                        LiveSource::Ebpf => neighsyncd_common::class_label(e.state as u8),
+                        LiveSource::Netlink => super::neigh::nud::name(e.state),
+                    },
+                    skip_reason: match e.verdict {
+                        Verdict::Skip(r) => Some(r.as_str()),
+                        _ => None,
+                    },
+                });
+            out.push(Output::Kernel { key, side });
+        }
+    }
+}
+
+impl fmt::Display for Output {
+    /// One line per output, as scenario files record them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Output::Count(c) => write!(f, "count {c:?}"),
+            Output::Note(n) => write!(f, "note {n:?}"),
+            Output::Synced { neighbors, links } => {
+                write!(f, "synced neighbors={neighbors} links={links}")
+            }
+            Output::Write(b) => {
+                write!(f, "write")?;
+                for op in b
+                    .route_dels
+                    .iter()
+                    .map(|op| ("ROUTE_TABLE", op))
+                    .chain(b.ops.iter().map(|op| ("NEIGH_TABLE", op)))
+                {
+                    match op {
+                        (t, Op::Set { key, fields }) => {
+                            let fv: Vec<String> =
+                                fields.iter().map(|(f, v)| format!("{f}={v}")).collect();
+                            write!(f, " | SET {t}:{key} {}", fv.join(","))?
+                        }
+                        (t, Op::Del { key }) => write!(f, " | DEL {t}:{key}")?,
+                    }
+                }
+                Ok(())
+            }
+            Output::Landed { key, value, .. } => match value {
+                Some(v) => write!(f, "landed {key} {}", v.mac),
+                None => write!(f, "landed {key} deleted"),
+            },
+            Output::ApplReloaded => write!(f, "appl_reloaded"),
+            Output::Gauges => write!(f, "gauges"),
+            Output::Kernel { key, side } => match side {
+                Some(s) => write!(
+                    f,
+                    "kernel {key} state={} skip={}",
+                    s.state,
+                    s.skip_reason.unwrap_or("-")
+                ),
+                None => write!(f, "kernel {key} gone"),
+            },
+            Output::Reconciled => write!(f, "reconciled"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
