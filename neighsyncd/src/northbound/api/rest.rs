@@ -471,18 +471,24 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+    use crate::core::control::ResyncRequests;
+    use crate::core::neigh::ResyncCause;
     use crate::northbound::view::View;
-    use crate::southbound::netlink::DumpRequester;
+
+    struct NoSource;
+
+    impl ResyncRequests for NoSource {
+        fn request_resync(&self, _: ResyncCause) {}
+    }
 
     /// Found by the `rest_request` fuzz target: `GET /api/v1/neighbors//%ee.vte` (a path
     /// segment that is not UTF-8 once decoded) was answered by axum's plain-text rejection.
     #[tokio::test]
     async fn an_undecodable_path_gets_a_json_error() {
-        let (dumps, _requests) = DumpRequester::channel();
         let state = ApiState {
             view: Arc::new(View::new(8)),
             metrics: Arc::new(crate::telemetry::metrics::Metrics::new()),
-            resync: Arc::new(dumps),
+            resync: Arc::new(NoSource),
             config: Arc::new(serde_json::json!({})),
             auth: Arc::new(crate::northbound::api::auth::Auth::new(None, true).expect("auth")),
         };
