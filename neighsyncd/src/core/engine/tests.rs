@@ -20,6 +20,7 @@ use serde::Deserialize;
 
 use super::*;
 use crate::core::neigh::{LinkMsg, NeighMsg, nud};
+use crate::core::state::Batch;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
