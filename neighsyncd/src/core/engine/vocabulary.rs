@@ -1,0 +1,166 @@
+//! The engine's inputs and outputs, and the one-line rendering scenario files record.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::core::neigh::{KernelSide, ResyncCause, SourceEvent};
+use crate::core::ops::{Fields, Op};
+use crate::core::rules::{ConfigSnapshot, NeighValue, SkipReason};
+use crate::core::state::Batch;
+
+/// What the engine is told.
+#[derive(Debug)]
+pub enum Input {
+    /// What a kernel source said.
+    Kernel(SourceEvent),
+    /// CONFIG_DB's facts, whole (the first one before any kernel event is judged).
+    Config(ConfigSnapshot),
+    /// The shell can write to APPL_DB now: a [`Output::Write`] follows if anything is due.
+    Flush,
+    /// The last [`Output::Write`] is in APPL_DB.
+    Written(Batch),
+    /// It is not (the connection failed): its keys stay due.
+    WriteFailed(Batch),
+    /// APPL_DB's NEIGH_TABLE as read back. `seed`: at start, it also seeds what APPL_DB should
+    /// hold, so a restart rewrites nothing unchanged.
+    ReadBack {
+        entries: HashMap<String, Fields>,
+        seed: bool,
+    },
+    /// A warm start: nothing is written until [`Input::WarmTimerFired`].
+    WarmStart,
+    /// The warm-restart reconcile timer fired: the differences are written (and logged).
+    WarmTimerFired,
+}
+
+/// What the shell is asked to do or report.
+#[derive(Debug)]
+pub enum Output {
+    /// Count one occurrence (metrics).
+    Count(Count),
+    /// Say this in the log.
+    Note(Note),
+    /// The first complete dump is applied: the kernel side is in sync.
+    Synced { neighbors: usize, links: usize },
+    /// Write this to APPL_DB, then answer [`Input::Written`] or [`Input::WriteFailed`].
+    Write(Batch),
+    /// A key now holds this in APPL_DB (`None`: deleted); dirty since `since_ns`.
+    Landed {
+        key: String,
+        value: Option<NeighValue>,
+        since_ns: u64,
+    },
+    /// What APPL_DB holds changed wholesale (a read-back): re-read `Engine::told`.
+    ApplReloaded,
+    /// APPL_DB's counts by family and interface changed: re-read them.
+    Gauges,
+    /// The kernel side of a neighbor for the view (`None`: gone).
+    Kernel {
+        key: String,
+        side: Option<KernelSide>,
+    },
+    /// A warm start's differences are all written: the `reconciled` state is due.
+    Reconciled,
+}
+
+/// Occurrences the shell counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    /// A kernel message by source (`dump`, `netlink`, `ebpf`) and kind (`new`, `del`, `link`).
+    Event(&'static str, &'static str),
+    UnknownIfindex,
+    /// What APPL_DB should hold was corrected: by a dump (`kernel`) or a read-back (`appl_db`).
+    Corrections(&'static str, u64),
+    Set,
+    Del,
+    Skip(SkipReason),
+    Resync(ResyncCause),
+    Malformed(&'static str),
+    /// Due keys that needed no write (APPL_DB already held the value).
+    NoopSuppressed(u64),
+}
+
+/// Facts worth a log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    LinkRenamed {
+        ifindex: u32,
+        old: String,
+        new: String,
+    },
+    LinkRemoved {
+        ifindex: u32,
+        name: String,
+    },
+    /// A dump found neighbors gone that no event had reported.
+    Swept(usize),
+    /// Kernel events were lost; a resync follows.
+    Lost(ResyncCause),
+    /// Input a source could not parse (logged at most once a minute per kind).
+    Malformed(&'static str),
+    /// Dual-ToR or EVPN changed: every neighbor is judged again.
+    Reevaluated,
+    /// IPv6 link-local was enabled on an interface: its skipped neighbors are replayed.
+    LinkLocalReplayed {
+        ifname: String,
+        replayed: usize,
+    },
+    /// APPL_DB differed from what had been written.
+    Drift(usize),
+    ReadBack {
+        entries: usize,
+    },
+    WarmTimerExpired {
+        pending: usize,
+    },
+    /// The per-entry line SONiC's warm-restart tests look for, exactly.
+    Reconcile(String),
+}
+
+impl fmt::Display for Output {
+    /// One line per output, as scenario files record them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Output::Count(c) => write!(f, "count {c:?}"),
+            Output::Note(n) => write!(f, "note {n:?}"),
+            Output::Synced { neighbors, links } => {
+                write!(f, "synced neighbors={neighbors} links={links}")
+            }
+            Output::Write(b) => {
+                write!(f, "write")?;
+                for op in b
+                    .route_dels
+                    .iter()
+                    .map(|op| ("ROUTE_TABLE", op))
+                    .chain(b.ops.iter().map(|op| ("NEIGH_TABLE", op)))
+                {
+                    match op {
+                        (t, Op::Set { key, fields }) => {
+                            let fv: Vec<String> =
+                                fields.iter().map(|(f, v)| format!("{f}={v}")).collect();
+                            write!(f, " | SET {t}:{key} {}", fv.join(","))?
+                        }
+                        (t, Op::Del { key }) => write!(f, " | DEL {t}:{key}")?,
+                    }
+                }
+                Ok(())
+            }
+            Output::Landed { key, value, .. } => match value {
+                Some(v) => write!(f, "landed {key} {}", v.mac),
+                None => write!(f, "landed {key} deleted"),
+            },
+            Output::ApplReloaded => write!(f, "appl_reloaded"),
+            Output::Gauges => write!(f, "gauges"),
+            Output::Kernel { key, side } => match side {
+                Some(s) => write!(
+                    f,
+                    "kernel {key} state={} skip={}",
+                    s.state,
+                    s.skip_reason.unwrap_or("-")
+                ),
+                None => write!(f, "kernel {key} gone"),
+            },
+            Output::Reconciled => write!(f, "reconciled"),
+        }
+    }
+}
