@@ -569,6 +569,10 @@ fn log_note(n: Note) {
             ifname,
             replayed, "IPv6 link-local enabled: replaying its neighbors"
         ),
+        Note::LinkLocalWithdrawn { ifname, withdrawn } => info!(
+            ifname,
+            withdrawn, "IPv6 link-local disabled: withdrawing its neighbors"
+        ),
         Note::Drift(drift) => warn!(drift, "APPL_DB differed from what was written; correcting"),
         Note::ReadBack { entries } => info!(entries, "APPL_DB NEIGH_TABLE read back"),
         Note::WarmTimerExpired { pending } => {

@@ -304,6 +304,26 @@ impl Engine {
             );
             out.push(Output::Note(Note::LinkLocalReplayed { ifname, replayed }));
         }
+        // Turned off: the link-local neighbors it let through leave APPL_DB, so what APPL_DB
+        // holds stays a function of the kernel and CONFIG_DB, whatever the order in which a
+        // burst and the knob reached us.
+        let mut disabled: Vec<String> = old
+            .link_local
+            .difference(&self.snapshot.link_local)
+            .cloned()
+            .collect();
+        disabled.sort();
+        for ifname in disabled {
+            let withdrawn = self.state.withdraw(
+                |e| {
+                    e.ifname == ifname
+                        && matches!(e.ip, std::net::IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80)
+                },
+                SkipReason::LinkLocalV6Disabled,
+                now,
+            );
+            out.push(Output::Note(Note::LinkLocalWithdrawn { ifname, withdrawn }));
+        }
     }
 
     fn flush(&mut self, out: &mut Vec<Output>) {

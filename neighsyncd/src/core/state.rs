@@ -367,6 +367,34 @@ impl State {
         ids.len()
     }
 
+    /// Withdraws from APPL_DB what kernel entries matching `filter` put there, and marks them
+    /// skipped for `reason` (link-local turned off on their interface). Returns how many.
+    pub fn withdraw(
+        &mut self,
+        filter: impl Fn(&KernelEntry) -> bool,
+        reason: SkipReason,
+        now_ns: u64,
+    ) -> usize {
+        let keys: Vec<(u32, IpAddr)> = self
+            .kernel
+            .iter()
+            .filter(|(_, e)| filter(e))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &keys {
+            let Some(e) = self.kernel.get_mut(id) else {
+                continue;
+            };
+            e.verdict = Verdict::Skip(reason);
+            let key = e.key();
+            if self.desired.remove(&key).is_some() {
+                self.mark(key.clone(), now_ns);
+            }
+            self.touch(key, Some(*id));
+        }
+        keys.len()
+    }
+
     /// An interface was renamed: its neighbors leave their old keys and take new ones.
     pub fn rename(
         &mut self,

@@ -105,6 +105,11 @@ pub enum Note {
         ifname: String,
         replayed: usize,
     },
+    /// IPv6 link-local was disabled on an interface: its link-local neighbors leave APPL_DB.
+    LinkLocalWithdrawn {
+        ifname: String,
+        withdrawn: usize,
+    },
     /// APPL_DB differed from what had been written.
     Drift(usize),
     ReadBack {
