@@ -90,7 +90,8 @@ fn parse_message(bytes: &[u8], dump_seq: Option<u32>, ts_ns: u64) -> Parsed {
         NetlinkPayload::Error(e) if from_dump => match e.code {
             Some(code) => Parsed::DumpError {
                 seq,
-                errno: -code.get(),
+                // The kernel sends -errno; anything else must not overflow the negation.
+                errno: code.get().saturating_neg(),
             },
             None => Parsed::Other,
         },
@@ -408,5 +409,21 @@ mod tests {
             panic!("one neighbor expected: {out:?}");
         };
         assert_eq!(n.lladdr, None, "{n:?}");
+    }
+
+    /// Found by the `netlink_neigh` fuzz target: an NLMSG_ERROR on the dump socket whose code is
+    /// `i32::MIN` overflowed the negation into errno (a panic where overflow is checked).
+    #[test]
+    fn an_error_code_that_cannot_be_negated_is_still_an_error() {
+        let bytes = [
+            0x14, 0, 0, 0, 0x02, 0, 0, 0, 0x07, 0, 0, 0, 0, 0x42, 0, 0, 0, 0, 0, 0x80,
+        ];
+        assert_eq!(
+            parse_one(&bytes, Some(7)),
+            vec![Parsed::DumpError {
+                seq: 7,
+                errno: i32::MAX
+            }]
+        );
     }
 }
