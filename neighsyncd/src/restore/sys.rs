@@ -172,7 +172,7 @@ pub fn add_stale(ifindex: u32, ip: IpAddr, mac: Mac) -> io::Result<()> {
     match msg.payload {
         NetlinkPayload::Error(e) => match e.code {
             None => Ok(()),
-            Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
+            Some(code) => Err(io::Error::from_raw_os_error(code.get().saturating_neg())),
         },
         _ => Ok(()),
     }
