@@ -33,6 +33,13 @@ pub struct WarmPlan {
     pub restore_timeout: Duration,
 }
 
+/// What [`Pipeline::feed`] leaves to its caller.
+#[derive(Default)]
+struct Fed {
+    write: Option<crate::core::state::Batch>,
+    reconciled: bool,
+}
+
 /// The warm start's I/O side; its decisions (hold, reconcile, classify) are the engine's.
 enum WarmPhase {
     /// Waiting for the restore flag; yields the reconcile timer.
@@ -142,17 +149,18 @@ impl Pipeline {
         self
     }
 
-    /// Hands `input` to the engine and carries out what it says, except a write (returned).
-    fn feed(&mut self, input: Input) -> Option<crate::core::state::Batch> {
-        let outputs = self.engine.handle(monotonic_ns(), input);
-        let mut write = None;
-        for o in outputs {
+    /// Hands `input` to the engine and carries out what it says, except what needs the shell's
+    /// own I/O: a write (only `Input::Flush` yields one) and the end of a warm reconcile.
+    fn feed(&mut self, input: Input) -> Fed {
+        let mut fed = Fed::default();
+        for o in self.engine.handle(monotonic_ns(), input) {
             match o {
-                Output::Write(batch) => write = Some(batch),
+                Output::Write(batch) => fed.write = Some(batch),
+                Output::Reconciled => fed.reconciled = true,
                 o => self.carry_out(o),
             }
         }
-        write
+        fed
     }
 
     fn carry_out(&mut self, o: Output) {
@@ -179,7 +187,7 @@ impl Pipeline {
                 self.health.set_source_synced(true);
                 info!(neighbors, links, "initial kernel dump applied");
             }
-            Output::Write(_) => {}
+            Output::Write(_) | Output::Reconciled => {} // see `feed`
             Output::Landed {
                 key,
                 value,
@@ -210,7 +218,6 @@ impl Pipeline {
                     }
                 }
             }
-            Output::Reconciled => {} // carried out by `finish_warm` (it needs the database)
         }
     }
 
@@ -393,20 +400,11 @@ impl Pipeline {
 
     /// Asks the engine what to write, writes it, and tells the engine how it went.
     async fn flush(&mut self) -> Result<(), PipelineError> {
-        let outputs = self.engine.handle(monotonic_ns(), Input::Flush);
-        let mut batch = None;
-        let mut reconciled = false;
-        for o in outputs {
-            match o {
-                Output::Write(b) => batch = Some(b),
-                Output::Reconciled => reconciled = true,
-                o => self.carry_out(o),
-            }
-        }
-        if reconciled {
+        let fed = self.feed(Input::Flush);
+        if fed.reconciled {
             self.finish_warm().await?;
         }
-        let Some(batch) = batch else {
+        let Some(batch) = fed.write else {
             return Ok(());
         };
         let (n_sets, n_dels) = batch.ops.iter().fold((0, 0), |(s, d), op| match op {
@@ -454,15 +452,7 @@ impl Pipeline {
                 Input::WriteFailed(batch)
             }
         };
-        let outputs = self.engine.handle(monotonic_ns(), input);
-        let mut reconciled = false;
-        for o in outputs {
-            match o {
-                Output::Reconciled => reconciled = true,
-                o => self.carry_out(o),
-            }
-        }
-        if reconciled {
+        if self.feed(input).reconciled {
             self.finish_warm().await?;
         }
         Ok(())

@@ -317,7 +317,7 @@ impl Engine {
             let withdrawn = self.state.withdraw(
                 |e| {
                     e.ifname == ifname
-                        && matches!(e.ip, std::net::IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80)
+                        && matches!(e.ip, std::net::IpAddr::V6(a) if super::rules::is_v6_link_local(&a))
                 },
                 SkipReason::LinkLocalV6Disabled,
                 now,

@@ -160,7 +160,8 @@ pub enum Decision {
     Skip(SkipReason),
 }
 
-fn is_v6_link_local(a: &Ipv6Addr) -> bool {
+/// IPv6 link-local unicast, `fe80::/10`.
+pub fn is_v6_link_local(a: &Ipv6Addr) -> bool {
     a.segments()[0] & 0xffc0 == 0xfe80
 }
 

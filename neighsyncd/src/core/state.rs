@@ -331,12 +331,7 @@ impl State {
         cfg: &ConfigSnapshot,
         now_ns: u64,
     ) -> usize {
-        let ids: Vec<(u32, IpAddr)> = self
-            .kernel
-            .iter()
-            .filter(|(_, e)| filter(e))
-            .map(|(id, _)| *id)
-            .collect();
+        let ids = self.ids_where(filter);
         for id in &ids {
             let Some(e) = self.kernel.get(id) else {
                 continue;
@@ -375,13 +370,8 @@ impl State {
         reason: SkipReason,
         now_ns: u64,
     ) -> usize {
-        let keys: Vec<(u32, IpAddr)> = self
-            .kernel
-            .iter()
-            .filter(|(_, e)| filter(e))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in &keys {
+        let ids = self.ids_where(filter);
+        for id in &ids {
             let Some(e) = self.kernel.get_mut(id) else {
                 continue;
             };
@@ -392,7 +382,16 @@ impl State {
             }
             self.touch(key, Some(*id));
         }
-        keys.len()
+        ids.len()
+    }
+
+    /// The kernel entries matching `filter`, by id (to change them one by one).
+    fn ids_where(&self, filter: impl Fn(&KernelEntry) -> bool) -> Vec<(u32, IpAddr)> {
+        self.kernel
+            .iter()
+            .filter(|(_, e)| filter(e))
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// An interface was renamed: its neighbors leave their old keys and take new ones.
