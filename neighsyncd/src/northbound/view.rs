@@ -251,6 +251,33 @@ impl View {
         }
     }
 
+    /// Up to `limit` records after key `after` that `keep` accepts, in key order, and the
+    /// sequence number they are consistent with. The read lock is held for the walk only, which
+    /// starts at `after` (a range, not a scan from the first key) and stops at `limit`.
+    pub fn page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&NeighborRecord) -> bool,
+    ) -> (u64, Vec<NeighborRecord>) {
+        use std::ops::Bound;
+        let Ok(inner) = self.inner.read() else {
+            return (0, Vec::new());
+        };
+        let from = match after {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Unbounded,
+        };
+        let records = inner
+            .entries
+            .range::<str, _>((from, Bound::Unbounded))
+            .filter_map(|(k, e)| e.record(k))
+            .filter(|r| keep(r))
+            .take(limit)
+            .collect();
+        (inner.seq, records)
+    }
+
     /// Subscribes: the receiver sees every change after the returned snapshot, in order.
     pub fn subscribe(&self) -> (u64, Vec<NeighborRecord>, ChangeReceiver) {
         // Under the read lock no change can be sent, so nothing falls between the two.

@@ -1,8 +1,6 @@
 //! Who may call what: mutating calls need the bearer token from the configured file; reads are
 //! open unless the configuration closes them (then they need the token too).
 
-use axum::http::HeaderMap;
-
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("cannot read the API token file {path}: {source}")]
@@ -48,14 +46,6 @@ impl Auth {
         Ok(Auth { token, reads_open })
     }
 
-    fn bearer_ok(&self, headers: &HeaderMap) -> bool {
-        let given = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        self.token_ok(given)
-    }
-
     fn token_ok(&self, given: Option<&str>) -> bool {
         match (&self.token, given) {
             (Some(token), Some(given)) => {
@@ -65,21 +55,83 @@ impl Auth {
         }
     }
 
-    /// For gRPC: the token from the `authorization: Bearer ...` metadata, if any.
-    pub fn may_read_token(&self, given: Option<&str>) -> bool {
-        self.reads_open || self.token_ok(given)
+    /// What the bearer token `given` (if any) grants.
+    pub(crate) fn grant(&self, given: Option<&str>) -> Grant {
+        if self.token_ok(given) {
+            Grant::Write
+        } else if self.reads_open {
+            Grant::Read
+        } else {
+            Grant::Nothing
+        }
     }
 
-    pub fn may_write_token(&self, given: Option<&str>) -> bool {
-        self.token_ok(given)
+    /// The grant of an `authorization: Bearer ...` header (HTTP) or metadata entry (gRPC).
+    fn grant_of(&self, authorization: Option<&[u8]>) -> Grant {
+        let given = authorization
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        self.grant(given)
     }
 
-    pub fn may_read(&self, headers: &HeaderMap) -> bool {
-        self.reads_open || self.bearer_ok(headers)
+    /// The gRPC side: every call needs a read grant; the grant rides along in the request's
+    /// extensions for the handlers of mutating calls ([`Grant::may_write`]).
+    pub(crate) fn interceptor(
+        self: std::sync::Arc<Self>,
+    ) -> impl Fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
+        move |mut req: tonic::Request<()>| {
+            let grant = self.grant_of(
+                req.metadata()
+                    .get("authorization")
+                    .map(|v| v.as_bytes()),
+            );
+            if grant == Grant::Nothing {
+                return Err(tonic::Status::unauthenticated(
+                    "a valid bearer token is required",
+                ));
+            }
+            req.extensions_mut().insert(grant);
+            Ok(req)
+        }
     }
+}
 
-    pub fn may_write(&self, headers: &HeaderMap) -> bool {
-        self.bearer_ok(headers)
+/// What a caller may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Grant {
+    Nothing,
+    Read,
+    Write,
+}
+
+impl Grant {
+    /// For a gRPC handler: the grant the interceptor found, write or not.
+    pub(crate) fn may_write<T>(req: &tonic::Request<T>) -> bool {
+        req.extensions().get::<Grant>() == Some(&Grant::Write)
+    }
+}
+
+/// The REST side, a layer in front of the guarded routes: reads (GET, HEAD) need a read
+/// grant, everything else a write grant.
+pub(crate) async fn require(
+    axum::extract::State(auth): axum::extract::State<std::sync::Arc<Auth>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let needed = match *req.method() {
+        axum::http::Method::GET | axum::http::Method::HEAD => Grant::Read,
+        _ => Grant::Write,
+    };
+    let grant = auth.grant_of(
+        req.headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes()),
+    );
+    if grant >= needed {
+        next.run(req).await
+    } else {
+        super::rest::unauthenticated().into_response()
     }
 }
 
@@ -92,17 +144,17 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("nsd-token-{}", std::process::id()));
         std::fs::write(&dir, "s3cret\n").unwrap();
         let a = Auth::new(Some(&dir), true).unwrap();
-        let mut h = HeaderMap::new();
-        assert!(a.may_read(&h));
-        assert!(!a.may_write(&h));
-        h.insert("authorization", "Bearer wrong".parse().unwrap());
-        assert!(!a.may_write(&h));
-        h.insert("authorization", "Bearer s3cret".parse().unwrap());
-        assert!(a.may_write(&h));
+        assert_eq!(a.grant_of(None), Grant::Read);
+        assert_eq!(a.grant_of(Some(b"Bearer wrong")), Grant::Read);
+        assert_eq!(a.grant_of(Some(b"s3cret")), Grant::Read);
+        assert_eq!(a.grant_of(Some(b"Bearer s3cret")), Grant::Write);
         let closed = Auth::new(Some(&dir), false).unwrap();
-        assert!(!closed.may_read(&HeaderMap::new()));
-        assert!(closed.may_read(&h));
-        assert!(!Auth::new(None, true).unwrap().may_write(&h));
+        assert_eq!(closed.grant_of(None), Grant::Nothing);
+        assert_eq!(closed.grant_of(Some(b"Bearer s3cret")), Grant::Write);
+        assert_eq!(
+            Auth::new(None, true).unwrap().grant_of(Some(b"Bearer s3cret")),
+            Grant::Read
+        );
         std::fs::write(&dir, " \n").unwrap();
         assert!(Auth::new(Some(&dir), true).is_err());
         let _ = std::fs::remove_file(&dir);

@@ -4,12 +4,12 @@
 use std::pin::Pin;
 
 use futures::Stream;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status};
 
 use super::ApiState;
-use super::rest::{DEFAULT_PAGE_SIZE, Filter, MAX_PAGE_SIZE};
-use crate::core::neigh::ResyncCause;
+use super::auth::Grant;
+use super::service::{Filter, Item, ServiceError};
 use crate::northbound::listeners::ListenAddr;
 use crate::northbound::view::{Change, ChangeKind, NeighborRecord};
 
@@ -40,63 +40,54 @@ fn to_pb(r: &NeighborRecord) -> pb::Neighbor {
     }
 }
 
-fn filter_of(f: Option<pb::Filter>) -> Result<Filter, Status> {
+fn status(e: ServiceError) -> Status {
+    match e {
+        ServiceError::InvalidArgument(m) => Status::invalid_argument(m),
+        ServiceError::NotFound(m) => Status::not_found(m),
+    }
+}
+
+/// An empty string is "any" in proto3.
+fn filter_of(f: Option<pb::Filter>) -> Filter {
     let f = f.unwrap_or_default();
     let some = |s: String| (!s.is_empty()).then_some(s);
-    let filter = Filter {
+    Filter {
         interface: some(f.interface),
         family: some(f.family),
         vrf: some(f.vrf),
         state: some(f.state),
-        ..Default::default()
+    }
+}
+
+fn change_pb(c: &Change) -> pb::subscribe_response::Event {
+    pb::subscribe_response::Event::Change(pb::Change {
+        seq: c.seq,
+        kind: match c.kind {
+            ChangeKind::Upsert => pb::change::Kind::Upsert as i32,
+            ChangeKind::Remove => pb::change::Kind::Remove as i32,
+        },
+        neighbor: Some(to_pb(&c.record)),
+    })
+}
+
+fn item_pb(item: Item) -> pb::SubscribeResponse {
+    let event = match item {
+        Item::Snapshot { seq, neighbors } => {
+            pb::subscribe_response::Event::Snapshot(pb::Snapshot {
+                seq,
+                neighbors: neighbors.iter().map(to_pb).collect(),
+            })
+        }
+        Item::Change(c) => change_pb(&c),
+        Item::FellBehind { missed, .. } => {
+            pb::subscribe_response::Event::FellBehind(pb::FellBehind { missed })
+        }
     };
-    filter.validate().map_err(|_| {
-        Status::invalid_argument("bad filter: family is IPv4|IPv6, state a NUD state name")
-    })?;
-    Ok(filter)
+    pb::SubscribeResponse { event: Some(event) }
 }
 
 pub struct Service {
     state: ApiState,
-}
-
-impl Service {
-    fn read<T>(&self, req: &Request<T>) -> Result<(), Status> {
-        if self.state.auth.may_read_token(bearer(req)) {
-            Ok(())
-        } else {
-            Err(Status::unauthenticated("a valid bearer token is required"))
-        }
-    }
-}
-
-fn bearer<T>(req: &Request<T>) -> Option<&str> {
-    req.metadata()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-}
-
-fn change_pb(c: &Change) -> pb::SubscribeResponse {
-    pb::SubscribeResponse {
-        event: Some(pb::subscribe_response::Event::Change(pb::Change {
-            seq: c.seq,
-            kind: match c.kind {
-                ChangeKind::Upsert => pb::change::Kind::Upsert as i32,
-                ChangeKind::Remove => pb::change::Kind::Remove as i32,
-            },
-            neighbor: Some(to_pb(&c.record)),
-        })),
-    }
-}
-
-fn snapshot_pb(seq: u64, records: &[NeighborRecord], f: &Filter) -> pb::SubscribeResponse {
-    pb::SubscribeResponse {
-        event: Some(pb::subscribe_response::Event::Snapshot(pb::Snapshot {
-            seq,
-            neighbors: records.iter().filter(|r| f.matches(r)).map(to_pb).collect(),
-        })),
-    }
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
@@ -107,35 +98,16 @@ impl Neighsyncd for Service {
         &self,
         req: Request<pb::ListNeighborsRequest>,
     ) -> Result<Response<pb::ListNeighborsResponse>, Status> {
-        self.read(&req)?;
         let r = req.into_inner();
-        let f = filter_of(r.filter)?;
-        let size = match r.page_size as usize {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n <= MAX_PAGE_SIZE => n,
-            n => {
-                return Err(Status::invalid_argument(format!(
-                    "page_size {n}: at most {MAX_PAGE_SIZE}"
-                )));
-            }
-        };
-        let (seq, all) = self.state.view.snapshot();
-        let page: Vec<&NeighborRecord> = all
-            .iter()
-            .filter(|x| r.page_token.is_empty() || x.key > r.page_token)
-            .filter(|x| f.matches(x))
-            .take(size + 1)
-            .collect();
-        let more = page.len() > size;
-        let page = &page[..page.len().min(size)];
+        let token = (!r.page_token.is_empty()).then_some(r.page_token.as_str());
+        let page = self
+            .state
+            .list(&filter_of(r.filter), token, Some(r.page_size as usize))
+            .map_err(status)?;
         Ok(Response::new(pb::ListNeighborsResponse {
-            neighbors: page.iter().map(|x| to_pb(x)).collect(),
-            next_page_token: if more {
-                page.last().map(|x| x.key.clone()).unwrap_or_default()
-            } else {
-                String::new()
-            },
-            seq,
+            neighbors: page.neighbors.iter().map(to_pb).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+            seq: page.seq,
         }))
     }
 
@@ -143,27 +115,17 @@ impl Neighsyncd for Service {
         &self,
         req: Request<pb::GetNeighborRequest>,
     ) -> Result<Response<pb::Neighbor>, Status> {
-        self.read(&req)?;
         let r = req.into_inner();
-        let ip: std::net::IpAddr = r
-            .ip
-            .parse()
-            .map_err(|_| Status::invalid_argument(format!("{:?} is not an IP address", r.ip)))?;
-        let key = crate::core::rules::neigh_key(&r.ifname, &ip);
-        self.state
-            .view
-            .get(&key)
-            .map(|x| Response::new(to_pb(&x)))
-            .ok_or_else(|| Status::not_found(format!("no neighbor {key}")))
+        let n = self.state.get(&r.ifname, &r.ip).map_err(status)?;
+        Ok(Response::new(to_pb(&n)))
     }
 
     async fn get_stats(
         &self,
-        req: Request<pb::GetStatsRequest>,
+        _req: Request<pb::GetStatsRequest>,
     ) -> Result<Response<pb::Stats>, Status> {
-        self.read(&req)?;
         let mut values = std::collections::HashMap::new();
-        if let serde_json::Value::Object(m) = super::rest::stats_json(&self.state.metrics) {
+        if let serde_json::Value::Object(m) = self.state.stats() {
             for (name, v) in m {
                 match v {
                     serde_json::Value::Number(n) => {
@@ -185,11 +147,10 @@ impl Neighsyncd for Service {
 
     async fn get_config(
         &self,
-        req: Request<pb::GetConfigRequest>,
+        _req: Request<pb::GetConfigRequest>,
     ) -> Result<Response<pb::Config>, Status> {
-        self.read(&req)?;
         Ok(Response::new(pb::Config {
-            json: self.state.config.to_string(),
+            json: self.state.config().to_string(),
         }))
     }
 
@@ -197,11 +158,10 @@ impl Neighsyncd for Service {
         &self,
         req: Request<pb::ResyncRequest>,
     ) -> Result<Response<pb::ResyncResponse>, Status> {
-        if !self.state.auth.may_write_token(bearer(&req)) {
+        if !Grant::may_write(&req) {
             return Err(Status::unauthenticated("a valid bearer token is required"));
         }
-        self.state.metrics.resync(ResyncCause::Requested);
-        self.state.resync.request_resync(ResyncCause::Requested);
+        self.state.resync();
         Ok(Response::new(pb::ResyncResponse {}))
     }
 
@@ -211,59 +171,18 @@ impl Neighsyncd for Service {
         &self,
         req: Request<pb::SubscribeRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        self.read(&req)?;
         let r = req.into_inner();
-        let f = filter_of(r.filter)?;
-        let view = self.state.view.clone();
+        let mut sub = self
+            .state
+            .subscribe(filter_of(r.filter), r.resume_from_seq)
+            .map_err(status)?;
         let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
-        let mut first = Vec::new();
-        let mut changes = match r.resume_from_seq.and_then(|seq| view.resume(seq)) {
-            Some((missed, rx)) => {
-                first.extend(
-                    missed
-                        .iter()
-                        .filter(|c| f.matches(&c.record))
-                        .map(|c| change_pb(c)),
-                );
-                rx
-            }
-            None => {
-                let (seq, records, rx) = view.subscribe();
-                first.push(snapshot_pb(seq, &records, &f));
-                rx
-            }
-        };
         tokio::spawn(async move {
-            for ev in first {
-                if tx.send(Ok(ev)).await.is_err() {
+            // A full buffer means the subscriber is not reading: it falls behind (the
+            // broadcast's lag tells it) rather than holding memory.
+            while let Some(item) = sub.next().await {
+                if tx.send(Ok(item_pb(item))).await.is_err() {
                     return;
-                }
-            }
-            loop {
-                match changes.recv().await {
-                    Ok(c) if f.matches(&c.record) => {
-                        // A full buffer means the subscriber is not reading: it falls behind
-                        // (the broadcast's lag tells it) rather than holding memory.
-                        if tx.send(Ok(change_pb(&c))).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        let (seq, records, rx) = view.subscribe();
-                        changes = rx;
-                        let behind = pb::SubscribeResponse {
-                            event: Some(pb::subscribe_response::Event::FellBehind(
-                                pb::FellBehind { missed },
-                            )),
-                        };
-                        if tx.send(Ok(behind)).await.is_err()
-                            || tx.send(Ok(snapshot_pb(seq, &records, &f))).await.is_err()
-                        {
-                            return;
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
                 }
             }
         });
@@ -300,7 +219,11 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(std::io::Error::other)?;
-    let service = NeighsyncdServer::new(Service { state }).max_decoding_message_size(64 * 1024);
+    let auth = state.auth.clone();
+    let service = tonic::service::interceptor::InterceptedService::new(
+        NeighsyncdServer::new(Service { state }).max_decoding_message_size(64 * 1024),
+        auth.interceptor(),
+    );
     let router = builder
         .concurrency_limit_per_connection(super::rest::MAX_CONCURRENT)
         .add_service(health)

@@ -6,6 +6,7 @@ pub mod grpc;
 pub mod openapi;
 pub mod ratelimit;
 pub mod rest;
+pub(crate) mod service;
 pub mod tls;
 
 use std::sync::Arc;

@@ -30,7 +30,7 @@ fn error_response(description: &str) -> Value {
 pub fn document() -> Value {
     let mut list_params = filter_params();
     if let Some(a) = list_params.as_array_mut() {
-        a.push(json!({"name": "page_size", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": super::rest::MAX_PAGE_SIZE, "default": super::rest::DEFAULT_PAGE_SIZE}}));
+        a.push(json!({"name": "page_size", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": super::service::MAX_PAGE_SIZE, "default": super::service::DEFAULT_PAGE_SIZE}}));
         a.push(json!({"name": "page_token", "in": "query", "schema": {"type": "string"}, "description": "next_page_token of the previous page"}));
     }
     let mut event_params = filter_params();

@@ -1,35 +1,34 @@
 //! REST: `/api/v1/...` on the read model. Errors are JSON `{"code", "message"}`.
+//!
+//! Each handler decodes its request into a call of the service layer (`service`) and encodes
+//! what comes back; authentication is a layer in front of them (`auth::require`).
 
 use std::convert::Infallible;
-use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 use super::ApiState;
-use crate::core::neigh::ResyncCause;
+use super::service::{Filter, Item, ServiceError};
 use crate::northbound::listeners::ListenAddr;
-use crate::northbound::view::{Change, NeighborRecord};
+use crate::northbound::view::Change;
 
-pub const DEFAULT_PAGE_SIZE: usize = 100;
-pub const MAX_PAGE_SIZE: usize = 1000;
 /// Request bodies larger than this are refused (413).
-pub const MAX_BODY: usize = 64 * 1024;
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 /// Requests served at once; more wait (backpressure instead of exhaustion).
-pub const MAX_CONCURRENT: usize = 64;
+pub(crate) const MAX_CONCURRENT: usize = 64;
 
 /// An API error: HTTP status, a stable code, a message.
-pub struct ApiError(StatusCode, &'static str, String);
+pub(crate) struct ApiError(StatusCode, &'static str, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -41,11 +40,20 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> ApiError {
+        match e {
+            ServiceError::InvalidArgument(m) => bad_request(m),
+            ServiceError::NotFound(m) => ApiError(StatusCode::NOT_FOUND, "not_found", m),
+        }
+    }
+}
+
 fn bad_request(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, "invalid_argument", msg.into())
 }
 
-fn unauthenticated() -> ApiError {
+pub(crate) fn unauthenticated() -> ApiError {
     ApiError(
         StatusCode::UNAUTHORIZED,
         "unauthenticated",
@@ -80,13 +88,20 @@ pub fn router(state: ApiState) -> Router {
 /// The routes and their body limit, without the process-wide rate and concurrency limits
 /// (the fuzzer drives this directly).
 pub fn routes(state: ApiState) -> Router {
-    Router::new()
+    // Reads (GET) need a read grant, the rest a write grant: one layer decides for all.
+    let guarded = Router::new()
         .route("/api/v1/neighbors", get(list))
         .route("/api/v1/neighbors/{ifname}/{ip}", get(get_one))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/config", get(config))
         .route("/api/v1/resync", post(resync))
         .route("/api/v1/events", get(events))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            super::auth::require,
+        ));
+    Router::new()
+        .merge(guarded)
         .route("/api/v1/openapi.json", get(openapi))
         .fallback(|| async {
             ApiError(
@@ -99,193 +114,66 @@ pub fn routes(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Filters shared by the list and the event stream.
+/// The list's query: a filter and a page.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Filter {
-    pub interface: Option<String>,
-    pub family: Option<String>,
-    pub vrf: Option<String>,
-    pub state: Option<String>,
-    pub page_size: Option<usize>,
-    pub page_token: Option<String>,
-}
-
-const STATES: [&str; 10] = [
-    "NONE",
-    "INCOMPLETE",
-    "REACHABLE",
-    "STALE",
-    "DELAY",
-    "PROBE",
-    "FAILED",
-    "NOARP",
-    "PERMANENT",
-    "MIXED",
-];
-
-impl Filter {
-    pub fn validate(&self) -> Result<(), ApiError> {
-        if let Some(f) = &self.family
-            && f != "IPv4"
-            && f != "IPv6"
-        {
-            return Err(bad_request(format!("family {f:?}: must be IPv4 or IPv6")));
-        }
-        if let Some(s) = &self.state
-            && !STATES.contains(&s.as_str())
-        {
-            return Err(bad_request(format!(
-                "state {s:?}: must be one of {}",
-                STATES.join(", ")
-            )));
-        }
-        if let Some(n) = self.page_size
-            && !(1..=MAX_PAGE_SIZE).contains(&n)
-        {
-            return Err(bad_request(format!(
-                "page_size {n}: must be 1..={MAX_PAGE_SIZE}"
-            )));
-        }
-        Ok(())
-    }
-
-    pub fn matches(&self, r: &NeighborRecord) -> bool {
-        self.interface.as_ref().is_none_or(|i| *i == r.ifname)
-            && self.family.as_ref().is_none_or(|f| f == r.family)
-            && self.vrf.as_ref().is_none_or(|v| r.vrf.as_ref() == Some(v))
-            && self
-                .state
-                .as_ref()
-                // In eBPF mode a state is known up to its class ("REACHABLE|STALE|DELAY").
-                .is_none_or(|s| r.kernel_state.is_some_and(|k| k.split('|').any(|x| x == s)))
-    }
+struct ListQuery {
+    interface: Option<String>,
+    family: Option<String>,
+    vrf: Option<String>,
+    state: Option<String>,
+    page_size: Option<usize>,
+    page_token: Option<String>,
 }
 
 async fn list(
     State(s): State<ApiState>,
-    headers: HeaderMap,
-    q: Result<Query<Filter>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if !s.auth.may_read(&headers) {
-        return Err(unauthenticated());
+    let Query(q) = q.map_err(|e| bad_request(e.body_text()))?;
+    if q.page_size == Some(0) {
+        return Err(bad_request(format!(
+            "page_size 0: must be 1..={}",
+            super::service::MAX_PAGE_SIZE
+        )));
     }
-    let Query(f) = q.map_err(|e| bad_request(e.body_text()))?;
-    f.validate()?;
-    let size = f.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
-    let (seq, all) = s.view.snapshot();
-    // Records come sorted by key: the page token is the last key returned.
-    let page: Vec<NeighborRecord> = all
-        .into_iter()
-        .filter(|r| f.page_token.as_ref().is_none_or(|t| r.key > *t))
-        .filter(|r| f.matches(r))
-        .take(size + 1)
-        .collect();
-    let more = page.len() > size;
-    let page: Vec<NeighborRecord> = page.into_iter().take(size).collect();
-    let next = if more {
-        page.last().map(|r| r.key.clone())
-    } else {
-        None
+    let f = Filter {
+        interface: q.interface,
+        family: q.family,
+        vrf: q.vrf,
+        state: q.state,
     };
-    Ok(axum::Json(
-        json!({"seq": seq, "neighbors": page, "next_page_token": next}),
-    ))
+    let page = s.list(&f, q.page_token.as_deref(), q.page_size)?;
+    Ok(axum::Json(json!({
+        "seq": page.seq,
+        "neighbors": page.neighbors,
+        "next_page_token": page.next_page_token,
+    })))
 }
 
 async fn get_one(
     State(s): State<ApiState>,
-    headers: HeaderMap,
     path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if !s.auth.may_read(&headers) {
-        return Err(unauthenticated());
-    }
     // A path axum cannot decode (invalid percent-encoding, not UTF-8) is a JSON error too.
     let Path((ifname, ip)) = path.map_err(|e| bad_request(e.body_text()))?;
-    let ip: IpAddr = ip
-        .parse()
-        .map_err(|_| bad_request(format!("{ip:?} is not an IP address")))?;
-    let key = crate::core::rules::neigh_key(&ifname, &ip);
-    match s.view.get(&key) {
-        Some(r) => Ok(axum::Json(r)),
-        None => Err(ApiError(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no neighbor {key}"),
-        )),
-    }
+    Ok(axum::Json(s.get(&ifname, &ip)?))
 }
 
-/// The daemon's counters as JSON: `{metric: value}` or `{metric: {"label=value,...": value}}`.
-pub fn stats_json(metrics: &crate::telemetry::metrics::Metrics) -> serde_json::Value {
-    let mut out = serde_json::Map::new();
-    for fam in metrics.registry.gather() {
-        let name = fam
-            .name()
-            .strip_prefix("neighsyncd_")
-            .unwrap_or(fam.name())
-            .to_string();
-        let mut values = serde_json::Map::new();
-        for m in fam.get_metric() {
-            let labels: Vec<String> = m
-                .get_label()
-                .iter()
-                .map(|l| format!("{}={}", l.name(), l.value()))
-                .collect();
-            let v = match fam.get_field_type() {
-                prometheus::proto::MetricType::COUNTER => json!(m.get_counter().get_value()),
-                prometheus::proto::MetricType::GAUGE => json!(m.get_gauge().get_value()),
-                prometheus::proto::MetricType::HISTOGRAM => {
-                    let h = m.get_histogram();
-                    json!({"count": h.get_sample_count(), "sum": h.get_sample_sum()})
-                }
-                _ => continue,
-            };
-            values.insert(labels.join(","), v);
-        }
-        let v = match values.len() {
-            1 if values.contains_key("") => values.remove("").unwrap_or_default(),
-            _ => serde_json::Value::Object(values),
-        };
-        out.insert(name, v);
-    }
-    serde_json::Value::Object(out)
+async fn stats(State(s): State<ApiState>) -> impl IntoResponse {
+    axum::Json(s.stats())
 }
 
-async fn stats(
-    State(s): State<ApiState>,
-    headers: HeaderMap,
-) -> Result<impl IntoResponse, ApiError> {
-    if !s.auth.may_read(&headers) {
-        return Err(unauthenticated());
-    }
-    Ok(axum::Json(stats_json(&s.metrics)))
+async fn config(State(s): State<ApiState>) -> impl IntoResponse {
+    axum::Json(s.config().clone())
 }
 
-async fn config(
-    State(s): State<ApiState>,
-    headers: HeaderMap,
-) -> Result<impl IntoResponse, ApiError> {
-    if !s.auth.may_read(&headers) {
-        return Err(unauthenticated());
-    }
-    Ok(axum::Json(s.config.as_ref().clone()))
-}
-
-async fn resync(
-    State(s): State<ApiState>,
-    headers: HeaderMap,
-) -> Result<impl IntoResponse, ApiError> {
-    if !s.auth.may_write(&headers) {
-        return Err(unauthenticated());
-    }
-    s.metrics.resync(ResyncCause::Requested);
-    s.resync.request_resync(ResyncCause::Requested);
-    Ok((
+async fn resync(State(s): State<ApiState>) -> impl IntoResponse {
+    s.resync();
+    (
         StatusCode::ACCEPTED,
         axum::Json(json!({"status": "resync requested"})),
-    ))
+    )
 }
 
 async fn openapi() -> impl IntoResponse {
@@ -302,15 +190,6 @@ struct EventsQuery {
     resume_from: Option<u64>,
 }
 
-fn snapshot_event(seq: u64, records: Vec<NeighborRecord>, f: &Filter) -> Event {
-    let records: Vec<NeighborRecord> = records.into_iter().filter(|r| f.matches(r)).collect();
-    Event::default()
-        .event("snapshot")
-        .id(seq.to_string())
-        .json_data(json!({"seq": seq, "neighbors": records}))
-        .unwrap_or_default()
-}
-
 fn change_event(c: &Change) -> Event {
     Event::default()
         .event("change")
@@ -319,72 +198,40 @@ fn change_event(c: &Change) -> Event {
         .unwrap_or_default()
 }
 
+fn event_of(item: Item) -> Event {
+    match item {
+        Item::Snapshot { seq, neighbors } => Event::default()
+            .event("snapshot")
+            .id(seq.to_string())
+            .json_data(json!({"seq": seq, "neighbors": neighbors}))
+            .unwrap_or_default(),
+        Item::Change(c) => change_event(&c),
+        Item::FellBehind { missed, seq } => Event::default()
+            .event("fell_behind")
+            .json_data(json!({"missed": missed, "seq": seq}))
+            .unwrap_or_default(),
+    }
+}
+
 /// Server-Sent Events: a snapshot (or, with `resume_from`, the changes since that sequence),
 /// then every change in order. A subscriber too slow for the bounded buffer gets
 /// `fell_behind` and a fresh snapshot; it never holds the pipeline up.
 async fn events(
     State(s): State<ApiState>,
-    headers: HeaderMap,
     q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    if !s.auth.may_read(&headers) {
-        return Err(unauthenticated());
-    }
     let Query(q) = q.map_err(|e| bad_request(e.body_text()))?;
     let f = Filter {
         interface: q.interface,
         family: q.family,
         vrf: q.vrf,
         state: q.state,
-        ..Default::default()
     };
-    f.validate()?;
-    let view = s.view.clone();
-    let mut first: Vec<Event> = Vec::new();
-    let rx = match q.resume_from.and_then(|seq| view.resume(seq)) {
-        Some((missed, rx)) => {
-            first.extend(
-                missed
-                    .iter()
-                    .filter(|c| f.matches(&c.record))
-                    .map(|c| change_event(c)),
-            );
-            rx
-        }
-        None => {
-            let (seq, records, rx) = view.subscribe();
-            first.push(snapshot_event(seq, records, &f));
-            rx
-        }
-    };
-    let f = Arc::new(f);
-    let stream = futures::stream::unfold(
-        (first.into_iter(), rx, view, f),
-        |(mut pending, mut rx, view, f)| async move {
-            loop {
-                if let Some(ev) = pending.next() {
-                    return Some((Ok(ev), (pending, rx, view, f)));
-                }
-                match rx.recv().await {
-                    Ok(c) if f.matches(&c.record) => {
-                        return Some((Ok(change_event(&c)), (pending, rx, view, f)));
-                    }
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        let (seq, records, new_rx) = view.subscribe();
-                        let behind = Event::default()
-                            .event("fell_behind")
-                            .json_data(json!({"missed": n, "seq": seq}))
-                            .unwrap_or_default();
-                        let snap = snapshot_event(seq, records, &f);
-                        pending = vec![behind, snap].into_iter();
-                        rx = new_rx;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        },
-    );
+    let sub = s.subscribe(f, q.resume_from)?;
+    let stream = futures::stream::unfold(sub, |mut sub| async move {
+        let item = sub.next().await?;
+        Some((Ok(event_of(item)), sub))
+    });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
