@@ -9,11 +9,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::sync::{mpsc, watch};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::config::{Config, SourceKind};
-use crate::core::neigh::ResyncCause;
-use crate::core::neigh::SourceEvent;
+use crate::core::control::{ResyncRequests, SourceControl};
+use crate::core::engine::{Engine, EngineConfig, Input, LiveSource, Output};
+use crate::core::neigh::{ResyncCause, SourceEvent};
+use crate::core::source_health::{SourceOrder, SourceReport, Wanted};
 use crate::northbound::listeners;
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineError, WarmPlan};
 use crate::runtime::tasks::Tasks;
@@ -97,81 +99,54 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
     );
 
     let (tx, rx) = mpsc::channel::<SourceEvent>(EVENT_QUEUE);
+    let wanted = Wanted::from(cfg.source);
+    let mut engine = Engine::new(EngineConfig {
+        batch_max: cfg.batch_max,
+        source: wanted,
+        view: false,
+    });
     // Links and dumps always come over rtnetlink; neighbor events from eBPF when it loads.
     let (dumps, netlink_task) = netlink::spawn(
         NetlinkConfig {
             rcvbuf_bytes: cfg.netlink_rcvbuf,
-            subscribe_neigh: cfg.source == SourceKind::Netlink,
+            subscribe_neigh: wanted == Wanted::Netlink,
         },
         tx.clone(),
         metrics.clone(),
         shutdown_rx.clone(),
     )
     .context("cannot start the rtnetlink source")?;
-    let mut chosen = choose_source(&cfg, tx.clone(), &dumps, &metrics, shutdown_rx.clone())?;
-    // No eBPF record reaches the pipeline before the program has proven itself on this kernel.
-    if let Some(verified) = chosen.verified.take() {
-        let verdict = match tokio::time::timeout(
-            crate::southbound::ebpf::canary::DEADLINE + std::time::Duration::from_secs(1),
-            verified,
-        )
-        .await
-        {
-            Ok(Ok(v)) => v,
-            Ok(Err(_)) => Err("the consumer ended before its verdict".into()),
-            Err(_) => Err("no verdict in time".into()),
-        };
-        if let Err(why) = verdict {
-            if cfg.source == SourceKind::Ebpf {
-                anyhow::bail!("--source ebpf: the eBPF program failed its self-check: {why}");
-            }
-            warn!(reason = %why, "the eBPF program failed its self-check; using rtnetlink");
-            chosen = Chosen {
-                label: "netlink",
-                reason: "ebpf_verification_failed",
-                ebpf: None,
-                consumer: None,
-                verified: None,
-            };
-            dumps.subscribe_neighbors();
-        }
-    }
-    let live_source = chosen.label;
-    let ebpf = Arc::new(std::sync::Mutex::new(chosen.ebpf.take()));
-    // Settled: now the first dump (after any subscription it needs).
-    dumps.request(ResyncCause::Startup);
-    metrics
-        .source_active
-        .with_label_values(&[live_source, chosen.reason])
-        .set(1);
-    health.set_source_attached(true);
-    info!(
-        source = live_source,
-        reason = chosen.reason,
-        "neighbor event source attached"
-    );
-    let fallback = Fallback {
-        ebpf: ebpf.clone(),
+    let attached = start_sources(
+        &mut engine,
+        &cfg,
+        tx.clone(),
+        &dumps,
+        &metrics,
+        &health,
+        shutdown_rx.clone(),
+    )
+    .await?;
+    let sources = Arc::new(Sources {
+        ebpf: std::sync::Mutex::new(attached.ebpf),
         dumps: dumps.clone(),
-        metrics: metrics.clone(),
-        events: tx.downgrade(),
-    };
+    });
     drop(tx);
 
     let appdb = AppDb::new(&cfg.db.appl.url, cfg.db.appl.id, &cfg.db.appl.separator);
+    let (reports_tx, reports_rx) = mpsc::unbounded_channel();
     let pipeline = Pipeline::new(
         PipelineConfig {
-            batch_max: cfg.batch_max,
             audit_interval: cfg.audit_interval,
-            live_source,
         },
+        engine,
         appdb,
         metrics.clone(),
         health.clone(),
-        dumps.clone(),
+        sources,
         rx,
         config_rx,
-    );
+    )
+    .with_source_reports(reports_rx);
     // The management APIs' read model (kept current by the pipeline).
     let view = Arc::new(crate::northbound::view::View::new(VIEW_HISTORY));
     let mut pipeline = pipeline.with_view(view.clone());
@@ -248,11 +223,9 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
     let result = supervise(
         pipeline,
         netlink_task,
-        chosen.consumer,
-        &cfg,
-        &fallback,
-        &health,
-        &shutdown_tx,
+        attached.consumer,
+        reports_tx,
+        shutdown_rx.clone(),
     )
     .await;
     let _ = shutdown_tx.send(true);
@@ -262,79 +235,63 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
     Ok(())
 }
 
-/// Moves neighbor events from eBPF to rtnetlink: the program is detached, the neighbor group
-/// joined, and a dump replaces what the program may have missed.
-#[derive(Clone)]
-struct Fallback {
-    ebpf: Arc<std::sync::Mutex<Option<EbpfSource>>>,
+/// The sources as the pipeline controls them: moving live neighbor events from eBPF to
+/// rtnetlink detaches the program and joins the neighbor group.
+struct Sources {
+    ebpf: std::sync::Mutex<Option<EbpfSource>>,
     dumps: DumpRequester,
-    metrics: Arc<Metrics>,
-    /// The pipeline's channel (weak: the daemon must not keep it open).
-    events: mpsc::WeakSender<SourceEvent>,
 }
 
-impl Fallback {
-    async fn to_netlink(&self, reason: &'static str) {
+impl ResyncRequests for Sources {
+    fn request_resync(&self, cause: ResyncCause) {
+        self.dumps.request(cause);
+    }
+}
+
+impl SourceControl for Sources {
+    fn switch_to_netlink(&self) -> u64 {
         if let Ok(mut e) = self.ebpf.lock() {
             e.take();
         }
         // Every record of the detached program is older than this; every rtnetlink event,
-        // received after the subscription below, is newer.
+        // received after the subscription, is newer.
         let since_ns = crate::southbound::monotonic_ns();
         self.dumps.subscribe_neighbors();
-        if let Some(tx) = self.events.upgrade() {
-            let _ = tx.send(SourceEvent::SwitchedToNetlink { since_ns }).await;
-        }
-        self.dumps.lost(ResyncCause::SourceRestart);
-        for r in ["auto", "configured"] {
-            self.metrics
-                .source_active
-                .with_label_values(&["ebpf", r])
-                .set(0);
-        }
-        self.metrics
-            .source_active
-            .with_label_values(&["netlink", reason])
-            .set(1);
+        since_ns
+    }
+
+    fn lost(&self, cause: ResyncCause) {
+        self.dumps.lost(cause);
     }
 }
 
-/// Runs until the pipeline ends (shutdown, or an error), watching the sources meanwhile: the
-/// rtnetlink supervisor giving up, or the eBPF consumer dying, stops the daemon with an error
-/// (with `--source auto`, a dead consumer falls back to rtnetlink instead).
+/// Runs until the pipeline ends (shutdown, or an error), telling it meanwhile what becomes of
+/// the sources: the rtnetlink supervisor giving up, or the eBPF consumer dying. What follows
+/// (a fallback, a stop) is the engine's source policy.
 async fn supervise(
     mut pipeline: tokio::task::JoinHandle<Result<(), PipelineError>>,
     mut netlink: tokio::task::JoinHandle<Result<(), SourceGaveUp>>,
     mut consumer: Option<ConsumerTask>,
-    cfg: &Config,
-    fallback: &Fallback,
-    health: &Health,
-    shutdown: &watch::Sender<bool>,
+    reports: mpsc::UnboundedSender<SourceReport>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let mut failure: Option<anyhow::Error> = None;
     let mut netlink_done = false;
     loop {
         tokio::select! {
             r = &mut pipeline => {
-                let r = match r {
+                return match r {
                     Ok(r) => r.map_err(anyhow::Error::from),
                     Err(e) => Err(anyhow::anyhow!("the sync pipeline panicked: {e}")),
-                };
-                return match failure {
-                    Some(f) => Err(f),
-                    None => r,
                 };
             }
             r = &mut netlink, if !netlink_done => {
                 netlink_done = true;
                 let why = match r {
                     Ok(Ok(())) => continue,
-                    Ok(Err(gave_up)) => anyhow::Error::from(gave_up),
-                    Err(e) => anyhow::anyhow!("the rtnetlink source supervisor died: {e}"),
+                    Ok(Err(gave_up)) => gave_up.to_string(),
+                    Err(e) => format!("the rtnetlink source supervisor died: {e}"),
                 };
-                health.set_sources_alive(false);
-                failure.get_or_insert(why);
-                let _ = shutdown.send(true);
+                let _ = reports.send(SourceReport::NetlinkGaveUp(why));
             }
             r = wait_consumer(&mut consumer) => {
                 consumer = None;
@@ -347,17 +304,7 @@ async fn supervise(
                 if *shutdown.borrow() {
                     continue;
                 }
-                if cfg.source == SourceKind::Auto {
-                    fallback.metrics.source_failures.with_label_values(&["ebpf", "fell_back"]).inc();
-                    error!(reason = %why, "the eBPF consumer died; falling back to rtnetlink");
-                    fallback.to_netlink("ebpf_consumer_failed").await;
-                } else {
-                    fallback.metrics.source_failures.with_label_values(&["ebpf", "exited"]).inc();
-                    error!(reason = %why, "the eBPF consumer died (--source ebpf: no fallback)");
-                    health.set_sources_alive(false);
-                    failure.get_or_insert(anyhow::anyhow!("the eBPF source failed: {why}"));
-                    let _ = shutdown.send(true);
-                }
+                let _ = reports.send(SourceReport::EbpfFailed(why));
             }
         }
     }
@@ -413,70 +360,114 @@ async fn warm_start_check(cfg: &Config) -> anyhow::Result<Option<WarmDb>> {
     Ok(Some(db))
 }
 
-/// The live neighbor source chosen at start.
-struct Chosen {
-    label: &'static str,
-    reason: &'static str,
+/// What the start-up left attached.
+struct Attached {
     ebpf: Option<EbpfSource>,
     consumer: Option<ConsumerTask>,
-    verified: Option<crate::southbound::ebpf::Verified>,
 }
 
-/// Picks the live neighbor source: eBPF when asked (or, with `auto`, when it loads), else
-/// rtnetlink multicast.
-fn choose_source(
+/// Carries out the source policy's start-up orders: load the eBPF program when wanted, wait
+/// for its self-check, and attach the source the engine chooses; then the first dump.
+async fn start_sources(
+    engine: &mut Engine,
     cfg: &Config,
     tx: mpsc::Sender<SourceEvent>,
     dumps: &DumpRequester,
     metrics: &Arc<Metrics>,
+    health: &Health,
     shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<Chosen> {
-    let netlink = |reason| Chosen {
-        label: "netlink",
-        reason,
+) -> anyhow::Result<Attached> {
+    let mut tell = |report| -> Vec<SourceOrder> {
+        engine
+            .handle(crate::southbound::monotonic_ns(), Input::Source(report))
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Source(order) => Some(order),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut attached = Attached {
         ebpf: None,
         consumer: None,
-        verified: None,
     };
-    if cfg.source == SourceKind::Netlink {
-        return Ok(netlink("configured"));
-    }
-    let requester = dumps.clone();
-    let started = EbpfSource::start(
-        &EbpfConfig {
-            ring_bytes: cfg.ebpf_ring_bytes,
-            lru_entries: cfg.ebpf_lru_entries,
-            watchdog: cfg.ebpf_watchdog,
-        },
-        tx,
-        Box::new(move |cause| requester.lost(cause)),
-        metrics.clone(),
-        shutdown,
-    );
-    match (started, cfg.source) {
-        (Ok(started), source) => Ok(Chosen {
-            label: "ebpf",
-            reason: if source == SourceKind::Ebpf {
-                "configured"
-            } else {
-                "auto"
-            },
-            ebpf: Some(started.source),
-            consumer: Some(started.consumer),
-            verified: Some(started.verified),
-        }),
-        (Err(e), SourceKind::Ebpf) => Err(anyhow::anyhow!("--source ebpf: {e}")),
-        (Err(e), _) => {
-            warn!(error = %e, "eBPF source unavailable; falling back to rtnetlink");
-            dumps.subscribe_neighbors();
-            Ok(netlink(match e {
-                EbpfError::NotBuilt => "ebpf_not_built",
-                EbpfError::Btf(_) => "ebpf_no_btf",
-                EbpfError::Offsets(_) | EbpfError::Layout(_) => "ebpf_layout",
-                _ => "ebpf_load_failed",
-            }))
+    let mut orders = std::collections::VecDeque::from(tell(SourceReport::Start));
+    while let Some(order) = orders.pop_front() {
+        match order {
+            SourceOrder::LoadEbpf => {
+                let requester = dumps.clone();
+                let started = EbpfSource::start(
+                    &EbpfConfig {
+                        ring_bytes: cfg.ebpf_ring_bytes,
+                        lru_entries: cfg.ebpf_lru_entries,
+                        watchdog: cfg.ebpf_watchdog,
+                    },
+                    tx.clone(),
+                    Box::new(move |cause| requester.lost(cause)),
+                    metrics.clone(),
+                    shutdown.clone(),
+                );
+                let started = match started {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!(error = %e, "eBPF source unavailable");
+                        let reason = match e {
+                            EbpfError::NotBuilt => "ebpf_not_built",
+                            EbpfError::Btf(_) => "ebpf_no_btf",
+                            EbpfError::Offsets(_) | EbpfError::Layout(_) => "ebpf_layout",
+                            _ => "ebpf_load_failed",
+                        };
+                        let why = e.to_string();
+                        orders.extend(tell(SourceReport::EbpfUnavailable { reason, why }));
+                        continue;
+                    }
+                };
+                attached.ebpf = Some(started.source);
+                attached.consumer = Some(started.consumer);
+                orders.extend(tell(SourceReport::EbpfLoaded));
+                // No eBPF record reaches the pipeline before the program has proven itself.
+                let verdict = match tokio::time::timeout(
+                    crate::southbound::ebpf::canary::DEADLINE + std::time::Duration::from_secs(1),
+                    started.verified,
+                )
+                .await
+                {
+                    Ok(Ok(v)) => v,
+                    Ok(Err(_)) => Err("the consumer ended before its verdict".into()),
+                    Err(_) => Err("no verdict in time".into()),
+                };
+                if let Err(why) = &verdict {
+                    warn!(reason = %why, "the eBPF program failed its self-check");
+                }
+                orders.extend(tell(SourceReport::EbpfVerdict(verdict)));
+            }
+            SourceOrder::Attach { source, reason } => {
+                if source == LiveSource::Netlink {
+                    // Detach whatever was loaded; join the neighbor group (unless the socket
+                    // was opened in it).
+                    attached = Attached {
+                        ebpf: None,
+                        consumer: None,
+                    };
+                    if cfg.source != SourceKind::Netlink {
+                        info!(reason, "using rtnetlink for neighbor events");
+                        dumps.subscribe_neighbors();
+                    }
+                }
+                // Settled: now the first dump (after any subscription it needs).
+                dumps.request(ResyncCause::Startup);
+                metrics.source_switched(source.as_str(), reason);
+                health.set_source_attached(true);
+                info!(
+                    source = source.as_str(),
+                    reason, "neighbor event source attached"
+                );
+            }
+            SourceOrder::Fail(why) => anyhow::bail!(why),
+            SourceOrder::FallBack { .. } => {} // only once running
         }
     }
+    Ok(attached)
 }
 
 /// SIGTERM or SIGINT starts the shutdown; the task also ends when shutdown comes another way.

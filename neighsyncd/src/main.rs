@@ -2,14 +2,13 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use std::time::Duration;
 
 use neighsyncd::config::{Args, Command, Config};
 use neighsyncd::restore::RestoreOptions;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = Args::parse_with_defaults();
     let command = args.command.clone();
     let cfg = match Config::load(args) {
         Ok(c) => c,

@@ -5,8 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use neighsyncd::core::engine::{Engine, EngineConfig};
 use neighsyncd::core::neigh::SourceEvent;
 use neighsyncd::core::rules::ConfigSnapshot;
+use neighsyncd::core::source_health::Wanted;
 use neighsyncd::pipeline::{Pipeline, PipelineConfig};
 use neighsyncd::sonic::appdb::AppDb;
 use neighsyncd::southbound::netlink::DumpRequester;
@@ -93,14 +95,17 @@ async fn vrf_unknown_ifindex_and_malformed_records() {
     let (stop_tx, stop_rx) = watch::channel(false);
     let pipeline = Pipeline::new(
         PipelineConfig {
-            batch_max: 1000,
             audit_interval: None,
-            live_source: "netlink",
         },
+        Engine::new(EngineConfig {
+            batch_max: 1000,
+            source: Wanted::Netlink,
+            view: false,
+        }),
         AppDb::new(&redis.db_url(0), 0, ":"),
         metrics.clone(),
         Arc::new(Health::default()),
-        dumps,
+        Arc::new(dumps),
         rx,
         cfg_rx,
     );

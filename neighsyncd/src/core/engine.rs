@@ -13,10 +13,12 @@ mod vocabulary;
 
 pub use vocabulary::{Count, Input, Note, Output};
 
+use super::appdb_link::{AppDbLink, AppDbReport};
 use super::links::{LinkCache, LinkChange};
 use super::neigh::{KernelSide, NeighKind, Origin, ResyncCause, SourceEvent};
 use super::ops::Op;
 use super::rules::{ConfigSnapshot, SkipReason};
+use super::source_health::{SourceOrder, SourcePolicy, SourceReport, Wanted};
 use super::state::{State, Told, Verdict};
 
 /// Which source live neighbor events come from (a label in counts and the view).
@@ -39,7 +41,8 @@ impl LiveSource {
 pub struct EngineConfig {
     /// Most operations in one APPL_DB write.
     pub batch_max: usize,
-    pub live_source: LiveSource,
+    /// The configured source (`--source`).
+    pub source: Wanted,
     /// Report the kernel side of every changed neighbor ([`Output::Kernel`]) for the view.
     pub view: bool,
 }
@@ -67,6 +70,8 @@ pub struct Engine {
     warm_deleted: HashSet<String>,
     /// A write is out: no other until it is answered.
     writing: bool,
+    sources: SourcePolicy,
+    appdb: AppDbLink,
 }
 
 impl Engine {
@@ -74,7 +79,6 @@ impl Engine {
         let mut state = State::default();
         state.track_touched(cfg.view);
         Engine {
-            cfg,
             state,
             links: LinkCache::default(),
             snapshot: ConfigSnapshot::default(),
@@ -83,6 +87,9 @@ impl Engine {
             warm: Warm::Off,
             warm_deleted: HashSet::new(),
             writing: false,
+            sources: SourcePolicy::new(cfg.source),
+            appdb: AppDbLink::default(),
+            cfg,
         }
     }
 
@@ -94,6 +101,7 @@ impl Engine {
             Input::Flush => self.flush(&mut out),
             Input::Written(batch) => {
                 self.writing = false;
+                self.appdb.answered(now_ns, false);
                 for (key, value, since_ns) in self.state.commit(batch) {
                     out.push(Output::Landed {
                         key,
@@ -107,6 +115,7 @@ impl Engine {
             Input::WriteFailed(batch) => {
                 self.writing = false;
                 self.state.abort(batch);
+                out.push(Output::AppDb(self.appdb.failed()));
             }
             Input::ReadBack { entries, seed } => {
                 let n = entries.len();
@@ -114,6 +123,7 @@ impl Engine {
                     .iter()
                     .map(|(k, f)| (k.clone(), Told::from_fields(f)))
                     .collect();
+                self.appdb.answered(now_ns, true);
                 let drift = self.state.replace_told(told, seed, now_ns);
                 if !seed && drift > 0 {
                     out.push(Output::Note(Note::Drift(drift)));
@@ -124,6 +134,36 @@ impl Engine {
                 out.push(Output::Note(Note::ReadBack { entries: n }));
             }
             Input::WarmStart => self.warm = Warm::Holding,
+            Input::Source(report) => {
+                let ebpf_failed = matches!(report, SourceReport::EbpfFailed(_));
+                for order in self.sources.handle(report) {
+                    if ebpf_failed {
+                        let action = match order {
+                            SourceOrder::FallBack { .. } => "fell_back",
+                            _ => "exited",
+                        };
+                        out.push(Output::Count(Count::SourceFailure("ebpf", action)));
+                    }
+                    out.push(Output::Source(order));
+                }
+            }
+            Input::SwitchedToNetlink { since_ns } => self.drop_live_before = since_ns,
+            Input::AppDb(report) => {
+                let r = self.appdb.report(now_ns, report);
+                if r.reconnected && report == AppDbReport::Connected {
+                    out.push(Output::Note(Note::AppDbRestored));
+                    out.push(Output::Count(Count::AppDbReconnect));
+                    out.push(Output::Count(Count::Resync(ResyncCause::RedisReconnect)));
+                }
+                out.extend(r.order.map(Output::AppDb));
+            }
+            Input::Tick => out.extend(self.appdb.tick(now_ns).map(Output::AppDb)),
+            Input::AuditDue => {
+                out.push(Output::Note(Note::Audit));
+                out.push(Output::Count(Count::Resync(ResyncCause::Audit)));
+                out.push(Output::Dump(ResyncCause::Audit));
+                self.appdb.audit();
+            }
             Input::WarmTimerFired => {
                 if self.warm == Warm::Holding {
                     out.push(Output::Note(Note::WarmTimerExpired {
@@ -141,6 +181,16 @@ impl Engine {
     pub fn report_kernel_side(&mut self, on: bool) {
         self.cfg.view = on;
         self.state.track_touched(on);
+    }
+
+    /// APPL_DB can be written now: connected, no warm hold.
+    pub fn can_write(&self) -> bool {
+        self.appdb.connected() && !self.holding()
+    }
+
+    /// Where live neighbor events come from (rtnetlink until a source is attached).
+    pub fn live_source(&self) -> LiveSource {
+        self.sources.live().unwrap_or(LiveSource::Netlink)
     }
 
     /// Writes are held (a warm start waiting for its reconcile timer).
@@ -184,7 +234,7 @@ impl Engine {
                 }
                 let source = match msg.origin {
                     Origin::Dump => "dump",
-                    Origin::Live { .. } => self.cfg.live_source.as_str(),
+                    Origin::Live { .. } => self.live_source().as_str(),
                 };
                 let kind = match msg.kind {
                     NeighKind::New => "new",
@@ -270,10 +320,6 @@ impl Engine {
                 out.push(Output::Count(Count::Malformed(reason)));
                 out.push(Output::Note(Note::Malformed(reason)));
             }
-            SourceEvent::SwitchedToNetlink { since_ns } => {
-                self.drop_live_before = since_ns;
-                self.cfg.live_source = LiveSource::Netlink;
-            }
         }
     }
 
@@ -327,7 +373,7 @@ impl Engine {
     }
 
     fn flush(&mut self, out: &mut Vec<Output>) {
-        if self.holding() || self.writing {
+        if !self.can_write() || self.writing {
             return;
         }
         let (batch, noop) = self.state.take_batch(self.cfg.batch_max);
@@ -336,6 +382,8 @@ impl Engine {
         }
         if batch.is_empty() {
             self.finish_warm(out);
+            // Nothing due: an audit's read-back may run now.
+            out.extend(self.appdb.idle().map(Output::AppDb));
             return;
         }
         if self.warm == Warm::Reconciling {
@@ -387,7 +435,7 @@ impl Engine {
                     vrf: self.links.master_name(e.ifindex).map(str::to_string),
                     ip: e.ip,
                     lladdr: e.lladdr.clone(),
-                    state: match self.cfg.live_source {
+                    state: match self.live_source() {
                         // Moves within a class are not reported: say what is known.
                         LiveSource::Ebpf => neighsyncd_common::class_label(e.state as u8),
                         LiveSource::Netlink => super::neigh::nud::name(e.state),

@@ -2,6 +2,7 @@
 //! holds and should hold, the dump-consistency policy, and the engine that decides. No async,
 //! no I/O, no clock: every decision here is unit-tested without a kernel or Redis.
 
+pub mod appdb_link;
 pub mod control;
 pub mod dump;
 pub mod engine;
@@ -9,4 +10,5 @@ pub mod links;
 pub mod neigh;
 pub mod ops;
 pub mod rules;
+pub mod source_health;
 pub mod state;

@@ -156,11 +156,6 @@ pub enum SourceEvent {
     Lost(ResyncCause),
     /// Input the source could not parse (counted and skipped; the reason is a stable label).
     Malformed(&'static str),
-    /// Live neighbor events now come from rtnetlink: events of the detached eBPF program still
-    /// in flight (older than `since_ns`) are dropped; the dump that follows replaces them.
-    SwitchedToNetlink {
-        since_ns: u64,
-    },
 }
 
 /// What the kernel side says of a key (None: the kernel no longer has it).

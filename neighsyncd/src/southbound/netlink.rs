@@ -102,6 +102,20 @@ impl crate::core::control::ResyncRequests for DumpRequester {
     }
 }
 
+/// rtnetlink alone (no eBPF program to detach).
+impl crate::core::control::SourceControl for DumpRequester {
+    fn switch_to_netlink(&self) -> u64 {
+        // Every event received after the subscription is newer than this.
+        let since_ns = super::monotonic_ns();
+        self.subscribe_neighbors();
+        since_ns
+    }
+
+    fn lost(&self, cause: ResyncCause) {
+        DumpRequester::lost(self, cause);
+    }
+}
+
 struct NlSocket(Socket);
 
 impl AsRawFd for NlSocket {

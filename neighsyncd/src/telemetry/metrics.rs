@@ -332,6 +332,16 @@ impl Metrics {
         self.malformed_total.with_label_values(&[reason]).inc();
     }
 
+    /// Live neighbor events come from `source` now (`reason`: why); any other is 0.
+    pub fn source_switched(&self, source: &str, reason: &str) {
+        for r in ["auto", "configured"] {
+            self.source_active.with_label_values(&["ebpf", r]).set(0);
+        }
+        self.source_active
+            .with_label_values(&[source, reason])
+            .set(1);
+    }
+
     pub fn resync(&self, cause: ResyncCause) {
         self.resyncs.with_label_values(&[cause.as_str()]).inc();
     }

@@ -4,13 +4,14 @@
 //! write, one line per operation).
 //!
 //! A `show:` line lists the output kinds the file records (default: `write note synced
-//! reconciled`); the others are not compared. `source: ebpf` makes live events the eBPF
-//! program's (netlink otherwise). `#` starts a comment. Every input runs at
+//! reconciled`); the others are not compared. `source: auto|ebpf|netlink` is the configured
+//! source (default netlink; eBPF events are only the program's once a `source` input attached
+//! it). `#` starts a comment. Every input runs at
 //! `now` = 1000 ns x its line number, unless it says `"at"`.
 //!
 //! To record a new scenario, write its inputs and run
-//! `NEIGHSYNCD_RECORD=1 cargo test -p neighsyncd --lib engine`: the outputs are written into
-//! the file; review them like code.
+//! `NEIGHSYNCD_BLESS=1 cargo test -p neighsyncd --lib engine`: the outputs are written into
+//! the file; review the diff like code.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -20,6 +21,7 @@ use serde::Deserialize;
 
 use super::*;
 use crate::core::neigh::{LinkMsg, NeighMsg, nud};
+use crate::core::source_health::SourceReport;
 use crate::core::state::Batch;
 
 #[derive(Deserialize)]
@@ -80,6 +82,42 @@ enum Step {
     },
     WarmStart,
     WarmTimerFired,
+    Source(SourceStep),
+    /// `connected`, `unreachable` or `answered`.
+    Appdb(String),
+    /// The liveness timer.
+    Tick,
+    AuditDue,
+}
+
+/// What the southbound says of its sources.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum SourceStep {
+    Start,
+    EbpfLoaded,
+    EbpfUnavailable { reason: String, why: String },
+    EbpfVerified,
+    EbpfVerdictFailed(String),
+    EbpfFailed(String),
+    NetlinkGaveUp(String),
+}
+
+impl SourceStep {
+    fn report(self) -> SourceReport {
+        match self {
+            SourceStep::Start => SourceReport::Start,
+            SourceStep::EbpfLoaded => SourceReport::EbpfLoaded,
+            SourceStep::EbpfUnavailable { reason, why } => SourceReport::EbpfUnavailable {
+                reason: Box::leak(reason.into_boxed_str()),
+                why,
+            },
+            SourceStep::EbpfVerified => SourceReport::EbpfVerdict(Ok(())),
+            SourceStep::EbpfVerdictFailed(why) => SourceReport::EbpfVerdict(Err(why)),
+            SourceStep::EbpfFailed(why) => SourceReport::EbpfFailed(why),
+            SourceStep::NetlinkGaveUp(why) => SourceReport::NetlinkGaveUp(why),
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -121,10 +159,10 @@ fn resync_cause(name: &str) -> ResyncCause {
 fn run(text: &str) -> (String, bool) {
     let mut engine = Engine::new(EngineConfig {
         batch_max: 1000,
-        live_source: if text.lines().any(|l| l.trim() == "source: ebpf") {
-            LiveSource::Ebpf
-        } else {
-            LiveSource::Netlink
+        source: match text.lines().find_map(|l| l.trim().strip_prefix("source:")) {
+            Some(s) if s.trim() == "ebpf" => Wanted::Ebpf,
+            Some(s) if s.trim() == "auto" => Wanted::Auto,
+            _ => Wanted::Netlink,
         },
         view: false,
     });
@@ -219,9 +257,7 @@ fn run(text: &str) -> (String, bool) {
             Step::Malformed(reason) => {
                 Input::Kernel(SourceEvent::Malformed(Box::leak(reason.into_boxed_str())))
             }
-            Step::SwitchedToNetlink { since } => {
-                Input::Kernel(SourceEvent::SwitchedToNetlink { since_ns: since })
-            }
+            Step::SwitchedToNetlink { since } => Input::SwitchedToNetlink { since_ns: since },
             Step::Config {
                 dual_tor,
                 evpn,
@@ -245,6 +281,15 @@ fn run(text: &str) -> (String, bool) {
             },
             Step::WarmStart => Input::WarmStart,
             Step::WarmTimerFired => Input::WarmTimerFired,
+            Step::Source(step) => Input::Source(step.report()),
+            Step::Appdb(report) => Input::AppDb(match report.as_str() {
+                "connected" => AppDbReport::Connected,
+                "unreachable" => AppDbReport::Unreachable,
+                "answered" => AppDbReport::Answered,
+                other => panic!("line {}: appdb {other}", n + 1),
+            }),
+            Step::Tick => Input::Tick,
+            Step::AuditDue => Input::AuditDue,
         };
         let mut lines = Vec::new();
         for o in engine.handle(now, input) {
@@ -299,7 +344,7 @@ fn canonical(lines: Vec<String>) -> Vec<String> {
 #[test]
 fn scenarios() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/core/engine/scenarios");
-    let record = std::env::var_os("NEIGHSYNCD_RECORD").is_some();
+    let bless = std::env::var_os("NEIGHSYNCD_BLESS").is_some();
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("scenarios dir")
         .map(|e| e.expect("dir entry").path())
@@ -314,7 +359,7 @@ fn scenarios() {
         if same {
             continue;
         }
-        if record {
+        if bless {
             std::fs::write(file, &actual).expect("write scenario");
         } else {
             failed.push(format!(
@@ -326,7 +371,7 @@ fn scenarios() {
     }
     assert!(
         failed.is_empty(),
-        "scenarios whose outputs differ (- recorded, + produced; NEIGHSYNCD_RECORD=1 re-records):\n{}",
+        "scenarios whose outputs differ (- recorded, + produced; NEIGHSYNCD_BLESS=1 rewrites them):\n{}",
         failed.join("\n")
     );
 }

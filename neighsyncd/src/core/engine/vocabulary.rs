@@ -3,9 +3,11 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use crate::core::appdb_link::{AppDbOrder, AppDbReport};
 use crate::core::neigh::{KernelSide, ResyncCause, SourceEvent};
 use crate::core::ops::{Fields, Op};
 use crate::core::rules::{ConfigSnapshot, NeighValue, SkipReason};
+use crate::core::source_health::{SourceOrder, SourceReport};
 use crate::core::state::Batch;
 
 /// What the engine is told.
@@ -31,6 +33,17 @@ pub enum Input {
     WarmStart,
     /// The warm-restart reconcile timer fired: the differences are written (and logged).
     WarmTimerFired,
+    /// What the southbound says of its sources (start-up, self-check, failures).
+    Source(SourceReport),
+    /// Live events are rtnetlink's from `since_ns` on (after a [`SourceOrder::FallBack`]):
+    /// older ones came from the detached eBPF program and are dropped.
+    SwitchedToNetlink { since_ns: u64 },
+    /// What the shell says of APPL_DB's connection.
+    AppDb(AppDbReport),
+    /// The liveness timer (every [`crate::core::appdb_link::LIVENESS`]).
+    Tick,
+    /// The periodic audit is due: dump the kernel and read APPL_DB back.
+    AuditDue,
 }
 
 /// What the shell is asked to do or report.
@@ -61,6 +74,12 @@ pub enum Output {
     },
     /// A warm start's differences are all written: the `reconciled` state is due.
     Reconciled,
+    /// Something to do with the sources.
+    Source(SourceOrder),
+    /// Something to do with APPL_DB's connection.
+    AppDb(AppDbOrder),
+    /// Dump the kernel's tables (a resync).
+    Dump(ResyncCause),
 }
 
 /// Occurrences the shell counts.
@@ -78,6 +97,10 @@ pub enum Count {
     Malformed(&'static str),
     /// Due keys that needed no write (APPL_DB already held the value).
     NoopSuppressed(u64),
+    /// A source failed, by source and what followed (`fell_back`, `exited`).
+    SourceFailure(&'static str, &'static str),
+    /// APPL_DB's connection came back after a failure.
+    AppDbReconnect,
 }
 
 /// Facts worth a log line.
@@ -120,6 +143,10 @@ pub enum Note {
     },
     /// The per-entry line SONiC's warm-restart tests look for, exactly.
     Reconcile(String),
+    /// APPL_DB answers again after a failure; what it lost is found by a read-back.
+    AppDbRestored,
+    /// The periodic audit starts.
+    Audit,
 }
 
 impl fmt::Display for Output {
@@ -166,6 +193,9 @@ impl fmt::Display for Output {
                 None => write!(f, "kernel {key} gone"),
             },
             Output::Reconciled => write!(f, "reconciled"),
+            Output::Source(o) => write!(f, "source {o:?}"),
+            Output::AppDb(o) => write!(f, "appdb {o:?}"),
+            Output::Dump(cause) => write!(f, "dump {}", cause.as_str()),
         }
     }
 }

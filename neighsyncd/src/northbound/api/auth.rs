@@ -80,11 +80,7 @@ impl Auth {
         self: std::sync::Arc<Self>,
     ) -> impl Fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
         move |mut req: tonic::Request<()>| {
-            let grant = self.grant_of(
-                req.metadata()
-                    .get("authorization")
-                    .map(|v| v.as_bytes()),
-            );
+            let grant = self.grant_of(req.metadata().get("authorization").map(|v| v.as_bytes()));
             if grant == Grant::Nothing {
                 return Err(tonic::Status::unauthenticated(
                     "a valid bearer token is required",
@@ -152,7 +148,9 @@ mod tests {
         assert_eq!(closed.grant_of(None), Grant::Nothing);
         assert_eq!(closed.grant_of(Some(b"Bearer s3cret")), Grant::Write);
         assert_eq!(
-            Auth::new(None, true).unwrap().grant_of(Some(b"Bearer s3cret")),
+            Auth::new(None, true)
+                .unwrap()
+                .grant_of(Some(b"Bearer s3cret")),
             Grant::Read
         );
         std::fs::write(&dir, " \n").unwrap();

@@ -102,7 +102,10 @@ pub(crate) enum Item {
     },
     Change(Arc<Change>),
     /// The subscriber fell `missed` changes behind; a snapshot follows.
-    FellBehind { missed: u64, seq: u64 },
+    FellBehind {
+        missed: u64,
+        seq: u64,
+    },
 }
 
 /// A running subscription; [`Subscription::next`] yields its items.

@@ -1,0 +1,192 @@
+//! The options: flags over the file over the defaults, errors that name their key, and the
+//! documents that list the options kept equal to their one declaration.
+
+use super::*;
+
+fn args(extra: &[&str]) -> Args {
+    let mut v = vec!["neighsyncd"];
+    v.extend_from_slice(extra);
+    Args::try_parse_from(v).unwrap()
+}
+
+fn file(text: &str) -> Options {
+    toml::from_str(text).unwrap()
+}
+
+#[test]
+fn flags_win_over_the_file_and_defaults_fill_in() {
+    let c = Config::merge(
+        args(&["--redis", "unix:///tmp/x.sock", "--batch-max", "10"]),
+        file("batch_max = 20\naudit_interval = 30\nignore_interfaces = [\"eth0\", \"lo\"]"),
+    )
+    .unwrap();
+    assert_eq!(c.batch_max, 10);
+    assert_eq!(c.audit_interval, Some(Duration::from_secs(30)));
+    assert_eq!(c.ebpf_watchdog, Duration::from_secs(60));
+    assert_eq!(c.netlink_rcvbuf, 16 * 1024 * 1024);
+    assert!(c.ignore_interfaces.contains("lo"));
+    assert_eq!(c.source, SourceKind::Auto);
+    assert_eq!(c.metrics_listen, Some("127.0.0.1:9091".parse().unwrap()));
+    // The APIs default to unix sockets: nothing on a SONiC switch can hold them.
+    assert_eq!(
+        c.rest_listen,
+        Some(ListenAddr::Unix("/run/neighsyncd/rest.sock".into()))
+    );
+    assert_eq!(
+        c.grpc_listen,
+        Some(ListenAddr::Unix("/run/neighsyncd/grpc.sock".into()))
+    );
+}
+
+#[test]
+fn errors_name_the_key() {
+    let cases: &[(&[&str], &str, &str)] = &[
+        (&["--redis", "http://x"], "", "redis"),
+        (
+            &["--redis", "unix:///x", "--netlink-rcvbuf", "10"],
+            "",
+            "netlink_rcvbuf",
+        ),
+        (
+            &["--redis", "unix:///x", "--batch-max", "0"],
+            "",
+            "batch_max",
+        ),
+        (
+            &["--redis", "unix:///x"],
+            "ebpf_ring_bytes = 5000",
+            "ebpf_ring_bytes",
+        ),
+        (
+            &["--redis", "unix:///x"],
+            "metrics_listen = \"nowhere\"",
+            "metrics_listen",
+        ),
+        (&["--redis", "unix:///x"], "log_level = \"[[\"", "log_level"),
+    ];
+    for (a, f, key) in cases {
+        let e = Config::merge(args(a), file(f)).unwrap_err().to_string();
+        assert!(e.contains(key), "{e} should name {key}");
+    }
+    let e = toml::from_str::<Options>("no_such_key = 1")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no_such_key"), "{e}");
+}
+
+#[test]
+fn audits_are_on_by_default_with_ebpf_only() {
+    let audit = |extra: &[&str]| {
+        let mut v = vec!["--redis", "unix:///x"];
+        v.extend_from_slice(extra);
+        Config::merge(args(&v), Options::default())
+            .unwrap()
+            .audit_interval
+    };
+    let five_min = Some(Duration::from_secs(options::DEFAULT_EBPF_AUDIT));
+    assert_eq!(audit(&[]), five_min);
+    assert_eq!(audit(&["--source", "ebpf"]), five_min);
+    assert_eq!(audit(&["--source", "netlink"]), None);
+    assert_eq!(audit(&["--source", "ebpf", "--audit-interval", "0"]), None);
+}
+
+#[test]
+fn metrics_can_be_turned_off() {
+    let c = Config::merge(
+        args(&["--redis", "unix:///x", "--metrics-listen", "off"]),
+        Options::default(),
+    )
+    .unwrap();
+    assert_eq!(c.metrics_listen, None);
+}
+
+/// deploy/neighsyncd.toml.example has every key and loads with the real loader.
+#[test]
+fn the_example_config_loads_and_names_every_key() {
+    let text = include_str!("../../../deploy/neighsyncd.toml.example");
+    let file: Options = toml::from_str(text).expect("example parses (no unknown keys)");
+    let c = Config::merge(Args::default(), file).expect("example validates");
+    assert_eq!(c.batch_max, 16384);
+    assert_eq!(c.log_target, LogTarget::Stderr);
+    let keys: Vec<&str> = text
+        .lines()
+        // A key unset by default appears commented out, with an example value.
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .filter(|l| l.contains(" = ") && !l.starts_with('#'))
+        .filter_map(|l| l.split(" = ").next())
+        .collect();
+    for flag in Options::keys() {
+        assert!(keys.contains(&flag.as_str()), "example lacks {flag}");
+    }
+}
+
+/// docs/CONFIGURATION.md's table names every option, and only options; each row's default is
+/// the declared one (or says it is unset/conditional).
+#[test]
+fn the_docs_table_is_the_declared_options() {
+    let doc = include_str!("../../../docs/CONFIGURATION.md");
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for row in doc.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let (keys, default) = (cells[1], cells[2].trim_matches('`').to_string());
+        // "`api_tls_cert`, `api_tls_key`": one row for several keys.
+        for k in keys.split(',') {
+            documented.push((k.trim().trim_matches('`').to_string(), default.clone()));
+        }
+    }
+    let keys = Options::keys();
+    let documented_keys: Vec<&str> = documented.iter().map(|(k, _)| k.as_str()).collect();
+    for k in &keys {
+        assert!(
+            documented_keys.contains(&k.as_str()),
+            "docs/CONFIGURATION.md lacks option {k}"
+        );
+    }
+    // The table's rows (also the CONFIG_DB table's) that look like options must be options.
+    for (k, default) in &documented {
+        if !k.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            continue; // a CONFIG_DB key such as `PEER_SWITCH|*`
+        }
+        assert!(
+            keys.contains(k),
+            "docs/CONFIGURATION.md documents {k}, not an option"
+        );
+        if let Some(d) = Options::default_text(k) {
+            let spelled = [d.clone(), format!("{d} ")];
+            let bytes = d.parse::<u64>().ok().map(human_bytes);
+            assert!(
+                spelled.iter().any(|s| default.starts_with(s.as_str()))
+                    || bytes.as_deref() == Some(default.as_str())
+                    || (d == "none" && default == "[]"),
+                "docs/CONFIGURATION.md: {k} defaults to {default:?}, the declaration to {d:?}"
+            );
+        }
+    }
+}
+
+/// 16777216 -> "16 MiB" (the table's way of writing sizes).
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n => n.to_string(),
+    }
+}
+
+/// `--help` shows every default from the one declaration.
+#[test]
+fn help_shows_the_declared_defaults() {
+    use clap::CommandFactory;
+    let cmd = Args::command().mut_args(|arg| {
+        let key = arg.get_id().as_str().replace('-', "_");
+        match (Options::default_text(&key), arg.get_help().cloned()) {
+            (Some(d), Some(help)) => arg.help(format!("{help} [default: {d}]")),
+            _ => arg,
+        }
+    });
+    let help = cmd.clone().render_help().to_string();
+    assert!(help.contains("[default: 16384]"), "{help}");
+    assert!(
+        help.contains("[default: unix:/run/neighsyncd/rest.sock]"),
+        "{help}"
+    );
+}

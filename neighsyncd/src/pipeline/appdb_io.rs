@@ -1,0 +1,107 @@
+//! The pipeline's APPL_DB I/O: connect, write a batch, read NEIGH_TABLE back, probe. Each
+//! returns what happened as the engine's next input; the engine decides what follows
+//! (`core::appdb_link`).
+
+use std::time::Instant;
+
+use tracing::{Instrument, debug, warn};
+
+use super::Pipeline;
+use crate::core::appdb_link::AppDbReport;
+use crate::core::engine::Input;
+use crate::core::ops::Op;
+use crate::core::state::Batch;
+
+impl Pipeline {
+    /// The connection failed: it is dropped, and the engine orders a reconnect.
+    fn unreachable(&mut self, what: &str, e: &dyn std::fmt::Display) -> Input {
+        warn!(error = %e, "{what}; will reconnect and reconcile");
+        self.metrics.redis_errors.inc();
+        self.appdb.disconnect();
+        Input::AppDb(AppDbReport::Unreachable)
+    }
+
+    pub(super) async fn connect(&mut self) -> Input {
+        match self.appdb.connect().await {
+            Ok(()) => Input::AppDb(AppDbReport::Connected),
+            Err(e) => self.unreachable("cannot connect to APPL_DB", &e),
+        }
+    }
+
+    pub(super) async fn write(&mut self, batch: Batch) -> Input {
+        let (n_sets, n_dels) = batch.ops.iter().fold((0, 0), |(s, d), op| match op {
+            Op::Set { .. } => (s + 1, d),
+            Op::Del { .. } => (s, d + 1),
+        });
+        let n_routes = batch.route_dels.len();
+        let started = Instant::now();
+        let span = tracing::info_span!(
+            "appdb_write",
+            sets = n_sets,
+            dels = n_dels,
+            routes = n_routes
+        );
+        let result = self
+            .appdb
+            .write(&batch.route_dels, &batch.ops)
+            .instrument(span)
+            .await;
+        match result {
+            Ok(()) => {
+                let rtt = started.elapsed();
+                self.metrics.redis_roundtrip.observe(rtt.as_secs_f64());
+                self.metrics.appdb_batches.inc();
+                let m = &self.metrics.appdb_ops;
+                m.with_label_values(&["NEIGH_TABLE", "set"]).inc_by(n_sets);
+                m.with_label_values(&["NEIGH_TABLE", "del"]).inc_by(n_dels);
+                m.with_label_values(&["ROUTE_TABLE", "del"])
+                    .inc_by(n_routes as u64);
+                debug!(
+                    sets = n_sets,
+                    dels = n_dels,
+                    routes = n_routes,
+                    ?rtt,
+                    "APPL_DB batch written"
+                );
+                Input::Written(batch)
+            }
+            Err(e) => {
+                warn!(error = %e, "APPL_DB write failed; will reconnect and reconcile");
+                self.metrics.redis_errors.inc();
+                self.appdb.disconnect();
+                Input::WriteFailed(batch)
+            }
+        }
+    }
+
+    /// Reads APPL_DB back as what it was told. At start the read-back also seeds the desired
+    /// state (see [`crate::core::state::State::replace_told`]).
+    pub(super) async fn read_back(&mut self, seed: bool) -> Input {
+        let started = Instant::now();
+        match self
+            .appdb
+            .read_neighbors()
+            .instrument(tracing::info_span!("appl_db_read_back"))
+            .await
+        {
+            Ok(entries) => {
+                self.health.set_redis(true);
+                self.metrics.redis_connected.set(1);
+                self.metrics
+                    .stage_seconds
+                    .with_label_values(&["appl_db_read_back"])
+                    .observe(started.elapsed().as_secs_f64());
+                Input::ReadBack { entries, seed }
+            }
+            Err(e) => self.unreachable("cannot read APPL_DB back", &e),
+        }
+    }
+
+    /// Nothing was written for a while: is APPL_DB still there?
+    pub(super) async fn probe(&mut self) -> Input {
+        match self.appdb.ping().await {
+            Ok(()) => Input::AppDb(AppDbReport::Answered),
+            Err(e) => self.unreachable("APPL_DB connection lost", &e),
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! The sync loop: source events -> rules -> state -> APPL_DB writer.
+//!
+//! One task owns the state and the APPL_DB connection. Each turn it writes everything dirty in
+//! one round trip, then takes the next chunk of events; while a round trip is in flight, events
+//! queue in the source channel, so batches grow with load (adaptive batching) and an idle
+//! daemon writes each event at once. Redis being down only stops the writing: events keep
+//! updating the state, and once Redis is back APPL_DB is read back and only the difference is
+//! written.
+
+mod appdb_io;
+mod report;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::sleep_until;
+use tracing::{error, info, warn};
+
+use crate::core::appdb_link::{AppDbOrder, AppDbReport, LIVENESS};
+use crate::core::control::SourceControl;
+use crate::core::engine::{Engine, Input, Output};
+use crate::core::neigh::{ResyncCause, SourceEvent};
+use crate::core::rules::ConfigSnapshot;
+use crate::core::source_health::{SourceOrder, SourceReport};
+use crate::northbound::view::View;
+use crate::sonic::appdb::AppDb;
+use crate::sonic::warm::{WarmDb, WarmError, WarmState};
+use crate::southbound::monotonic_ns;
+use crate::telemetry::health::Health;
+use crate::telemetry::metrics::Metrics;
+
+/// A warm start in progress: writes are held until the reconcile timer fires.
+pub struct WarmPlan {
+    pub db: WarmDb,
+    pub restore_timeout: Duration,
+}
+
+/// The warm start's I/O side; its decisions (hold, reconcile, classify) are the engine's.
+enum WarmPhase {
+    /// Waiting for the restore flag; yields the reconcile timer.
+    Restoring(tokio::task::JoinHandle<Result<(WarmDb, Duration), WarmError>>),
+    Timer(tokio::time::Instant, WarmDb),
+    /// Timer fired: writing the difference; `reconciled` once nothing is pending.
+    Reconciling(WarmDb),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("warm restart: {0}")]
+    Warm(#[from] WarmError),
+    /// Every neighbor source is gone: nothing would keep APPL_DB current.
+    #[error("the neighbor event sources ended")]
+    SourceEnded,
+    /// The source policy stops the daemon (a source failed with no fallback).
+    #[error("{0}")]
+    SourceFailed(String),
+    #[error("the CONFIG_DB watch ended")]
+    ConfigWatchEnded,
+}
+
+const EVENT_CHUNK: usize = 8192;
+/// How long shutdown waits to write what is pending.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(3);
+
+pub struct PipelineConfig {
+    pub audit_interval: Option<Duration>,
+}
+
+/// The async shell around the [`Engine`]: it owns the channels, the APPL_DB connection, the
+/// timers and the warm-restart database, and carries out what the engine decides.
+pub struct Pipeline {
+    audit_interval: Option<Duration>,
+    engine: Engine,
+    appdb: AppDb,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    sources: Arc<dyn SourceControl>,
+    events: mpsc::Receiver<SourceEvent>,
+    /// What the supervisor says of the sources while running (a consumer died, ...).
+    reports: Option<mpsc::UnboundedReceiver<SourceReport>>,
+    config_rx: watch::Receiver<Option<ConfigSnapshot>>,
+    /// When the engine's ordered reconnect is due.
+    retry_at: Option<tokio::time::Instant>,
+    view: Option<Arc<View>>,
+    warm_plan: Option<WarmPlan>,
+    warm: Option<WarmPhase>,
+}
+
+impl Pipeline {
+    /// `engine` has already chosen the live source (its start-up orders are the daemon's).
+    #[allow(clippy::too_many_arguments)] // the shell's channels and handles, each once
+    pub fn new(
+        cfg: PipelineConfig,
+        engine: Engine,
+        appdb: AppDb,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+        sources: Arc<dyn SourceControl>,
+        events: mpsc::Receiver<SourceEvent>,
+        config_rx: watch::Receiver<Option<ConfigSnapshot>>,
+    ) -> Pipeline {
+        Pipeline {
+            audit_interval: cfg.audit_interval,
+            engine,
+            appdb,
+            metrics,
+            health,
+            sources,
+            events,
+            reports: None,
+            config_rx,
+            retry_at: None,
+            view: None,
+            warm_plan: None,
+            warm: None,
+        }
+    }
+
+    /// Runs as a warm start: APPL_DB staging is cleared and read back, and nothing is written
+    /// until the restore flag is set and the reconcile timer has fired; then only the
+    /// difference is written.
+    pub fn with_warm_start(mut self, plan: WarmPlan) -> Pipeline {
+        self.warm_plan = Some(plan);
+        self
+    }
+
+    /// Keeps `view` (the management APIs' read model) current.
+    pub fn with_view(mut self, view: Arc<View>) -> Pipeline {
+        self.engine.report_kernel_side(true);
+        self.view = Some(view);
+        self
+    }
+
+    /// Hands the supervisor's source reports to the engine while running.
+    pub fn with_source_reports(
+        mut self,
+        reports: mpsc::UnboundedReceiver<SourceReport>,
+    ) -> Pipeline {
+        self.reports = Some(reports);
+        self
+    }
+
+    /// Hands `input` to the engine and carries out what it says, feeding back the inputs
+    /// that carrying it out produces (a write's result, a read-back, ...) until none is left.
+    async fn drive(&mut self, input: Input) -> Result<(), PipelineError> {
+        let mut queue = VecDeque::from([input]);
+        while let Some(input) = queue.pop_front() {
+            for o in self.engine.handle(monotonic_ns(), input) {
+                match o {
+                    Output::Write(batch) => {
+                        let result = self.write(batch).await;
+                        queue.push_back(result);
+                    }
+                    Output::AppDb(AppDbOrder::ReadBack { seed }) => {
+                        let result = self.read_back(seed).await;
+                        queue.push_back(result);
+                    }
+                    Output::AppDb(AppDbOrder::Probe) => {
+                        let result = self.probe().await;
+                        queue.push_back(result);
+                    }
+                    Output::AppDb(AppDbOrder::Reconnect { after }) => {
+                        self.health.set_redis(false);
+                        self.metrics.redis_connected.set(0);
+                        self.retry_at = Some(tokio::time::Instant::now() + after);
+                    }
+                    Output::Reconciled => self.finish_warm().await?,
+                    Output::Source(order) => {
+                        if let Some(next) = self.carry_out_source(order)? {
+                            queue.push_back(next);
+                        }
+                    }
+                    Output::Dump(cause) => self.sources.request_resync(cause),
+                    Output::Count(c) => self.count(c),
+                    Output::Note(n) => report::log_note(n),
+                    Output::Synced { neighbors, links } => {
+                        self.health.set_source_synced(true);
+                        info!(neighbors, links, "initial kernel dump applied");
+                    }
+                    Output::Landed {
+                        key,
+                        value,
+                        since_ns,
+                    } => self.landed(&key, value, since_ns),
+                    Output::ApplReloaded => self.appl_reloaded(),
+                    Output::Gauges => self.publish_gauges(),
+                    Output::Kernel { key, side } => {
+                        if let Some(view) = &self.view {
+                            match side {
+                                Some(side) => view.kernel_update(&key, side),
+                                None => view.kernel_remove(&key),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The source policy's orders while running: a fallback to rtnetlink, or a stop.
+    fn carry_out_source(&mut self, order: SourceOrder) -> Result<Option<Input>, PipelineError> {
+        match order {
+            SourceOrder::FallBack { reason, why } => {
+                error!(reason = %why, "the eBPF consumer died; falling back to rtnetlink");
+                let since_ns = self.sources.switch_to_netlink();
+                self.sources.lost(ResyncCause::SourceRestart);
+                self.metrics.source_switched("netlink", reason);
+                Ok(Some(Input::SwitchedToNetlink { since_ns }))
+            }
+            SourceOrder::Fail(why) => {
+                error!(reason = %why, "a neighbor source failed with no fallback; stopping");
+                self.health.set_sources_alive(false);
+                Err(PipelineError::SourceFailed(why))
+            }
+            // Start-up orders are the daemon's; none comes while running.
+            SourceOrder::LoadEbpf | SourceOrder::Attach { .. } => Ok(None),
+        }
+    }
+
+    /// Runs until `shutdown` fires (or the source ends), then writes what is pending.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), PipelineError> {
+        // The rules need CONFIG_DB before the first message is judged.
+        loop {
+            let snapshot = self.config_rx.borrow_and_update().clone();
+            if let Some(s) = snapshot {
+                self.drive(Input::Config(s)).await?;
+                break;
+            }
+            tokio::select! {
+                r = self.config_rx.changed() => if r.is_err() {
+                    return if *shutdown.borrow() { Ok(()) } else { Err(PipelineError::ConfigWatchEnded) };
+                },
+                _ = shutdown.changed() => return Ok(()),
+            }
+        }
+        self.metrics.resync(ResyncCause::Startup);
+        if let Some(plan) = self.warm_plan.take() {
+            self.start_warm(plan, &mut shutdown).await?;
+        } else {
+            let connected = self.connect().await;
+            self.drive(connected).await?;
+        }
+        let mut audit = self.audit_interval.map(|d| {
+            let mut i = tokio::time::interval_at(tokio::time::Instant::now() + d, d);
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            i
+        });
+        let mut buf = Vec::with_capacity(EVENT_CHUNK);
+        let mut ended = None;
+        let mut liveness = tokio::time::interval(LIVENESS);
+        liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reports = self.reports.take();
+        loop {
+            if self.engine.can_write() {
+                // Writes what is due, or (nothing due) an audit's read-back or the end of a
+                // warm start's reconcile.
+                self.drive(Input::Flush).await?;
+            }
+            let can_flush = self.engine.can_write() && self.engine.pending() > 0;
+            let restoring = matches!(self.warm, Some(WarmPhase::Restoring(_)));
+            let timer_at = match &self.warm {
+                Some(WarmPhase::Timer(at, _)) => Some(*at),
+                _ => None,
+            };
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                r = self.config_rx.changed() => {
+                    if r.is_err() {
+                        // At shutdown the watch ends too (maybe before we saw the signal).
+                        if !*shutdown.borrow() {
+                            ended = Some(PipelineError::ConfigWatchEnded);
+                        }
+                        break;
+                    }
+                    let snap = self.config_rx.borrow_and_update().clone();
+                    if let Some(s) = snap { self.drive(Input::Config(s)).await?; }
+                }
+                Some(report) = next_report(&mut reports) => {
+                    if *shutdown.borrow() {
+                        break; // a source ending at shutdown is no failure
+                    }
+                    if let Err(e) = self.drive(Input::Source(report)).await {
+                        ended = Some(e);
+                        break;
+                    }
+                }
+                n = self.events.recv_many(&mut buf, EVENT_CHUNK) => {
+                    if n == 0 {
+                        // The sources end at shutdown, perhaps between our look at the signal
+                        // and this channel: only an unasked-for end is an error.
+                        if !*shutdown.borrow() {
+                            ended = Some(PipelineError::SourceEnded);
+                        }
+                        break;
+                    }
+                    for ev in std::mem::take(&mut buf) {
+                        self.drive(Input::Kernel(ev)).await?;
+                    }
+                }
+                _ = sleep_until(self.retry_at.unwrap_or_else(tokio::time::Instant::now)), if self.retry_at.is_some() => {
+                    self.retry_at = None;
+                    let connected = self.connect().await;
+                    self.drive(connected).await?;
+                }
+                _ = liveness.tick() => self.drive(Input::Tick).await?,
+                _ = tick(&mut audit), if audit.is_some() => self.drive(Input::AuditDue).await?,
+                res = restore_wait(&mut self.warm), if restoring => {
+                    let (db, timer) = res?;
+                    info!(timer_secs = timer.as_secs(), "starting the warm-restart reconcile timer");
+                    self.warm = Some(WarmPhase::Timer(tokio::time::Instant::now() + timer, db));
+                }
+                _ = sleep_until(timer_at.unwrap_or_else(tokio::time::Instant::now)), if timer_at.is_some() => {
+                    if let Some(WarmPhase::Timer(_, db)) = self.warm.take() {
+                        self.warm = Some(WarmPhase::Reconciling(db));
+                        self.drive(Input::WarmTimerFired).await?;
+                    }
+                }
+                _ = std::future::ready(()), if can_flush => {}
+            }
+            self.metrics.pending_ops.set(self.engine.pending() as i64);
+        }
+        self.finish().await;
+        match ended {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    async fn start_warm(
+        &mut self,
+        mut plan: WarmPlan,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), PipelineError> {
+        self.health.set_warm_restart_done(false);
+        self.drive(Input::WarmStart).await?;
+        // Nothing can be restored without APPL_DB: keep trying, at the engine's backoff.
+        while !self.appdb.is_connected() {
+            if let Err(e) = self.appdb.connect().await {
+                warn!(error = %e, "warm start: cannot connect to APPL_DB; retrying");
+                let after = self
+                    .engine
+                    .handle(monotonic_ns(), Input::AppDb(AppDbReport::Unreachable))
+                    .into_iter()
+                    .find_map(|o| match o {
+                        Output::AppDb(AppDbOrder::Reconnect { after }) => Some(after),
+                        _ => None,
+                    })
+                    .unwrap_or(crate::core::appdb_link::BACKOFF_MAX);
+                tokio::select! {
+                    _ = tokio::time::sleep(after) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+            }
+        }
+        if let Err(e) = self.appdb.clear_staging().await {
+            warn!(error = %e, "warm start: cannot clear NEIGH_TABLE staging state");
+        }
+        let read = self.read_back(true).await;
+        self.drive(read).await?;
+        info!("Restored appDB table to NEIGH_TABLE internal cache map");
+        plan.db.set_state(WarmState::Restored).await?;
+        let timeout = plan.restore_timeout;
+        let mut db = plan.db;
+        self.warm = Some(WarmPhase::Restoring(tokio::spawn(async move {
+            db.wait_restore(timeout).await?;
+            let timer = db.reconcile_timer().await?;
+            Ok((db, timer))
+        })));
+        Ok(())
+    }
+
+    /// The engine says the reconcile is complete: `reconciled`.
+    async fn finish_warm(&mut self) -> Result<(), PipelineError> {
+        if let Some(WarmPhase::Reconciling(mut db)) = self.warm.take() {
+            db.set_state(WarmState::Reconciled).await?;
+            self.health.set_warm_restart_done(true);
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self) {
+        let deadline = Instant::now() + SHUTDOWN_FLUSH;
+        while self.engine.can_write() && self.engine.pending() > 0 && Instant::now() < deadline {
+            if self.drive(Input::Flush).await.is_err() {
+                break;
+            }
+        }
+        if self.engine.pending() > 0 {
+            warn!(
+                pending = self.engine.pending(),
+                "exiting with APPL_DB writes pending; the next start reconciles them"
+            );
+        }
+        info!("pipeline stopped");
+    }
+}
+
+/// The next source report; never, without a supervisor.
+async fn next_report(
+    reports: &mut Option<mpsc::UnboundedReceiver<SourceReport>>,
+) -> Option<SourceReport> {
+    match reports {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The restore-flag wait's result.
+async fn restore_wait(warm: &mut Option<WarmPhase>) -> Result<(WarmDb, Duration), WarmError> {
+    match warm {
+        Some(WarmPhase::Restoring(handle)) => match handle.await {
+            Ok(res) => res,
+            Err(e) => Err(WarmError::Redis(redis::RedisError::from(
+                std::io::Error::other(format!("restore wait task failed: {e}")),
+            ))),
+        },
+        _ => std::future::pending().await,
+    }
+}
+
+/// The next audit tick; never, when audits are off.
+async fn tick(audit: &mut Option<tokio::time::Interval>) {
+    match audit {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,109 @@
+//! The engine's reports, carried out: counts become metrics, notes log lines, and what APPL_DB
+//! and the kernel hold goes to the management APIs' view.
+
+use tracing::{debug, info, warn};
+
+use super::Pipeline;
+use crate::core::engine::{Count, Note};
+use crate::core::state::Told;
+use crate::runtime::log_throttle;
+use crate::southbound::monotonic_ns;
+
+impl Pipeline {
+    pub(super) fn count(&self, c: Count) {
+        let m = &self.metrics;
+        match c {
+            Count::Event(source, kind) => m.events.with_label_values(&[source, kind]).inc(),
+            Count::UnknownIfindex => m.unknown_ifindex.inc(),
+            Count::Corrections(side, n) => {
+                m.resync_corrections.with_label_values(&[side]).inc_by(n)
+            }
+            Count::Set => m.decisions.with_label_values(&["set"]).inc(),
+            Count::Del => m.decisions.with_label_values(&["del"]).inc(),
+            Count::Skip(r) => {
+                m.decisions.with_label_values(&["skip"]).inc();
+                m.skips.with_label_values(&[r.as_str()]).inc();
+            }
+            Count::Resync(cause) => m.resync(cause),
+            Count::Malformed(reason) => m.malformed(reason),
+            Count::NoopSuppressed(n) => m.noop_suppressed.inc_by(n),
+            Count::SourceFailure(source, action) => {
+                m.source_failures.with_label_values(&[source, action]).inc()
+            }
+            Count::AppDbReconnect => m.redis_reconnects.inc(),
+        }
+    }
+
+    /// A key now holds `value` in APPL_DB, dirty since `since_ns`.
+    pub(super) fn landed(
+        &self,
+        key: &str,
+        value: Option<crate::core::rules::NeighValue>,
+        since_ns: u64,
+    ) {
+        self.metrics
+            .event_to_appdb
+            .observe(monotonic_ns().saturating_sub(since_ns) as f64 / 1e9);
+        if let Some(view) = &self.view {
+            view.appl_update(key, value);
+        }
+    }
+
+    /// What APPL_DB holds changed wholesale (a read-back).
+    pub(super) fn appl_reloaded(&self) {
+        if let Some(view) = &self.view {
+            for (key, t) in self.engine.told() {
+                if let Told::Value(v) = t {
+                    view.appl_update(key, Some(*v));
+                }
+            }
+        }
+    }
+
+    /// What APPL_DB holds, by family and interface: after every write, and after every
+    /// read-back (a restart with nothing to write must not show zero).
+    pub(super) fn publish_gauges(&self) {
+        let (v4, v6) = self.engine.told_counts();
+        let m = &self.metrics;
+        m.neighbors.with_label_values(&["IPv4"]).set(v4 as i64);
+        m.neighbors.with_label_values(&["IPv6"]).set(v6 as i64);
+        for (ifname, n) in self.engine.told_by_interface() {
+            m.neighbors_by_interface
+                .with_label_values(&[ifname.as_str()])
+                .set(*n);
+        }
+    }
+}
+
+/// The log line for each fact the engine reports.
+pub(super) fn log_note(n: Note) {
+    match n {
+        Note::LinkRenamed { ifindex, old, new } => {
+            info!(ifindex, old, new, "interface renamed")
+        }
+        Note::LinkRemoved { ifindex, name } => debug!(ifindex, name, "interface removed"),
+        Note::Swept(swept) => info!(swept, "dump found neighbors gone"),
+        Note::Lost(cause) => warn!(
+            cause = cause.as_str(),
+            "kernel events lost; resynchronising"
+        ),
+        Note::Malformed(reason) => log_throttle::warn_kind(reason),
+        Note::Reevaluated => info!("dual-ToR/EVPN changed: re-evaluating every neighbor"),
+        Note::LinkLocalReplayed { ifname, replayed } => info!(
+            ifname,
+            replayed, "IPv6 link-local enabled: replaying its neighbors"
+        ),
+        Note::LinkLocalWithdrawn { ifname, withdrawn } => info!(
+            ifname,
+            withdrawn, "IPv6 link-local disabled: withdrawing its neighbors"
+        ),
+        Note::Drift(drift) => warn!(drift, "APPL_DB differed from what was written; correcting"),
+        Note::ReadBack { entries } => info!(entries, "APPL_DB NEIGH_TABLE read back"),
+        Note::WarmTimerExpired { pending } => {
+            info!(pending, "warmstart timer expired; reconciling")
+        }
+        Note::Reconcile(line) => info!("{line}"),
+        Note::AppDbRestored => info!("APPL_DB connection restored; reconciling"),
+        Note::Audit => info!("periodic audit"),
+    }
+}
