@@ -62,3 +62,31 @@ fn imports_run_one_way() {
         wrong.join("\n")
     );
 }
+
+/// Most lines a file may have without saying, at its top, why it is longer.
+const MAX_LINES: usize = 450;
+/// What such a file's first lines say.
+const REASON: &str = "Longer than 450 lines because";
+
+#[test]
+fn long_files_say_why() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut unexplained = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read source");
+        let lines = text.lines().count();
+        let head: String = text.lines().take(12).collect::<Vec<_>>().join("\n");
+        if lines > MAX_LINES && !head.contains(REASON) {
+            let rel = file.strip_prefix(&src).expect("under src");
+            unexplained.push(format!("{} ({lines} lines)", rel.display()));
+        }
+    }
+    assert!(
+        unexplained.is_empty(),
+        "files over {MAX_LINES} lines whose first lines do not say \"{REASON} ...\" \
+         (split them, or say why not):\n{}",
+        unexplained.join("\n")
+    );
+}

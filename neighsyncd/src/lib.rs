@@ -15,12 +15,12 @@
 pub mod config;
 pub mod core;
 pub mod daemon;
-pub mod log_level;
+pub(crate) mod log_level;
 pub mod logging;
 pub mod northbound;
 pub mod pipeline;
 pub mod restore;
-pub mod runtime;
+pub(crate) mod runtime;
 pub mod sonic;
 pub mod southbound;
 pub mod telemetry;

@@ -198,11 +198,6 @@ impl Engine {
         self.warm == Warm::Holding
     }
 
-    /// A warm start is under way (held or reconciling).
-    pub fn warm_in_progress(&self) -> bool {
-        self.warm != Warm::Off
-    }
-
     /// Keys whose APPL_DB value is due to change.
     pub fn pending(&self) -> usize {
         self.state.pending()

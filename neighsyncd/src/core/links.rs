@@ -76,19 +76,8 @@ impl LinkCache {
         self.links.get(&master).map(|l| l.name.as_str())
     }
 
-    pub fn by_name(&self, name: &str) -> Option<u32> {
-        self.links
-            .iter()
-            .find(|(_, l)| l.name == name)
-            .map(|(i, _)| *i)
-    }
-
     pub fn len(&self) -> usize {
         self.links.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.links.is_empty()
     }
 }
 
@@ -123,7 +112,7 @@ mod tests {
                 old: "Ethernet0".into()
             }
         );
-        assert_eq!(c.by_name("Ethernet4"), Some(3));
+        assert_eq!(c.name(3), "Ethernet4");
         assert_eq!(
             c.apply(&msg(3, "Ethernet4", None, false)),
             LinkChange::Updated

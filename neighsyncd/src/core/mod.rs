@@ -2,13 +2,13 @@
 //! holds and should hold, the dump-consistency policy, and the engine that decides. No async,
 //! no I/O, no clock: every decision here is unit-tested without a kernel or Redis.
 
-pub mod appdb_link;
+pub(crate) mod appdb_link;
 pub mod control;
 pub mod dump;
 pub mod engine;
-pub mod links;
+pub(crate) mod links;
 pub mod neigh;
-pub mod ops;
+pub(crate) mod ops;
 pub mod rules;
 pub mod source_health;
-pub mod state;
+pub(crate) mod state;

@@ -61,19 +61,14 @@ pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = super::listeners::bind(&super::listeners::ListenAddr::Tcp(addr)).await?;
     tracing::info!(%addr, "metrics and health listening");
-    let app = router(metrics, health);
-    Ok(tokio::spawn(async move {
-        let res = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.changed().await;
-            })
-            .await;
-        if let Err(e) = res {
-            tracing::warn!(error = %e, "metrics listener failed");
-        }
-    }))
+    Ok(super::listeners::serve_http(
+        bound,
+        router(metrics, health),
+        "metrics",
+        shutdown,
+    ))
 }

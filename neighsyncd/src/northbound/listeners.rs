@@ -77,8 +77,59 @@ pub async fn keep_serving<F, Fut>(
     }
 }
 
+/// A bound listener.
+pub(crate) enum Bound {
+    Tcp(tokio::net::TcpListener),
+    /// A unix socket is protected by its file permissions (TLS is for TCP listeners).
+    Unix(tokio::net::UnixListener),
+}
+
+/// Binds now, so that a bad or taken address fails the listener's start. A unix socket's
+/// directory is created, and a stale socket file replaced.
+pub(crate) async fn bind(addr: &ListenAddr) -> std::io::Result<Bound> {
+    match addr {
+        ListenAddr::Tcp(a) => Ok(Bound::Tcp(tokio::net::TcpListener::bind(a).await?)),
+        ListenAddr::Unix(p) => {
+            socket_dir(p)?;
+            let _ = std::fs::remove_file(p);
+            Ok(Bound::Unix(tokio::net::UnixListener::bind(p)?))
+        }
+    }
+}
+
+/// Resolves once shutdown is signalled (or its sender is gone).
+pub(crate) async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    crate::runtime::tasks::shutdown_signalled(&mut shutdown).await
+}
+
+/// Serves `app` (plain HTTP) on `bound` until shutdown, then finishes the requests in flight.
+pub(crate) fn serve_http(
+    bound: Bound,
+    app: axum::Router,
+    name: &'static str,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let res = match bound {
+            Bound::Tcp(l) => {
+                axum::serve(l, app)
+                    .with_graceful_shutdown(stopped(shutdown))
+                    .await
+            }
+            Bound::Unix(l) => {
+                axum::serve(l, app)
+                    .with_graceful_shutdown(stopped(shutdown))
+                    .await
+            }
+        };
+        if let Err(e) = res {
+            warn!(listener = name, error = %e, "listener failed");
+        }
+    })
+}
+
 /// Creates the directory a unix socket lives in (`/run/neighsyncd` by default), owner-only.
-pub fn socket_dir(path: &std::path::Path) -> std::io::Result<()> {
+fn socket_dir(path: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => std::fs::DirBuilder::new()

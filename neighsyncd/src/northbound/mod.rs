@@ -3,6 +3,6 @@
 //! neighbor sync.
 
 pub mod api;
-pub mod http;
-pub mod listeners;
+pub(crate) mod http;
+pub(crate) mod listeners;
 pub mod view;

@@ -155,21 +155,13 @@ impl AppDb {
             }
             drop(iter);
             let values = hgetall_many(conn, keys.iter().cloned()).await?;
-            let mut out: HashMap<String, Fields> = keys
+            let table: HashMap<String, Fields> = keys
                 .into_iter()
                 .zip(values)
                 .filter_map(|(k, v)| Some((k.strip_prefix(&table_prefix)?.to_string(), v)))
                 .collect();
-            let deleted: std::collections::HashSet<String> = deleted.into_iter().collect();
-            for (key, fields) in pending.into_iter().zip(staged) {
-                if deleted.contains(&key) {
-                    out.remove(&key);
-                }
-                if !fields.is_empty() {
-                    out.entry(key).or_default().extend(fields);
-                }
-            }
-            out.retain(|_, f| !f.is_empty());
+            let staged: Vec<(String, Fields)> = pending.into_iter().zip(staged).collect();
+            let out = super::producer::with_staged(table, staged, &deleted);
             Ok(out)
         }
         .await;

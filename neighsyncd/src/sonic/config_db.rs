@@ -63,45 +63,68 @@ async fn scan_keys(
     Ok(out)
 }
 
+/// The CONFIG_DB facts the rules depend on, as read (before any rule is applied).
+#[derive(Debug, Default)]
+struct Facts {
+    peer_switch_keys: usize,
+    evpn_keys: usize,
+    /// (interface table, key, `ipv6_use_link_local_only`'s value)
+    link_local: Vec<(&'static str, String, Option<String>)>,
+}
+
+/// The interface a link-local table key names: `VLAN_INTERFACE|Vlan1000` names `Vlan1000`;
+/// `INTERFACE|Ethernet0|10.0.0.1/31` is an address key, not the interface's.
+fn interface_of<'k>(table: &str, key: &'k str, sep: &str) -> Option<&'k str> {
+    let ifname = key.strip_prefix(table)?.strip_prefix(sep)?;
+    (!ifname.contains(sep)).then_some(ifname)
+}
+
+/// SONiC's reading of the facts: a `PEER_SWITCH` entry means dual-ToR, a `VXLAN_EVPN_NVO`
+/// entry EVPN, and `ipv6_use_link_local_only=enable` on an interface's own key link-local.
+fn snapshot(facts: Facts, sep: &str, ignore_interfaces: &HashSet<String>) -> ConfigSnapshot {
+    ConfigSnapshot {
+        dual_tor: facts.peer_switch_keys > 0,
+        evpn: facts.evpn_keys > 0,
+        link_local: facts
+            .link_local
+            .iter()
+            .filter(|(_, _, v)| v.as_deref() == Some("enable"))
+            .filter_map(|(table, key, _)| interface_of(table, key, sep))
+            .map(str::to_string)
+            .collect(),
+        ignore_interfaces: ignore_interfaces.clone(),
+    }
+}
+
 /// Reads the snapshot from CONFIG_DB.
 pub async fn load(
     conn: &mut MultiplexedConnection,
     sep: &str,
     ignore_interfaces: &HashSet<String>,
 ) -> Result<ConfigSnapshot, redis::RedisError> {
-    let dual_tor = !scan_keys(conn, &format!("{PEER_SWITCH}{sep}*"))
-        .await?
-        .is_empty();
-    let evpn = !scan_keys(conn, &format!("{VXLAN_EVPN_NVO}{sep}*"))
-        .await?
-        .is_empty();
-    let mut link_local = HashSet::new();
+    let mut facts = Facts {
+        peer_switch_keys: scan_keys(conn, &format!("{PEER_SWITCH}{sep}*"))
+            .await?
+            .len(),
+        evpn_keys: scan_keys(conn, &format!("{VXLAN_EVPN_NVO}{sep}*"))
+            .await?
+            .len(),
+        link_local: Vec::new(),
+    };
     for (prefix, table) in LINK_LOCAL_TABLES {
-        let table_prefix = format!("{table}{sep}");
-        for key in scan_keys(conn, &format!("{table_prefix}{prefix}*")).await? {
-            let Some(ifname) = key.strip_prefix(&table_prefix) else {
-                continue;
-            };
-            // `INTERFACE|Ethernet0|10.0.0.1/31` are address keys, not the interface's.
-            if ifname.contains(sep) {
-                continue;
+        for key in scan_keys(conn, &format!("{table}{sep}{prefix}*")).await? {
+            if interface_of(table, &key, sep).is_none() {
+                continue; // no HGET for address keys
             }
             let v: Option<String> = redis::cmd("HGET")
                 .arg(&key)
                 .arg(LINK_LOCAL_FIELD)
                 .query_async(conn)
                 .await?;
-            if v.as_deref() == Some("enable") {
-                link_local.insert(ifname.to_string());
-            }
+            facts.link_local.push((table, key, v));
         }
     }
-    Ok(ConfigSnapshot {
-        dual_tor,
-        evpn,
-        link_local,
-        ignore_interfaces: ignore_interfaces.clone(),
-    })
+    Ok(snapshot(facts, sep, ignore_interfaces))
 }
 
 fn keyspace_enabled(flags: &str) -> bool {
@@ -201,6 +224,44 @@ fn publish(tx: &watch::Sender<Option<ConfigSnapshot>>, snap: ConfigSnapshot, met
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_facts_read_as_sonic_reads_them() {
+        let facts = Facts {
+            peer_switch_keys: 1,
+            evpn_keys: 0,
+            link_local: vec![
+                (
+                    "VLAN_INTERFACE",
+                    "VLAN_INTERFACE|Vlan1000".into(),
+                    Some("enable".into()),
+                ),
+                (
+                    "INTERFACE",
+                    "INTERFACE|Ethernet0".into(),
+                    Some("disable".into()),
+                ),
+                (
+                    "INTERFACE",
+                    "INTERFACE|Ethernet4|10.0.0.1/31".into(),
+                    Some("enable".into()),
+                ),
+                (
+                    "PORTCHANNEL_INTERFACE",
+                    "PORTCHANNEL_INTERFACE|PortChannel1".into(),
+                    None,
+                ),
+            ],
+        };
+        let s = snapshot(facts, "|", &HashSet::new());
+        assert!(s.dual_tor && !s.evpn);
+        assert_eq!(s.link_local, HashSet::from(["Vlan1000".to_string()]));
+        assert_eq!(
+            interface_of("INTERFACE", "INTERFACE|Ethernet4|10.0.0.1/31", "|"),
+            None
+        );
+        assert_eq!(interface_of("INTERFACE", "VLAN_INTERFACE|Vlan1", "|"), None);
+    }
 
     #[test]
     fn keyspace_flags() {

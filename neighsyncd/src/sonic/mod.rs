@@ -3,8 +3,8 @@
 //! tests and tools), the CONFIG_DB watch (`config_db`) and warm restart (`warm`).
 
 pub mod appdb;
-pub mod config_db;
+pub(crate) mod config_db;
 pub mod consumer;
 pub mod dbconfig;
-pub mod producer;
-pub mod warm;
+pub(crate) mod producer;
+pub(crate) mod warm;

@@ -12,7 +12,30 @@
 use redis::aio::MultiplexedConnection;
 use redis::{Pipeline, RedisResult, Script};
 
-use crate::core::ops::Op;
+use std::collections::{HashMap, HashSet};
+
+use crate::core::ops::{Fields, Op};
+
+/// What a consumer will hold once it has consumed everything staged: `table` (the table's
+/// entries, by key) with the staged operations applied on top. A key in `deleted` (the del
+/// set) is deleted first, then its staged fields (if any) set again, as the consumer pops it.
+pub fn with_staged(
+    mut table: HashMap<String, Fields>,
+    staged: Vec<(String, Fields)>,
+    deleted: &[String],
+) -> HashMap<String, Fields> {
+    let deleted: HashSet<&String> = deleted.iter().collect();
+    for (key, fields) in staged {
+        if deleted.contains(&key) {
+            table.remove(&key);
+        }
+        if !fields.is_empty() {
+            table.entry(key).or_default().extend(fields);
+        }
+    }
+    table.retain(|_, f| !f.is_empty());
+    table
+}
 
 /// Operations per script invocation: large enough to amortise, small enough not to stall Redis.
 pub const OPS_PER_SCRIPT: usize = 256;
@@ -152,5 +175,75 @@ impl ProducerStateTable {
             .invoke_async::<i64>(conn)
             .await
             .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(mac: &str) -> Fields {
+        [("neigh".to_string(), mac.to_string())]
+            .into_iter()
+            .collect()
+    }
+
+    #[test]
+    fn staged_operations_apply_on_top_of_the_table() {
+        let table: HashMap<String, Fields> = [
+            (
+                "Ethernet0:10.0.0.1".to_string(),
+                fields("02:00:00:00:00:01"),
+            ),
+            (
+                "Ethernet0:10.0.0.2".to_string(),
+                fields("02:00:00:00:00:02"),
+            ),
+            (
+                "Ethernet0:10.0.0.3".to_string(),
+                fields("02:00:00:00:00:03"),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let staged = vec![
+            // A set over an existing entry: its fields win.
+            (
+                "Ethernet0:10.0.0.1".to_string(),
+                fields("02:00:00:00:00:aa"),
+            ),
+            // A delete (in the del set, nothing staged).
+            ("Ethernet0:10.0.0.2".to_string(), Fields::default()),
+            // A delete then a set again: the new value.
+            (
+                "Ethernet0:10.0.0.3".to_string(),
+                fields("02:00:00:00:00:cc"),
+            ),
+            // A new key.
+            (
+                "Ethernet0:10.0.0.4".to_string(),
+                fields("02:00:00:00:00:04"),
+            ),
+        ];
+        let deleted = vec![
+            "Ethernet0:10.0.0.2".to_string(),
+            "Ethernet0:10.0.0.3".to_string(),
+        ];
+        let out = with_staged(table, staged, &deleted);
+        let mac = |k: &str| out.get(k).and_then(|f| f.get("neigh")).cloned();
+        assert_eq!(
+            mac("Ethernet0:10.0.0.1").as_deref(),
+            Some("02:00:00:00:00:aa")
+        );
+        assert_eq!(mac("Ethernet0:10.0.0.2"), None);
+        assert_eq!(
+            mac("Ethernet0:10.0.0.3").as_deref(),
+            Some("02:00:00:00:00:cc")
+        );
+        assert_eq!(
+            mac("Ethernet0:10.0.0.4").as_deref(),
+            Some("02:00:00:00:00:04")
+        );
+        assert_eq!(out.len(), 3);
     }
 }

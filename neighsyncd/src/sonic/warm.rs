@@ -17,8 +17,6 @@ pub const APP: &str = "neighsyncd";
 pub const DOCKER: &str = "swss";
 pub const DEFAULT_TIMER: u64 = 5;
 pub const MAX_TIMER: u64 = 9999;
-/// How long neighsyncd waits for `NEIGH_RESTORE_TABLE|Flags` `restored` = `true`.
-pub const RESTORE_WAIT: Duration = Duration::from_secs(180);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WarmError {

@@ -6,7 +6,7 @@
 pub mod ebpf;
 pub mod netlink;
 pub mod parse;
-pub mod supervisor;
+pub(crate) mod supervisor;
 
 /// CLOCK_MONOTONIC now, in nanoseconds: the clock `bpf_ktime_get_ns` reads.
 pub fn monotonic_ns() -> u64 {

@@ -1,5 +1,8 @@
 //! The planner's policy, the attempt's phase machine, and, through a model of the kernel's
 //! neighbor hash table, the loss they prevent.
+//!
+//! Longer than 450 lines because the hash-table model and the tests that drive it belong
+//! together: each test reads as one story against the one model.
 
 use super::*;
 use crate::core::links::LinkCache;

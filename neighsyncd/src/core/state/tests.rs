@@ -1,3 +1,8 @@
+//! The state's unit tests: events, dumps, batches, read-backs and knobs, one behaviour each.
+//!
+//! Longer than 450 lines because each test is a short, independent story over the same few
+//! fixtures (`msg`, `links`, `cfg`); splitting them would scatter the fixtures, not the logic.
+
 use super::*;
 use crate::core::neigh::{LinkMsg, nud};
 

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use super::ApiState;
 use super::auth::Grant;
 use super::service::{Filter, Item, ServiceError};
-use crate::northbound::listeners::ListenAddr;
+use crate::northbound::listeners::{Bound, ListenAddr};
 use crate::northbound::view::{Change, ChangeKind, NeighborRecord};
 
 #[allow(clippy::all, missing_docs)]
@@ -197,7 +197,7 @@ pub async fn serve(
     addr: ListenAddr,
     state: ApiState,
     tls: Option<&super::tls::TlsFiles>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, std::io::Error> {
     let mut builder = tonic::transport::Server::builder();
     if let Some(files) = tls {
@@ -229,26 +229,18 @@ pub async fn serve(
         .add_service(health)
         .add_service(reflection)
         .add_service(service);
-    let stop = async move {
-        let _ = shutdown.changed().await;
-    };
-    let task = match addr {
-        ListenAddr::Tcp(a) => {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(
-                tokio::net::TcpListener::bind(a).await?,
-            );
+    let stop = crate::northbound::listeners::stopped(shutdown);
+    let task = match crate::northbound::listeners::bind(&addr).await? {
+        Bound::Tcp(l) => {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
             tokio::spawn(async move {
                 if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
                     tracing::warn!(error = %e, "gRPC listener failed");
                 }
             })
         }
-        ListenAddr::Unix(p) => {
-            crate::northbound::listeners::socket_dir(&p)?;
-            let _ = std::fs::remove_file(&p);
-            let incoming = tokio_stream::wrappers::UnixListenerStream::new(
-                tokio::net::UnixListener::bind(&p)?,
-            );
+        Bound::Unix(l) => {
+            let incoming = tokio_stream::wrappers::UnixListenerStream::new(l);
             tokio::spawn(async move {
                 if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
                     tracing::warn!(error = %e, "gRPC listener failed");

@@ -3,11 +3,11 @@
 
 pub mod auth;
 pub mod grpc;
-pub mod openapi;
-pub mod ratelimit;
+pub(crate) mod openapi;
+pub(crate) mod ratelimit;
 pub mod rest;
 pub(crate) mod service;
-pub mod tls;
+pub(crate) mod tls;
 
 use std::sync::Arc;
 

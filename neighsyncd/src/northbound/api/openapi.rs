@@ -3,8 +3,10 @@
 
 use serde_json::{Value, json};
 
-/// (method, path) of every REST route.
-pub const ROUTES: [(&str, &str); 7] = [
+/// (method, path) of every REST route (the tests check it against the router and the
+/// document).
+#[cfg(test)]
+const ROUTES: [(&str, &str); 7] = [
     ("get", "/api/v1/neighbors"),
     ("get", "/api/v1/neighbors/{ifname}/{ip}"),
     ("get", "/api/v1/stats"),
@@ -99,5 +101,54 @@ mod tests {
         }
         let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
         assert_eq!(documented, ROUTES.len());
+    }
+
+    /// Every listed route is really routed: a request to it never gets the fallback's
+    /// "no such endpoint" nor 405.
+    #[tokio::test]
+    async fn every_listed_route_is_routed() {
+        use tower::ServiceExt;
+        struct NoSource;
+        impl crate::core::control::ResyncRequests for NoSource {
+            fn request_resync(&self, _: crate::core::neigh::ResyncCause) {}
+        }
+        let state = super::super::ApiState {
+            view: std::sync::Arc::new(crate::northbound::view::View::new(8)),
+            metrics: std::sync::Arc::new(crate::telemetry::metrics::Metrics::new()),
+            resync: std::sync::Arc::new(NoSource),
+            config: std::sync::Arc::new(json!({})),
+            auth: std::sync::Arc::new(super::super::auth::Auth::new(None, true).unwrap()),
+        };
+        for (method, path) in ROUTES {
+            if path.ends_with("/events") {
+                continue; // a stream that does not end; routed like the others
+            }
+            let uri = path
+                .replace("{ifname}", "Ethernet0")
+                .replace("{ip}", "10.0.0.1");
+            let req = axum::http::Request::builder()
+                .method(method.to_uppercase().as_str())
+                .uri(&uri)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let resp = super::super::rest::routes(state.clone())
+                .oneshot(req)
+                .await
+                .unwrap();
+            let status = resp.status();
+            let body = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            assert_ne!(
+                status,
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {uri}"
+            );
+            assert!(
+                !String::from_utf8_lossy(&body).contains("no such endpoint"),
+                "{method} {uri} is not routed"
+            );
+        }
     }
 }

@@ -241,71 +241,48 @@ pub async fn serve(
     addr: ListenAddr,
     state: ApiState,
     tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    use crate::northbound::listeners::{Bound, bind, serve_http, stopped};
     let app = router(state);
-    let addr = match addr {
-        ListenAddr::Tcp(a) => a,
-        ListenAddr::Unix(path) => {
-            // A unix socket is protected by its file permissions; TLS is for TCP listeners.
-            crate::northbound::listeners::socket_dir(&path)?;
-            let _ = std::fs::remove_file(&path);
-            let listener = tokio::net::UnixListener::bind(&path)?;
-            tracing::info!(path = %path.display(), "REST API listening");
-            return Ok(tokio::spawn(async move {
-                let res = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = shutdown.changed().await;
-                    })
-                    .await;
-                if let Err(e) = res {
-                    tracing::warn!(error = %e, "REST listener failed");
-                }
-            }));
-        }
-    };
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = bind(&addr).await?;
     tracing::info!(%addr, tls = tls.is_some(), "REST API listening");
-    if let Some(config) = tls {
-        let acceptor = tokio_rustls::TlsAcceptor::from(config);
-        return Ok(tokio::spawn(async move {
-            loop {
-                let (tcp, peer) = tokio::select! {
-                    _ = shutdown.changed() => return,
-                    r = listener.accept() => match r {
-                        Ok(c) => c,
-                        Err(e) => { tracing::warn!(error = %e, "REST accept failed"); continue; }
-                    },
-                };
-                let (acceptor, app) = (acceptor.clone(), app.clone());
-                tokio::spawn(async move {
-                    let tls = match acceptor.accept(tcp).await {
-                        Ok(t) => t,
-                        Err(e) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake refused");
-                            return;
-                        }
+    match (bound, tls) {
+        (Bound::Tcp(listener), Some(config)) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            Ok(tokio::spawn(async move {
+                let stop = stopped(shutdown);
+                tokio::pin!(stop);
+                loop {
+                    let (tcp, peer) = tokio::select! {
+                        _ = &mut stop => return,
+                        r = listener.accept() => match r {
+                            Ok(c) => c,
+                            Err(e) => { tracing::warn!(error = %e, "REST accept failed"); continue; }
+                        },
                     };
-                    let svc = hyper_util::service::TowerToHyperService::new(app);
-                    let _ = hyper_util::server::conn::auto::Builder::new(
-                        hyper_util::rt::TokioExecutor::new(),
-                    )
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                    .await;
-                });
-            }
-        }));
-    }
-    Ok(tokio::spawn(async move {
-        let res = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.changed().await;
-            })
-            .await;
-        if let Err(e) = res {
-            tracing::warn!(error = %e, "REST listener failed");
+                    let (acceptor, app) = (acceptor.clone(), app.clone());
+                    tokio::spawn(async move {
+                        let tls = match acceptor.accept(tcp).await {
+                            Ok(t) => t,
+                            Err(e) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake refused");
+                                return;
+                            }
+                        };
+                        let svc = hyper_util::service::TowerToHyperService::new(app);
+                        let _ = hyper_util::server::conn::auto::Builder::new(
+                            hyper_util::rt::TokioExecutor::new(),
+                        )
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                        .await;
+                    });
+                }
+            }))
         }
-    }))
+        // A unix socket is protected by its file permissions; TLS is for TCP listeners.
+        (bound, _) => Ok(serve_http(bound, app, "rest", shutdown)),
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! reconciliation dumps; this replaces only the neighbor multicast.
 
 pub mod btf;
-pub mod canary;
+pub(crate) mod canary;
 mod consumer;
 mod offsets;
 

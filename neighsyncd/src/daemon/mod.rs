@@ -11,22 +11,24 @@ use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::config::{Config, SourceKind};
-use crate::core::control::{ResyncRequests, SourceControl};
-use crate::core::engine::{Engine, EngineConfig, Input, LiveSource, Output};
-use crate::core::neigh::{ResyncCause, SourceEvent};
-use crate::core::source_health::{SourceOrder, SourceReport, Wanted};
+use crate::config::Config;
+use crate::core::engine::{Engine, EngineConfig};
+use crate::core::neigh::SourceEvent;
+use crate::core::source_health::{SourceReport, Wanted};
 use crate::northbound::listeners;
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineError, WarmPlan};
 use crate::runtime::tasks::Tasks;
 use crate::sonic::appdb::AppDb;
 use crate::sonic::config_db;
 use crate::sonic::warm::{WarmDb, WarmState};
-use crate::southbound::ebpf::{ConsumerError, ConsumerTask, EbpfConfig, EbpfError, EbpfSource};
-use crate::southbound::netlink::{self, DumpRequester, NetlinkConfig};
+use crate::southbound::ebpf::{ConsumerError, ConsumerTask};
+use crate::southbound::netlink::{self, NetlinkConfig};
 use crate::southbound::supervisor::SourceGaveUp;
 use crate::telemetry::health::{Health, Listener};
 use crate::telemetry::metrics::Metrics;
+
+mod sources;
+use sources::{Sources, start_sources};
 
 /// Events queued between the source and the pipeline. When full, the source stops reading and
 /// the kernel socket buffer absorbs the burst (an overflow there triggers a resync).
@@ -235,36 +237,6 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
     Ok(())
 }
 
-/// The sources as the pipeline controls them: moving live neighbor events from eBPF to
-/// rtnetlink detaches the program and joins the neighbor group.
-struct Sources {
-    ebpf: std::sync::Mutex<Option<EbpfSource>>,
-    dumps: DumpRequester,
-}
-
-impl ResyncRequests for Sources {
-    fn request_resync(&self, cause: ResyncCause) {
-        self.dumps.request(cause);
-    }
-}
-
-impl SourceControl for Sources {
-    fn switch_to_netlink(&self) -> u64 {
-        if let Ok(mut e) = self.ebpf.lock() {
-            e.take();
-        }
-        // Every record of the detached program is older than this; every rtnetlink event,
-        // received after the subscription, is newer.
-        let since_ns = crate::southbound::monotonic_ns();
-        self.dumps.subscribe_neighbors();
-        since_ns
-    }
-
-    fn lost(&self, cause: ResyncCause) {
-        self.dumps.lost(cause);
-    }
-}
-
 /// Runs until the pipeline ends (shutdown, or an error), telling it meanwhile what becomes of
 /// the sources: the rtnetlink supervisor giving up, or the eBPF consumer dying. What follows
 /// (a fallback, a stop) is the engine's source policy.
@@ -358,116 +330,6 @@ async fn warm_start_check(cfg: &Config) -> anyhow::Result<Option<WarmDb>> {
         .await
         .context("warm-restart state")?;
     Ok(Some(db))
-}
-
-/// What the start-up left attached.
-struct Attached {
-    ebpf: Option<EbpfSource>,
-    consumer: Option<ConsumerTask>,
-}
-
-/// Carries out the source policy's start-up orders: load the eBPF program when wanted, wait
-/// for its self-check, and attach the source the engine chooses; then the first dump.
-async fn start_sources(
-    engine: &mut Engine,
-    cfg: &Config,
-    tx: mpsc::Sender<SourceEvent>,
-    dumps: &DumpRequester,
-    metrics: &Arc<Metrics>,
-    health: &Health,
-    shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<Attached> {
-    let mut tell = |report| -> Vec<SourceOrder> {
-        engine
-            .handle(crate::southbound::monotonic_ns(), Input::Source(report))
-            .into_iter()
-            .filter_map(|o| match o {
-                Output::Source(order) => Some(order),
-                _ => None,
-            })
-            .collect()
-    };
-    let mut attached = Attached {
-        ebpf: None,
-        consumer: None,
-    };
-    let mut orders = std::collections::VecDeque::from(tell(SourceReport::Start));
-    while let Some(order) = orders.pop_front() {
-        match order {
-            SourceOrder::LoadEbpf => {
-                let requester = dumps.clone();
-                let started = EbpfSource::start(
-                    &EbpfConfig {
-                        ring_bytes: cfg.ebpf_ring_bytes,
-                        lru_entries: cfg.ebpf_lru_entries,
-                        watchdog: cfg.ebpf_watchdog,
-                    },
-                    tx.clone(),
-                    Box::new(move |cause| requester.lost(cause)),
-                    metrics.clone(),
-                    shutdown.clone(),
-                );
-                let started = match started {
-                    Ok(s) => s,
-                    Err(e) => {
-                        warn!(error = %e, "eBPF source unavailable");
-                        let reason = match e {
-                            EbpfError::NotBuilt => "ebpf_not_built",
-                            EbpfError::Btf(_) => "ebpf_no_btf",
-                            EbpfError::Offsets(_) | EbpfError::Layout(_) => "ebpf_layout",
-                            _ => "ebpf_load_failed",
-                        };
-                        let why = e.to_string();
-                        orders.extend(tell(SourceReport::EbpfUnavailable { reason, why }));
-                        continue;
-                    }
-                };
-                attached.ebpf = Some(started.source);
-                attached.consumer = Some(started.consumer);
-                orders.extend(tell(SourceReport::EbpfLoaded));
-                // No eBPF record reaches the pipeline before the program has proven itself.
-                let verdict = match tokio::time::timeout(
-                    crate::southbound::ebpf::canary::DEADLINE + std::time::Duration::from_secs(1),
-                    started.verified,
-                )
-                .await
-                {
-                    Ok(Ok(v)) => v,
-                    Ok(Err(_)) => Err("the consumer ended before its verdict".into()),
-                    Err(_) => Err("no verdict in time".into()),
-                };
-                if let Err(why) = &verdict {
-                    warn!(reason = %why, "the eBPF program failed its self-check");
-                }
-                orders.extend(tell(SourceReport::EbpfVerdict(verdict)));
-            }
-            SourceOrder::Attach { source, reason } => {
-                if source == LiveSource::Netlink {
-                    // Detach whatever was loaded; join the neighbor group (unless the socket
-                    // was opened in it).
-                    attached = Attached {
-                        ebpf: None,
-                        consumer: None,
-                    };
-                    if cfg.source != SourceKind::Netlink {
-                        info!(reason, "using rtnetlink for neighbor events");
-                        dumps.subscribe_neighbors();
-                    }
-                }
-                // Settled: now the first dump (after any subscription it needs).
-                dumps.request(ResyncCause::Startup);
-                metrics.source_switched(source.as_str(), reason);
-                health.set_source_attached(true);
-                info!(
-                    source = source.as_str(),
-                    reason, "neighbor event source attached"
-                );
-            }
-            SourceOrder::Fail(why) => anyhow::bail!(why),
-            SourceOrder::FallBack { .. } => {} // only once running
-        }
-    }
-    Ok(attached)
 }
 
 /// SIGTERM or SIGINT starts the shutdown; the task also ends when shutdown comes another way.

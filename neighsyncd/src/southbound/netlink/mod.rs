@@ -10,7 +10,6 @@
 //! dump can be trusted, and when it must be redone, is [`crate::core::dump`]'s decision.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,8 +19,6 @@ use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::neighbour::NeighbourMessage;
 use netlink_packet_route::neighbour_table::NeighbourTableMessage;
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
-use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -32,6 +29,13 @@ use crate::core::dump::{Attempt, Family, Outcome, Planner, Step};
 use crate::core::neigh::{ResyncCause, SourceEvent};
 use crate::telemetry::metrics::Metrics;
 
+mod requests;
+mod socket;
+
+pub use requests::{DumpRequester, Request};
+use socket::{DUMP_RCVBUF, NlSocket, Recv, open, recv};
+
+const RTNLGRP_NEIGH: u32 = 3;
 const RTMGRP_LINK: u32 = 0x1;
 const RTMGRP_NEIGH: u32 = 0x4;
 const RECV_BUF: usize = 256 * 1024;
@@ -52,91 +56,6 @@ pub struct NetlinkConfig {
     pub rcvbuf_bytes: usize,
     /// Subscribe to neighbor notifications (off when the eBPF source delivers them).
     pub subscribe_neigh: bool,
-}
-
-/// What the source can be asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Request {
-    /// A dump (coalesced: requests during a dump make it run once more).
-    Dump(ResyncCause),
-    /// Events were lost elsewhere (the eBPF ring buffer): like an overrun of our own socket.
-    Lost(ResyncCause),
-    /// Join the neighbor notification group (the eBPF source could not be used).
-    SubscribeNeighbors,
-}
-
-const RTNLGRP_NEIGH: u32 = 3;
-
-/// Asks the source for dumps and subscriptions.
-#[derive(Debug, Clone)]
-pub struct DumpRequester(mpsc::UnboundedSender<Request>);
-
-impl DumpRequester {
-    /// A requester and the receiving end, for driving a pipeline without a netlink source
-    /// (tests that feed it messages the kernel here cannot produce).
-    pub fn channel() -> (DumpRequester, mpsc::UnboundedReceiver<Request>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (DumpRequester(tx), rx)
-    }
-
-    pub fn request(&self, cause: ResyncCause) {
-        // The source task only goes away at shutdown; a request then has nothing left to do.
-        let _ = self.0.send(Request::Dump(cause));
-    }
-
-    /// Live neighbor events were lost (the eBPF ring buffer overflowed): the dump in flight is
-    /// aborted, and a new one follows once the losses pause.
-    pub fn lost(&self, cause: ResyncCause) {
-        let _ = self.0.send(Request::Lost(cause));
-    }
-
-    /// Starts receiving neighbor notifications over netlink (before the dump that follows).
-    pub fn subscribe_neighbors(&self) {
-        let _ = self.0.send(Request::SubscribeNeighbors);
-    }
-}
-
-impl crate::core::control::ResyncRequests for DumpRequester {
-    fn request_resync(&self, cause: ResyncCause) {
-        self.request(cause);
-    }
-}
-
-/// rtnetlink alone (no eBPF program to detach).
-impl crate::core::control::SourceControl for DumpRequester {
-    fn switch_to_netlink(&self) -> u64 {
-        // Every event received after the subscription is newer than this.
-        let since_ns = super::monotonic_ns();
-        self.subscribe_neighbors();
-        since_ns
-    }
-
-    fn lost(&self, cause: ResyncCause) {
-        DumpRequester::lost(self, cause);
-    }
-}
-
-struct NlSocket(Socket);
-
-impl AsRawFd for NlSocket {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_raw_fd()
-    }
-}
-
-/// The dump socket's receive buffer: large enough for any dump message.
-const DUMP_RCVBUF: usize = 4 * 1024 * 1024;
-
-fn open(groups: u32, rcvbuf: usize) -> Result<AsyncFd<NlSocket>, NetlinkError> {
-    let mut socket = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Open)?;
-    socket
-        .bind(&SocketAddr::new(0, groups))
-        .map_err(NetlinkError::Bind)?;
-    set_rcvbuf(socket.as_raw_fd(), rcvbuf);
-    socket.set_non_blocking(true).map_err(NetlinkError::Open)?;
-    // SAFETY: the fd is owned by `socket`, which the AsyncFd owns for its whole life.
-    unsafe { AsyncFd::register_with_interest(NlSocket(socket), Interest::READABLE) }
-        .map_err(|e| NetlinkError::Register(e.into_parts().1))
 }
 
 /// The requests channel's receiving end, shared so that a restarted source takes it over.
@@ -165,34 +84,6 @@ pub fn spawn(
         first, cfg, requests, tx, metrics, shutdown,
     ));
     Ok((DumpRequester(req_tx), task))
-}
-
-fn set_rcvbuf(fd: RawFd, bytes: usize) {
-    let val = bytes.min(i32::MAX as usize) as libc::c_int;
-    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    for (opt, name) in [
-        (libc::SO_RCVBUFFORCE, "SO_RCVBUFFORCE"),
-        (libc::SO_RCVBUF, "SO_RCVBUF"),
-    ] {
-        // SAFETY: `val` lives across the call and `len` is its size.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                opt,
-                (&val as *const libc::c_int).cast(),
-                len,
-            )
-        };
-        if rc == 0 {
-            debug!(bytes, option = name, "netlink receive buffer set");
-            return;
-        }
-    }
-    warn!(
-        bytes,
-        "could not set the netlink receive buffer; using the system default"
-    );
 }
 
 /// Why the source loop stopped.
@@ -236,43 +127,6 @@ pub(crate) struct Source {
     /// ... and a source that fails after this many live events.
     fail_after: Option<u64>,
     live_events: u64,
-}
-
-enum Recv {
-    Data(usize),
-    Empty,
-    Overrun,
-}
-
-fn recv(
-    guard: &mut tokio::io::unix::AsyncFdReadyGuard<'_, NlSocket>,
-    buf: &mut [u8],
-) -> io::Result<Recv> {
-    loop {
-        let res = guard.try_io(|inner| {
-            // SAFETY: buf is a valid writable buffer of buf.len() bytes.
-            let n = unsafe {
-                libc::recv(
-                    inner.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_TRUNC,
-                )
-            };
-            if n < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
-            }
-        });
-        return match res {
-            Err(_would_block) => Ok(Recv::Empty),
-            Ok(Ok(n)) => Ok(Recv::Data(n)),
-            Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => Ok(Recv::Overrun),
-            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Ok(Err(e)) => Err(e),
-        };
-    }
 }
 
 impl Source {
