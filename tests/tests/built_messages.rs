@@ -9,7 +9,7 @@ use neighsyncd::core::engine::{Engine, EngineConfig};
 use neighsyncd::core::neigh::SourceEvent;
 use neighsyncd::core::rules::ConfigSnapshot;
 use neighsyncd::core::source_health::Wanted;
-use neighsyncd::pipeline::{Pipeline, PipelineConfig};
+use neighsyncd::pipeline::{Inputs, Outputs, Pipeline, PipelineConfig};
 use neighsyncd::sonic::appdb::AppDb;
 use neighsyncd::southbound::netlink::DumpRequester;
 use neighsyncd::southbound::parse::{Parsed, encode, parse_datagram};
@@ -96,6 +96,7 @@ async fn vrf_unknown_ifindex_and_malformed_records() {
     let pipeline = Pipeline::new(
         PipelineConfig {
             audit_interval: None,
+            warm: None,
         },
         Engine::new(EngineConfig {
             batch_max: 1000,
@@ -103,11 +104,17 @@ async fn vrf_unknown_ifindex_and_malformed_records() {
             view: false,
         }),
         AppDb::new(&redis.db_url(0), 0, ":"),
-        metrics.clone(),
-        Arc::new(Health::default()),
-        Arc::new(dumps),
-        rx,
-        cfg_rx,
+        Inputs {
+            events: rx,
+            config: cfg_rx,
+            commands: None,
+        },
+        Outputs {
+            sources: Arc::new(dumps),
+            metrics: metrics.clone(),
+            health: Arc::new(Health::default()),
+            view: None,
+        },
     );
     let task = tokio::spawn(pipeline.run(stop_rx));
 

@@ -158,6 +158,10 @@ impl Engine {
                 out.extend(r.order.map(Output::AppDb));
             }
             Input::Tick => out.extend(self.appdb.tick(now_ns).map(Output::AppDb)),
+            Input::ResyncRequested(cause) => {
+                out.push(Output::Count(Count::Resync(cause)));
+                out.push(Output::Dump(cause));
+            }
             Input::AuditDue => {
                 out.push(Output::Note(Note::Audit));
                 out.push(Output::Count(Count::Resync(ResyncCause::Audit)));

@@ -16,7 +16,9 @@ use crate::core::engine::{Engine, EngineConfig};
 use crate::core::neigh::SourceEvent;
 use crate::core::source_health::{SourceReport, Wanted};
 use crate::northbound::listeners;
-use crate::pipeline::{Pipeline, PipelineConfig, PipelineError, WarmPlan};
+use crate::pipeline::{
+    Command, Commands, Inputs, Outputs, Pipeline, PipelineConfig, PipelineError, WarmPlan,
+};
 use crate::runtime::tasks::Tasks;
 use crate::sonic::appdb::AppDb;
 use crate::sonic::config_db;
@@ -135,33 +137,35 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
     drop(tx);
 
     let appdb = AppDb::new(&cfg.db.appl.url, cfg.db.appl.id, &cfg.db.appl.separator);
-    let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+    let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+    // The management APIs' read model (kept current by the pipeline).
+    let view = Arc::new(crate::northbound::view::View::new(VIEW_HISTORY));
     let pipeline = Pipeline::new(
         PipelineConfig {
             audit_interval: cfg.audit_interval,
+            warm: warm.map(|db| WarmPlan {
+                db,
+                restore_timeout: cfg.warm_restore_timeout,
+            }),
         },
         engine,
         appdb,
-        metrics.clone(),
-        health.clone(),
-        sources,
-        rx,
-        config_rx,
-    )
-    .with_source_reports(reports_rx);
-    // The management APIs' read model (kept current by the pipeline).
-    let view = Arc::new(crate::northbound::view::View::new(VIEW_HISTORY));
-    let mut pipeline = pipeline.with_view(view.clone());
-    if let Some(db) = warm {
-        pipeline = pipeline.with_warm_start(WarmPlan {
-            db,
-            restore_timeout: cfg.warm_restore_timeout,
-        });
-    }
+        Inputs {
+            events: rx,
+            config: config_rx,
+            commands: Some(commands_rx),
+        },
+        Outputs {
+            sources,
+            metrics: metrics.clone(),
+            health: health.clone(),
+            view: Some(view.clone()),
+        },
+    );
     let api_state = crate::northbound::api::ApiState {
         view: view.clone(),
         metrics: metrics.clone(),
-        resync: Arc::new(dumps.clone()),
+        resync: Arc::new(Commands(commands_tx.clone())),
         config: Arc::new(cfg.to_json()),
         auth: Arc::new(
             crate::northbound::api::auth::Auth::new(
@@ -226,7 +230,7 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
         pipeline,
         netlink_task,
         attached.consumer,
-        reports_tx,
+        commands_tx,
         shutdown_rx.clone(),
     )
     .await;
@@ -244,7 +248,7 @@ async fn supervise(
     mut pipeline: tokio::task::JoinHandle<Result<(), PipelineError>>,
     mut netlink: tokio::task::JoinHandle<Result<(), SourceGaveUp>>,
     mut consumer: Option<ConsumerTask>,
-    reports: mpsc::UnboundedSender<SourceReport>,
+    commands: mpsc::UnboundedSender<Command>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut netlink_done = false;
@@ -263,7 +267,7 @@ async fn supervise(
                     Ok(Err(gave_up)) => gave_up.to_string(),
                     Err(e) => format!("the rtnetlink source supervisor died: {e}"),
                 };
-                let _ = reports.send(SourceReport::NetlinkGaveUp(why));
+                let _ = commands.send(Command::Source(SourceReport::NetlinkGaveUp(why)));
             }
             r = wait_consumer(&mut consumer) => {
                 consumer = None;
@@ -276,7 +280,7 @@ async fn supervise(
                 if *shutdown.borrow() {
                     continue;
                 }
-                let _ = reports.send(SourceReport::EbpfFailed(why));
+                let _ = commands.send(Command::Source(SourceReport::EbpfFailed(why)));
             }
         }
     }

@@ -19,7 +19,7 @@ use tokio::time::sleep_until;
 use tracing::{error, info, warn};
 
 use crate::core::appdb_link::{AppDbOrder, AppDbReport, LIVENESS};
-use crate::core::control::SourceControl;
+use crate::core::control::{ResyncRequests, SourceControl};
 use crate::core::engine::{Engine, Input, Output};
 use crate::core::neigh::{ResyncCause, SourceEvent};
 use crate::core::rules::ConfigSnapshot;
@@ -66,6 +66,47 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_secs(3);
 
 pub struct PipelineConfig {
     pub audit_interval: Option<Duration>,
+    /// A warm start: APPL_DB staging is cleared and read back, and nothing is written until
+    /// the restore flag is set and the reconcile timer has fired; then only the difference.
+    pub warm: Option<WarmPlan>,
+}
+
+/// What the engine hears from while running, besides the kernel and CONFIG_DB.
+#[derive(Debug)]
+pub enum Command {
+    /// The supervisor's news of a source (a consumer died, rtnetlink gave up).
+    Source(SourceReport),
+    /// A management API asks for a resync.
+    Resync(ResyncCause),
+}
+
+/// The sending end of the commands channel; the APIs' resync requests go through it (and
+/// so through the engine).
+#[derive(Clone)]
+pub struct Commands(pub mpsc::UnboundedSender<Command>);
+
+impl ResyncRequests for Commands {
+    fn request_resync(&self, cause: ResyncCause) {
+        // The pipeline only goes away at shutdown; a request then has nothing left to do.
+        let _ = self.0.send(Command::Resync(cause));
+    }
+}
+
+/// Where the engine's inputs come from.
+pub struct Inputs {
+    pub events: mpsc::Receiver<SourceEvent>,
+    pub config: watch::Receiver<Option<ConfigSnapshot>>,
+    /// None: nothing sends commands (tests that drive a pipeline alone).
+    pub commands: Option<mpsc::UnboundedReceiver<Command>>,
+}
+
+/// Where the engine's outputs go, besides APPL_DB.
+pub struct Outputs {
+    pub sources: Arc<dyn SourceControl>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    /// The management APIs' read model, kept current when there is one.
+    pub view: Option<Arc<View>>,
 }
 
 /// The async shell around the [`Engine`]: it owns the channels, the APPL_DB connection, the
@@ -78,8 +119,7 @@ pub struct Pipeline {
     health: Arc<Health>,
     sources: Arc<dyn SourceControl>,
     events: mpsc::Receiver<SourceEvent>,
-    /// What the supervisor says of the sources while running (a consumer died, ...).
-    reports: Option<mpsc::UnboundedReceiver<SourceReport>>,
+    commands: Option<mpsc::UnboundedReceiver<Command>>,
     config_rx: watch::Receiver<Option<ConfigSnapshot>>,
     /// When the engine's ordered reconnect is due.
     retry_at: Option<tokio::time::Instant>,
@@ -90,56 +130,29 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// `engine` has already chosen the live source (its start-up orders are the daemon's).
-    #[allow(clippy::too_many_arguments)] // the shell's channels and handles, each once
     pub fn new(
         cfg: PipelineConfig,
-        engine: Engine,
+        mut engine: Engine,
         appdb: AppDb,
-        metrics: Arc<Metrics>,
-        health: Arc<Health>,
-        sources: Arc<dyn SourceControl>,
-        events: mpsc::Receiver<SourceEvent>,
-        config_rx: watch::Receiver<Option<ConfigSnapshot>>,
+        inputs: Inputs,
+        outputs: Outputs,
     ) -> Pipeline {
+        engine.report_kernel_side(outputs.view.is_some());
         Pipeline {
             audit_interval: cfg.audit_interval,
             engine,
             appdb,
-            metrics,
-            health,
-            sources,
-            events,
-            reports: None,
-            config_rx,
+            metrics: outputs.metrics,
+            health: outputs.health,
+            sources: outputs.sources,
+            events: inputs.events,
+            commands: inputs.commands,
+            config_rx: inputs.config,
             retry_at: None,
-            view: None,
-            warm_plan: None,
+            view: outputs.view,
+            warm_plan: cfg.warm,
             warm: None,
         }
-    }
-
-    /// Runs as a warm start: APPL_DB staging is cleared and read back, and nothing is written
-    /// until the restore flag is set and the reconcile timer has fired; then only the
-    /// difference is written.
-    pub fn with_warm_start(mut self, plan: WarmPlan) -> Pipeline {
-        self.warm_plan = Some(plan);
-        self
-    }
-
-    /// Keeps `view` (the management APIs' read model) current.
-    pub fn with_view(mut self, view: Arc<View>) -> Pipeline {
-        self.engine.report_kernel_side(true);
-        self.view = Some(view);
-        self
-    }
-
-    /// Hands the supervisor's source reports to the engine while running.
-    pub fn with_source_reports(
-        mut self,
-        reports: mpsc::UnboundedReceiver<SourceReport>,
-    ) -> Pipeline {
-        self.reports = Some(reports);
-        self
     }
 
     /// Hands `input` to the engine and carries out what it says, feeding back the inputs
@@ -252,7 +265,7 @@ impl Pipeline {
         let mut ended = None;
         let mut liveness = tokio::time::interval(LIVENESS);
         liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut reports = self.reports.take();
+        let mut commands = self.commands.take();
         loop {
             if self.engine.can_write() {
                 // Writes what is due, or (nothing due) an audit's read-back or the end of a
@@ -279,11 +292,14 @@ impl Pipeline {
                     let snap = self.config_rx.borrow_and_update().clone();
                     if let Some(s) = snap { self.drive(Input::Config(s)).await?; }
                 }
-                Some(report) = next_report(&mut reports) => {
-                    if *shutdown.borrow() {
-                        break; // a source ending at shutdown is no failure
-                    }
-                    if let Err(e) = self.drive(Input::Source(report)).await {
+                Some(command) = next_command(&mut commands) => {
+                    let input = match command {
+                        // A source ending at shutdown is no failure.
+                        Command::Source(_) if *shutdown.borrow() => break,
+                        Command::Source(report) => Input::Source(report),
+                        Command::Resync(cause) => Input::ResyncRequested(cause),
+                    };
+                    if let Err(e) = self.drive(input).await {
                         ended = Some(e);
                         break;
                     }
@@ -399,11 +415,9 @@ impl Pipeline {
     }
 }
 
-/// The next source report; never, without a supervisor.
-async fn next_report(
-    reports: &mut Option<mpsc::UnboundedReceiver<SourceReport>>,
-) -> Option<SourceReport> {
-    match reports {
+/// The next command; never, when nothing sends any.
+async fn next_command(commands: &mut Option<mpsc::UnboundedReceiver<Command>>) -> Option<Command> {
+    match commands {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }

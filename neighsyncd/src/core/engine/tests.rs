@@ -88,6 +88,8 @@ enum Step {
     /// The liveness timer.
     Tick,
     AuditDue,
+    /// A management API's resync request, by cause.
+    ResyncRequested(String),
 }
 
 /// What the southbound says of its sources.
@@ -290,6 +292,7 @@ fn run(text: &str) -> (String, bool) {
             }),
             Step::Tick => Input::Tick,
             Step::AuditDue => Input::AuditDue,
+            Step::ResyncRequested(cause) => Input::ResyncRequested(resync_cause(&cause)),
         };
         let mut lines = Vec::new();
         for o in engine.handle(now, input) {

@@ -44,6 +44,8 @@ pub enum Input {
     Tick,
     /// The periodic audit is due: dump the kernel and read APPL_DB back.
     AuditDue,
+    /// A management API asks for a resync: a dump, then the difference is written.
+    ResyncRequested(ResyncCause),
 }
 
 /// What the shell is asked to do or report.

@@ -202,9 +202,8 @@ impl ApiState {
         &self.config
     }
 
-    /// Asks for a full resync (a dump, then the difference is written).
+    /// Asks for a full resync (a dump, then the difference is written); the engine counts it.
     pub(crate) fn resync(&self) {
-        self.metrics.resync(ResyncCause::Requested);
         self.resync.request_resync(ResyncCause::Requested);
     }
 
