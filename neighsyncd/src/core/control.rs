@@ -1,7 +1,11 @@
-//! What the rest of the daemon may ask of the kernel sources. The southbound carries it out;
-//! the management plane only sees this trait, never a socket.
+//! The small traits the shell performs its I/O behind: what the daemon and the management
+//! plane may ask of the kernel sources (the southbound carries it out), and what the sync loop
+//! needs of APPL_DB (the sonic room carries it out). Neither side sees a socket of the other.
+
+use std::collections::HashMap;
 
 use super::neigh::ResyncCause;
+use super::ops::{Fields, Op};
 
 /// Asks the sources for a full resynchronisation (a dump, then the difference is written).
 pub trait ResyncRequests: Send + Sync {
@@ -16,4 +20,27 @@ pub trait SourceControl: ResyncRequests {
     fn switch_to_netlink(&self) -> u64;
     /// Events may have been lost: dump with this cause once losses pause.
     fn lost(&self, cause: ResyncCause);
+}
+
+/// What the sync loop needs of APPL_DB. The shell's writer (`sonic::appdb::AppDb`, the
+/// ProducerStateTable protocol over Redis) implements it; a failed call drops the connection.
+pub trait AppDbWriter: Send {
+    type Error: std::fmt::Display + Send;
+    fn is_connected(&self) -> bool;
+    fn disconnect(&mut self);
+    fn connect(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Route deletes, then neighbor operations, in one round trip.
+    fn write(
+        &mut self,
+        route_dels: &[Op],
+        neigh_ops: &[Op],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// What the consumer will hold once it has consumed everything staged, by key.
+    fn read_neighbors(
+        &mut self,
+    ) -> impl Future<Output = Result<HashMap<String, Fields>, Self::Error>> + Send;
+    /// Whether the connection still answers.
+    fn ping(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Drops all staged state (warm start only).
+    fn clear_staging(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }

@@ -8,11 +8,12 @@ use tracing::{Instrument, debug, warn};
 
 use super::Pipeline;
 use crate::core::appdb_link::AppDbReport;
+use crate::core::control::AppDbWriter;
 use crate::core::engine::Input;
 use crate::core::ops::Op;
 use crate::core::state::Batch;
 
-impl Pipeline {
+impl<W: AppDbWriter> Pipeline<W> {
     /// The connection failed: it is dropped, and the engine orders a reconnect.
     fn unreachable(&mut self, what: &str, e: &dyn std::fmt::Display) -> Input {
         warn!(error = %e, "{what}; will reconnect and reconcile");

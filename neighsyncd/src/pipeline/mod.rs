@@ -19,7 +19,7 @@ use tokio::time::sleep_until;
 use tracing::{error, info, warn};
 
 use crate::core::appdb_link::{AppDbOrder, AppDbReport, LIVENESS};
-use crate::core::control::{ResyncRequests, SourceControl};
+use crate::core::control::{AppDbWriter, ResyncRequests, SourceControl};
 use crate::core::engine::{Engine, Input, Output};
 use crate::core::neigh::{ResyncCause, SourceEvent};
 use crate::core::rules::ConfigSnapshot;
@@ -111,10 +111,10 @@ pub struct Outputs {
 
 /// The async shell around the [`Engine`]: it owns the channels, the APPL_DB connection, the
 /// timers and the warm-restart database, and carries out what the engine decides.
-pub struct Pipeline {
+pub struct Pipeline<W: AppDbWriter = AppDb> {
     audit_interval: Option<Duration>,
     engine: Engine,
-    appdb: AppDb,
+    appdb: W,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     sources: Arc<dyn SourceControl>,
@@ -128,15 +128,15 @@ pub struct Pipeline {
     warm: Option<WarmPhase>,
 }
 
-impl Pipeline {
+impl<W: AppDbWriter> Pipeline<W> {
     /// `engine` has already chosen the live source (its start-up orders are the daemon's).
     pub fn new(
         cfg: PipelineConfig,
         mut engine: Engine,
-        appdb: AppDb,
+        appdb: W,
         inputs: Inputs,
         outputs: Outputs,
-    ) -> Pipeline {
+    ) -> Pipeline<W> {
         engine.report_kernel_side(outputs.view.is_some());
         Pipeline {
             audit_interval: cfg.audit_interval,

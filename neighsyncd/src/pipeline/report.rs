@@ -4,12 +4,13 @@
 use tracing::{debug, info, warn};
 
 use super::Pipeline;
+use crate::core::control::AppDbWriter;
 use crate::core::engine::{Count, Note};
 use crate::core::state::Told;
 use crate::runtime::log_throttle;
 use crate::southbound::monotonic_ns;
 
-impl Pipeline {
+impl<W: AppDbWriter> Pipeline<W> {
     pub(super) fn count(&self, c: Count) {
         let m = &self.metrics;
         match c {

@@ -185,3 +185,35 @@ async fn hgetall_many(
     }
     Ok(out)
 }
+
+impl crate::core::control::AppDbWriter for AppDb {
+    type Error = AppDbError;
+
+    fn is_connected(&self) -> bool {
+        AppDb::is_connected(self)
+    }
+
+    fn disconnect(&mut self) {
+        AppDb::disconnect(self)
+    }
+
+    async fn connect(&mut self) -> Result<(), AppDbError> {
+        AppDb::connect(self).await
+    }
+
+    async fn write(&mut self, route_dels: &[Op], neigh_ops: &[Op]) -> Result<(), AppDbError> {
+        AppDb::write(self, route_dels, neigh_ops).await
+    }
+
+    async fn read_neighbors(&mut self) -> Result<HashMap<String, Fields>, AppDbError> {
+        AppDb::read_neighbors(self).await
+    }
+
+    async fn ping(&mut self) -> Result<(), AppDbError> {
+        AppDb::ping(self).await
+    }
+
+    async fn clear_staging(&mut self) -> Result<(), AppDbError> {
+        AppDb::clear_staging(self).await
+    }
+}
