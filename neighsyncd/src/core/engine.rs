@@ -9,7 +9,9 @@
 
 use std::collections::{HashMap, HashSet};
 
+mod view;
 mod vocabulary;
+mod warm;
 
 pub use vocabulary::{Count, Input, Note, Output};
 
@@ -392,60 +394,6 @@ impl Engine {
         }
         self.writing = true;
         out.push(Output::Write(batch));
-    }
-
-    /// A warm start's reconcile is done once nothing is due.
-    fn finish_warm(&mut self, out: &mut Vec<Output>) {
-        if self.warm == Warm::Reconciling && self.state.pending() == 0 && !self.writing {
-            self.warm = Warm::Off;
-            self.warm_deleted.clear();
-            out.push(Output::Reconciled);
-        }
-    }
-
-    /// The per-entry lines of upstream's reconcile (`NEIGH_TABLE NEW` / `STALE/DELETE`).
-    fn reconcile_line(&self, op: &Op) -> String {
-        match op {
-            Op::Set { key, fields } => {
-                let fv: String = fields.iter().map(|(f, v)| format!("{f}:{v}, ")).collect();
-                format!("NEIGH_TABLE NEW, key: {key}, {fv}cache-state:NEW, ")
-            }
-            Op::Del { key } => {
-                let state = if self.warm_deleted.contains(key) {
-                    "DELETE"
-                } else {
-                    "STALE"
-                };
-                format!("NEIGH_TABLE STALE/DELETE, key: {key}, cache-state:{state}, ")
-            }
-        }
-    }
-
-    /// The kernel side of every neighbor this input changed, for the view.
-    fn publish_touched(&mut self, out: &mut Vec<Output>) {
-        if !self.cfg.view {
-            return;
-        }
-        for (key, id) in self.state.take_touched() {
-            let side = id
-                .and_then(|(ifindex, ip)| self.state.kernel_entry(ifindex, &ip))
-                .map(|e| KernelSide {
-                    ifname: e.ifname.clone(),
-                    vrf: self.links.master_name(e.ifindex).map(str::to_string),
-                    ip: e.ip,
-                    lladdr: e.lladdr.clone(),
-                    state: match self.live_source() {
-                        // Moves within a class are not reported: say what is known.
-                        LiveSource::Ebpf => neighsyncd_common::class_label(e.state as u8),
-                        LiveSource::Netlink => super::neigh::nud::name(e.state),
-                    },
-                    skip_reason: match e.verdict {
-                        Verdict::Skip(r) => Some(r.as_str()),
-                        _ => None,
-                    },
-                });
-            out.push(Output::Kernel { key, side });
-        }
     }
 }
 
