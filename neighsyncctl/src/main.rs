@@ -205,11 +205,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 } else if let Some(d) = line.strip_prefix("data: ") {
                     let v: Value = serde_json::from_str(d).unwrap_or(Value::Null);
                     match event.as_str() {
-                        "snapshot" => println!(
-                            "snapshot seq {}: {} neighbors",
-                            v["seq"],
-                            v["neighbors"].as_array().map(|a| a.len()).unwrap_or(0)
-                        ),
+                        // The snapshot comes in chunks; its end says how many in all.
+                        "snapshot" => {}
+                        "snapshot_end" => {
+                            println!("snapshot seq {}: {} neighbors", v["seq"], v["count"])
+                        }
                         "change" => {
                             let r = &v["record"];
                             println!(

@@ -41,6 +41,21 @@ pub fn require_tool(name: &str, test: &str) {
     }
 }
 
+/// A stock client installed by `scripts/setup.sh` into the checkout's `target/tools/venv`
+/// (or found on PATH). Fails the test when missing: CI installs it, so it must never skip.
+pub fn stock_tool(name: &str, test: &str) -> std::path::PathBuf {
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/tools/venv/bin")
+        .join(name);
+    if venv.is_file() {
+        return venv;
+    }
+    if has(name) {
+        return std::path::PathBuf::from(name);
+    }
+    panic!("{test} needs {name}: `bash scripts/setup.sh` installs it into target/tools/venv");
+}
+
 /// The neighbor source the integration tests run with, unless a test names one:
 /// `NEIGHSYNCD_TEST_SOURCE` (`ebpf`, the daemon's default, or `netlink`); `cargo xtask test`
 /// runs the suite once with each.

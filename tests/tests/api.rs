@@ -251,16 +251,20 @@ async fn events_give_a_snapshot_then_changes_in_order_and_resume() {
     })
     .await;
     let rx = lab.dut.sse(API, "/api/v1/events?family=IPv4");
-    let (e, snap) = next(&rx);
-    assert_eq!(e, "snapshot");
-    let snap_seq = snap["seq"].as_u64().unwrap();
-    assert!(
-        snap["neighbors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["key"] == "Ethernet0:10.0.0.5")
-    );
+    // The snapshot comes in chunks, then its end marker with the resume point.
+    let mut snapshot = Vec::new();
+    let end = loop {
+        let (e, d) = next(&rx);
+        match e.as_str() {
+            "snapshot" => snapshot.extend(d["neighbors"].as_array().unwrap().clone()),
+            "snapshot_end" => break d,
+            other => panic!("{other} before the snapshot's end: {d}"),
+        }
+    };
+    let snap_seq = end["seq"].as_u64().unwrap();
+    let epoch = end["epoch"].as_str().unwrap().to_string();
+    assert_eq!(end["count"].as_u64().unwrap() as usize, snapshot.len());
+    assert!(snapshot.iter().any(|r| r["key"] == "Ethernet0:10.0.0.5"));
     lab.dut
         .ip("neigh add 10.0.0.6 lladdr 02:00:00:00:00:06 dev Ethernet0 nud permanent");
     lab.dut
@@ -290,10 +294,10 @@ async fn events_give_a_snapshot_then_changes_in_order_and_resume() {
     assert!(seen.iter().any(|(k, kind, c)| k == "Ethernet0:10.0.0.6"
         && kind == "upsert"
         && c["record"]["appl_db_mac"] == "02:00:00:00:00:06"));
-    // Resume from the snapshot's sequence: the same changes, without a snapshot.
+    // Resume from the snapshot's end: the same changes, without a snapshot.
     let rx2 = lab.dut.sse(
         API,
-        &format!("/api/v1/events?family=IPv4&resume_from={snap_seq}"),
+        &format!("/api/v1/events?family=IPv4&resume_from={epoch}:{snap_seq}"),
     );
     let mut resumed = Vec::new();
     while resumed.len() < seen.len() {
@@ -306,6 +310,17 @@ async fn events_give_a_snapshot_then_changes_in_order_and_resume() {
         .map(|(_, _, c)| c["seq"].as_u64().unwrap())
         .collect();
     assert_eq!(resumed, want);
+    // A resume point of another instance (a restarted daemon counts from 0 again) means
+    // nothing here: a snapshot, not an incoherent delta.
+    let rx3 = lab.dut.sse(
+        API,
+        &format!("/api/v1/events?family=IPv4&resume_from=0123456789abcdef:{snap_seq}"),
+    );
+    let (e, _) = next(&rx3);
+    assert_eq!(
+        e, "snapshot",
+        "another instance's resume point must get a snapshot"
+    );
     // A bad filter is refused.
     let (code, body) = lab
         .dut

@@ -250,7 +250,7 @@ async fn every_call_health_reflection_and_the_subscription() {
             let mut s = c
                 .subscribe(pb::SubscribeRequest {
                     filter: Some(pb::Filter { interface: "Ethernet4".into(), ..Default::default() }),
-                    resume_from_seq: None,
+                    ..Default::default()
                 })
                 .await
                 .unwrap()
@@ -391,14 +391,14 @@ async fn subscribe_resumes_from_a_sequence_number() {
     lab.dut
         .ip("neigh add 10.0.0.5 lladdr 02:00:00:00:00:05 dev Ethernet0 nud permanent");
     written("10.0.0.5").await;
-    let seq0 = in_ns(&lab, |ch| {
+    let (seq0, epoch) = in_ns(&lab, |ch| {
         Box::pin(async move {
-            NeighsyncdClient::new(ch)
+            let r = NeighsyncdClient::new(ch)
                 .list_neighbors(pb::ListNeighborsRequest::default())
                 .await
                 .unwrap()
-                .into_inner()
-                .seq
+                .into_inner();
+            (r.seq, r.epoch)
         })
     });
     lab.dut
@@ -413,6 +413,7 @@ async fn subscribe_resumes_from_a_sequence_number() {
                 .subscribe(pb::SubscribeRequest {
                     filter: None,
                     resume_from_seq: Some(seq0),
+                    resume_epoch: epoch,
                 })
                 .await
                 .unwrap()
@@ -454,5 +455,30 @@ async fn subscribe_resumes_from_a_sequence_number() {
     assert!(
         !ips.contains(&"10.0.0.5".to_string()),
         "a change from before the resume point: {ips:?}"
+    );
+    // The same sequence number from another instance (a restarted daemon counts from 0
+    // again) gets a snapshot, never an incoherent delta.
+    let first = in_ns(&lab, move |ch| {
+        Box::pin(async move {
+            let mut s = NeighsyncdClient::new(ch)
+                .subscribe(pb::SubscribeRequest {
+                    filter: None,
+                    resume_from_seq: Some(seq0),
+                    resume_epoch: "0123456789abcdef".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            tokio::time::timeout(T, s.next()).await
+        })
+    });
+    assert!(
+        matches!(
+            first,
+            Ok(Some(Ok(pb::SubscribeResponse {
+                event: Some(pb::subscribe_response::Event::Snapshot(_))
+            })))
+        ),
+        "another instance's resume point must get a snapshot: {first:?}"
     );
 }

@@ -72,6 +72,15 @@ struct Inner {
     history: VecDeque<Arc<Change>>,
 }
 
+/// A stretch of the table (see [`View::page`]).
+#[derive(Debug, Default)]
+pub struct Page {
+    pub seq: u64,
+    pub records: Vec<NeighborRecord>,
+    /// Where the next stretch starts (after this key); `None`: the table ends here.
+    pub resume_after: Option<String>,
+}
+
 /// A subscriber's end of the change stream.
 pub type ChangeReceiver = broadcast::Receiver<Arc<Change>>;
 
@@ -79,6 +88,21 @@ pub struct View {
     inner: RwLock<Inner>,
     tx: broadcast::Sender<Arc<Change>>,
     history_len: usize,
+    epoch: String,
+}
+
+/// A new instance epoch: 64 random bits (hex), so that two runs of the daemon never share one.
+fn new_epoch() -> String {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        // No entropy source: the clock and the pid still differ from run to run.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        b = (t ^ (u64::from(std::process::id()) << 32)).to_be_bytes();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn mac_text(l: &[u8]) -> String {
@@ -139,6 +163,7 @@ impl View {
             }),
             tx,
             history_len: history,
+            epoch: new_epoch(),
         }
     }
 
@@ -236,63 +261,59 @@ impl View {
         inner.entries.get(key)?.record(key)
     }
 
-    /// A consistent snapshot and its sequence number.
-    pub fn snapshot(&self) -> (u64, Vec<NeighborRecord>) {
-        match self.inner.read() {
-            Ok(inner) => (
-                inner.seq,
-                inner
-                    .entries
-                    .iter()
-                    .filter_map(|(k, e)| e.record(k))
-                    .collect(),
-            ),
-            Err(_) => (0, Vec::new()),
-        }
-    }
-
-    /// Up to `limit` records after key `after` that `keep` accepts, in key order, and the
-    /// sequence number they are consistent with. The read lock is held for the walk only, which
-    /// starts at `after` (a range, not a scan from the first key) and stops at `limit`.
+    /// The records after key `after`, in key order, that `keep` accepts: at most `limit` of
+    /// them, from at most `scan` entries. Returns the sequence number they are consistent
+    /// with, the records, and where to go on from (the last key looked at; `None` at the
+    /// table's end). The read lock is held for this walk only, which starts at `after` (a
+    /// range, not a scan from the first key): a page costs O(scan), never O(table).
     pub fn page(
         &self,
         after: Option<&str>,
         limit: usize,
+        scan: usize,
         keep: impl Fn(&NeighborRecord) -> bool,
-    ) -> (u64, Vec<NeighborRecord>) {
+    ) -> Page {
         use std::ops::Bound;
         let Ok(inner) = self.inner.read() else {
-            return (0, Vec::new());
+            return Page::default();
         };
         let from = match after {
             Some(k) => Bound::Excluded(k),
             None => Bound::Unbounded,
         };
-        let records = inner
-            .entries
-            .range::<str, _>((from, Bound::Unbounded))
-            .filter_map(|(k, e)| e.record(k))
-            .filter(|r| keep(r))
-            .take(limit)
-            .collect();
-        (inner.seq, records)
+        let mut page = Page {
+            seq: inner.seq,
+            ..Page::default()
+        };
+        let mut last: Option<&String> = None;
+        let entries = inner.entries.range::<str, _>((from, Bound::Unbounded));
+        for (walked, (k, e)) in entries.enumerate() {
+            if page.records.len() == limit || walked == scan {
+                page.resume_after = last.cloned();
+                return page;
+            }
+            last = Some(k);
+            if let Some(r) = e.record(k).filter(|r| keep(r)) {
+                page.records.push(r);
+            }
+        }
+        page // the end of the table: nothing to resume after
     }
 
-    /// Subscribes: the receiver sees every change after the returned snapshot, in order.
-    pub fn subscribe(&self) -> (u64, Vec<NeighborRecord>, ChangeReceiver) {
+    /// Subscribes: the receiver sees every change after the returned sequence number, in
+    /// order. The table as of then is read with [`View::page`] (see `api::service`).
+    pub fn subscribe(&self) -> (u64, ChangeReceiver) {
         // Under the read lock no change can be sent, so nothing falls between the two.
         match self.inner.read() {
-            Ok(inner) => {
-                let rx = self.tx.subscribe();
-                let records = inner
-                    .entries
-                    .iter()
-                    .filter_map(|(k, e)| e.record(k))
-                    .collect();
-                (inner.seq, records, rx)
-            }
-            Err(_) => (0, Vec::new(), self.tx.subscribe()),
+            Ok(inner) => (inner.seq, self.tx.subscribe()),
+            Err(_) => (0, self.tx.subscribe()),
         }
+    }
+
+    /// This view's instance: sequence numbers restart with the daemon, so a resume point is
+    /// only meaningful together with the epoch it was seen in.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
     }
 
     /// Resumes after `seq`: the changes since, and a receiver for what follows; `None` when the
@@ -339,8 +360,14 @@ mod tests {
     #[test]
     fn changes_are_sequenced_and_snapshots_consistent() {
         let v = View::new(4);
-        let (seq0, snap, mut rx) = v.subscribe();
-        assert_eq!((seq0, snap.len()), (0, 0));
+        let (seq0, mut rx) = v.subscribe();
+        assert_eq!((seq0, v.page(None, 10, 10, |_| true).records.len()), (0, 0));
+        assert_eq!(v.epoch().len(), 16);
+        assert_ne!(
+            v.epoch(),
+            View::new(4).epoch(),
+            "each view is an instance of its own"
+        );
         v.kernel_update("Ethernet0:10.0.0.2", side(1, "REACHABLE"));
         v.appl_update(
             "Ethernet0:10.0.0.2",

@@ -72,11 +72,17 @@ fn change_pb(c: &Change) -> pb::subscribe_response::Event {
 
 fn item_pb(item: Item) -> pb::SubscribeResponse {
     let event = match item {
-        Item::Snapshot { seq, neighbors } => {
-            pb::subscribe_response::Event::Snapshot(pb::Snapshot {
-                seq,
-                neighbors: neighbors.iter().map(to_pb).collect(),
-            })
+        Item::Snapshot {
+            epoch,
+            seq,
+            neighbors,
+        } => pb::subscribe_response::Event::Snapshot(pb::Snapshot {
+            seq,
+            neighbors: neighbors.iter().map(to_pb).collect(),
+            epoch,
+        }),
+        Item::SnapshotEnd { epoch, seq, count } => {
+            pb::subscribe_response::Event::SnapshotEnd(pb::SnapshotEnd { seq, epoch, count })
         }
         Item::Change(c) => change_pb(&c),
         Item::FellBehind { missed, .. } => {
@@ -108,6 +114,7 @@ impl Neighsyncd for Service {
             neighbors: page.neighbors.iter().map(to_pb).collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
             seq: page.seq,
+            epoch: self.state.view.epoch().to_string(),
         }))
     }
 
@@ -174,7 +181,10 @@ impl Neighsyncd for Service {
         let r = req.into_inner();
         let mut sub = self
             .state
-            .subscribe(filter_of(r.filter), r.resume_from_seq)
+            .subscribe(
+                filter_of(r.filter),
+                r.resume_from_seq.map(|seq| (r.resume_epoch.as_str(), seq)),
+            )
             .map_err(status)?;
         let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
         tokio::spawn(async move {
@@ -219,6 +229,12 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(std::io::Error::other)?;
+    // grpcurl 1.8 and other tools still in wide use speak only v1alpha.
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(std::io::Error::other)?;
     let auth = state.auth.clone();
     let service = tonic::service::interceptor::InterceptedService::new(
         NeighsyncdServer::new(Service { state }).max_decoding_message_size(64 * 1024),
@@ -228,6 +244,7 @@ pub async fn serve(
         .concurrency_limit_per_connection(super::rest::MAX_CONCURRENT)
         .add_service(health)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(service);
     let stop = crate::northbound::listeners::stopped(shutdown);
     let task = match crate::northbound::listeners::bind(&addr).await? {

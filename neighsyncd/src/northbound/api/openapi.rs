@@ -37,7 +37,7 @@ pub fn document() -> Value {
     }
     let mut event_params = filter_params();
     if let Some(a) = event_params.as_array_mut() {
-        a.push(json!({"name": "resume_from", "in": "query", "schema": {"type": "integer"}, "description": "Resume after this sequence number (a snapshot is sent instead when it is too old)"}));
+        a.push(json!({"name": "resume_from", "in": "query", "schema": {"type": "string"}, "description": "<epoch>:<seq>, the id of a snapshot_end or change event: resume after it (a snapshot is sent instead when it is too old or from another instance)"}));
     }
     json!({
         "openapi": "3.0.3",
@@ -78,7 +78,7 @@ pub fn document() -> Value {
             "/api/v1/config": {"get": {"summary": "The effective configuration", "responses": {"200": {"description": "Configuration keys and values"}}}},
             "/api/v1/resync": {"post": {"summary": "Force a dump-and-diff resynchronisation", "security": [{"bearer": []}],
                 "responses": {"202": {"description": "Requested"}, "401": error_response("No or wrong bearer token")}}},
-            "/api/v1/events": {"get": {"summary": "Server-Sent Events: snapshot, then changes (event types snapshot, change, fell_behind)", "parameters": event_params,
+            "/api/v1/events": {"get": {"summary": "Server-Sent Events: a snapshot in chunks, then changes (event types snapshot, snapshot_end, change, fell_behind)", "parameters": event_params,
                 "responses": {"200": {"description": "text/event-stream"}}}},
             "/api/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3"}}}}
         }

@@ -146,6 +146,7 @@ async fn list(
     let page = s.list(&f, q.page_token.as_deref(), q.page_size)?;
     Ok(axum::Json(json!({
         "seq": page.seq,
+        "epoch": s.view.epoch(),
         "neighbors": page.neighbors,
         "next_page_token": page.next_page_token,
     })))
@@ -187,25 +188,34 @@ struct EventsQuery {
     family: Option<String>,
     vrf: Option<String>,
     state: Option<String>,
-    resume_from: Option<u64>,
+    /// `<epoch>:<seq>`, as the `id` of a `snapshot_end` or `change` event.
+    resume_from: Option<String>,
 }
 
-fn change_event(c: &Change) -> Event {
+fn change_event(epoch: &str, c: &Change) -> Event {
     Event::default()
         .event("change")
-        .id(c.seq.to_string())
+        .id(format!("{epoch}:{}", c.seq))
         .json_data(c)
         .unwrap_or_default()
 }
 
-fn event_of(item: Item) -> Event {
+fn event_of(epoch: &str, item: Item) -> Event {
     match item {
-        Item::Snapshot { seq, neighbors } => Event::default()
+        Item::Snapshot {
+            epoch,
+            seq,
+            neighbors,
+        } => Event::default()
             .event("snapshot")
-            .id(seq.to_string())
-            .json_data(json!({"seq": seq, "neighbors": neighbors}))
+            .json_data(json!({"epoch": epoch, "seq": seq, "neighbors": neighbors}))
             .unwrap_or_default(),
-        Item::Change(c) => change_event(&c),
+        Item::SnapshotEnd { epoch, seq, count } => Event::default()
+            .event("snapshot_end")
+            .id(format!("{epoch}:{seq}"))
+            .json_data(json!({"epoch": epoch, "seq": seq, "count": count}))
+            .unwrap_or_default(),
+        Item::Change(c) => change_event(epoch, &c),
         Item::FellBehind { missed, seq } => Event::default()
             .event("fell_behind")
             .json_data(json!({"missed": missed, "seq": seq}))
@@ -213,9 +223,21 @@ fn event_of(item: Item) -> Event {
     }
 }
 
-/// Server-Sent Events: a snapshot (or, with `resume_from`, the changes since that sequence),
-/// then every change in order. A subscriber too slow for the bounded buffer gets
-/// `fell_behind` and a fresh snapshot; it never holds the pipeline up.
+/// `<epoch>:<seq>`; a bare number has no epoch, so it can only get a snapshot.
+fn resume_point(token: &str) -> Result<(String, u64), ApiError> {
+    let (epoch, seq) = token.rsplit_once(':').unwrap_or(("", token));
+    let seq = seq.parse().map_err(|_| {
+        bad_request(format!(
+            "resume_from {token:?}: must be <epoch>:<seq>, the id of an event"
+        ))
+    })?;
+    Ok((epoch.to_string(), seq))
+}
+
+/// Server-Sent Events: a snapshot in chunks (`snapshot` events, then `snapshot_end`), or, with
+/// `resume_from=<epoch>:<seq>`, the changes since that point; then every change in order. The
+/// `id` of `snapshot_end` and `change` events is a resume point. A subscriber too slow for the
+/// bounded buffer gets `fell_behind` and a fresh snapshot; it never holds the pipeline up.
 async fn events(
     State(s): State<ApiState>,
     q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
@@ -227,10 +249,13 @@ async fn events(
         vrf: q.vrf,
         state: q.state,
     };
-    let sub = s.subscribe(f, q.resume_from)?;
-    let stream = futures::stream::unfold(sub, |mut sub| async move {
+    let resume = q.resume_from.as_deref().map(resume_point).transpose()?;
+    let sub = s.subscribe(f, resume.as_ref().map(|(e, seq)| (e.as_str(), *seq)))?;
+    let epoch = s.view.epoch().to_string();
+    let stream = futures::stream::unfold((sub, epoch), |(mut sub, epoch)| async move {
         let item = sub.next().await?;
-        Some((Ok(event_of(item)), sub))
+        let event = event_of(&epoch, item);
+        Some((Ok(event), (sub, epoch)))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

