@@ -16,6 +16,7 @@ use neighsyncd_tests::redis_server::RedisServer;
 
 mod resync;
 
+#[derive(Default)]
 struct Row {
     mode: String,
     n: u32,
@@ -267,9 +268,12 @@ fn render(rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| mode | neighbors | phase | converged (s) | ops/s | daemon CPU (s) | peak RSS (MiB) | Redis round trips | APPL_DB ops |"
+        "| mode | neighbors | phase | kernel (s) | converged (s) | ops/s | daemon CPU (s) | CPU per kernel event (µs) | events in the daemon | ring-buffer drops | peak RSS (MiB) | Redis round trips | APPL_DB ops |"
     );
-    let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for r in rows {
         let _ = writeln!(
             s,
@@ -329,5 +333,41 @@ fn splice(old: &str, table: &str) -> String {
     match (old.find(BEGIN), old.find(END)) {
         (Some(b), Some(e)) if b < e => format!("{}{}{}", &old[..b], section, &old[e + END.len()..]),
         _ => format!("{old}\n{section}\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every row has as many cells as the header (the table once had 9 headers, 13 cells).
+    #[test]
+    fn the_table_has_a_header_per_column() {
+        let table = render(&[Row {
+            mode: "netlink".into(),
+            phase: "add",
+            ..Row::default()
+        }]);
+        let cells: Vec<usize> = table.lines().map(|l| l.matches('|').count()).collect();
+        assert!(cells.iter().all(|c| *c == cells[0]), "{table}");
+    }
+
+    /// And so has every table docs/BENCHMARKING.md records.
+    #[test]
+    fn the_recorded_tables_have_a_header_per_column() {
+        let doc = std::fs::read_to_string(crate::root().join("docs/BENCHMARKING.md"))
+            .expect("docs/BENCHMARKING.md");
+        let mut header: Option<usize> = None;
+        for (n, line) in doc.lines().enumerate() {
+            if !line.starts_with('|') {
+                header = None;
+                continue;
+            }
+            let cells = line.matches('|').count();
+            match header {
+                None => header = Some(cells),
+                Some(h) => assert_eq!(cells, h, "docs/BENCHMARKING.md:{}: {line}", n + 1),
+            }
+        }
     }
 }
