@@ -181,8 +181,11 @@ impl View {
         });
         let before = entry.record(key);
         f(entry);
-        entry.changed = Some(SystemTime::now());
         let gone = entry.kernel.is_none() && entry.appl.is_none();
+        // `last_changed` moves only when a side really changed (a no-op resync rewrites the
+        // same facts and must leave it alone).
+        let changed_at = entry.changed;
+        entry.changed = Some(SystemTime::now());
         let after = entry.record(key);
         let (kind, record) = match (gone, after) {
             (true, _) => {
@@ -209,6 +212,7 @@ impl View {
                     after.skip_reason,
                     &after.vrf,
                 )) {
+                    entry.changed = changed_at;
                     return;
                 }
                 (ChangeKind::Upsert, after)
@@ -376,8 +380,11 @@ mod tests {
                 ipv6: false,
             }),
         );
-        // Same content again: no change.
+        // Same content again: no change, and `last_changed` stays.
+        let stamped = v.get("Ethernet0:10.0.0.2").unwrap().last_changed;
+        std::thread::sleep(std::time::Duration::from_millis(1100));
         v.kernel_update("Ethernet0:10.0.0.2", side(1, "REACHABLE"));
+        assert_eq!(v.get("Ethernet0:10.0.0.2").unwrap().last_changed, stamped);
         let c1 = rx.try_recv().unwrap();
         let c2 = rx.try_recv().unwrap();
         assert!(rx.try_recv().is_err());
