@@ -72,6 +72,31 @@ async fn counters_move_with_kernel_events_and_ready_follows_redis() {
     let active = format!("source=\"{}\"", neighsyncd_tests::test_source());
     assert_eq!(m("neighsyncd_source_active", &active), 1.0);
     assert_eq!(m("neighsyncd_build_info", ""), 1.0);
+    // The kernel's own tables, as the kernel says (the tables are the host's: at least ours).
+    let thresh3 = |fam: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/{fam}/neigh/default/gc_thresh3"))
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(-1.0)
+    };
+    wait::until("kernel table metrics", T, async || {
+        let (v4, gc3) = (
+            m("neighsyncd_kernel_neigh_entries", "family=\"IPv4\""),
+            m(
+                "neighsyncd_kernel_neigh_gc_thresh",
+                "family=\"IPv4\",level=\"3\"",
+            ),
+        );
+        if v4 >= 6.0 && gc3 == thresh3("ipv4") {
+            Ok(())
+        } else {
+            Err(format!(
+                "IPv4 entries {v4}, gc_thresh3 {gc3} (sysctl {})",
+                thresh3("ipv4")
+            ))
+        }
+    })
+    .await;
     let (code, body) = lab.dut.http_get(METRICS_PORT, "/health").unwrap();
     assert_eq!(code, 200, "{body}");
 

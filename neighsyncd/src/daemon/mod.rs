@@ -120,6 +120,11 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
         shutdown_rx.clone(),
     )
     .context("cannot start the rtnetlink source")?;
+    // The kernel's neighbor tables near their limits are worth an alert (gc_thresh3).
+    tasks.spawn(
+        "neigh_tables",
+        netlink::tables::watch(metrics.clone(), shutdown_rx.clone()),
+    );
     let attached = start_sources(
         &mut engine,
         &cfg,

@@ -61,6 +61,14 @@ pub struct Metrics {
     /// Neighbors held in APPL_DB per interface (interfaces are few: bounded).
     pub neighbors_by_interface: IntGaugeVec,
     pub source_active: IntGaugeVec,
+    /// The kernel's neighbor tables (host-wide), by family: entries, gc thresholds, and how
+    /// often they were full or forced a collection.
+    pub kernel_neigh_entries: IntGaugeVec,
+    pub kernel_neigh_gc_thresh: IntGaugeVec,
+    pub kernel_neigh_table_fulls: IntCounterVec,
+    pub kernel_neigh_forced_gc_runs: IntCounterVec,
+    /// The kernel's cumulative counts as last read, to export their increase.
+    kernel_counts_seen: std::sync::Mutex<std::collections::HashMap<(String, &'static str), u64>>,
     pub ringbuf_drops: IntCounter,
     pub ebpf_events: IntCounter,
     pub build_info: IntGaugeVec,
@@ -243,6 +251,31 @@ impl Metrics {
                 "The active neighbor event source (1) and why it was chosen.",
                 &["source", "reason"],
             ),
+            kernel_neigh_entries: gauge_vec(
+                &r,
+                "kernel_neigh_entries",
+                "Entries in the kernel's neighbor table (host-wide), by family.",
+                &["family"],
+            ),
+            kernel_neigh_gc_thresh: gauge_vec(
+                &r,
+                "kernel_neigh_gc_thresh",
+                "The kernel neighbor table's gc_thresh1/2/3 (level), by family; past gc_thresh3 new neighbors are refused.",
+                &["family", "level"],
+            ),
+            kernel_neigh_table_fulls: counter_vec(
+                &r,
+                "kernel_neigh_table_fulls_total",
+                "Times the kernel's neighbor table was full and refused an entry, by family.",
+                &["family"],
+            ),
+            kernel_neigh_forced_gc_runs: counter_vec(
+                &r,
+                "kernel_neigh_forced_gc_runs_total",
+                "Forced garbage collections of the kernel's neighbor table, by family.",
+                &["family"],
+            ),
+            kernel_counts_seen: Default::default(),
             ringbuf_drops: counter(
                 &r,
                 "ringbuf_drops_total",
@@ -322,6 +355,15 @@ impl Metrics {
         ] {
             m.source_failures.with_label_values(&[source, action]);
         }
+        // The kernel tables' series exist from the start (their first reading follows at once).
+        for family in ["IPv4", "IPv6"] {
+            m.kernel_neigh_entries.with_label_values(&[family]);
+            for level in ["1", "2", "3"] {
+                m.kernel_neigh_gc_thresh.with_label_values(&[family, level]);
+            }
+            m.kernel_neigh_table_fulls.with_label_values(&[family]);
+            m.kernel_neigh_forced_gc_runs.with_label_values(&[family]);
+        }
         for v in crate::core::dump::Verdict::ALL {
             m.dump_attempts.with_label_values(&[v.as_str()]);
         }
@@ -330,6 +372,42 @@ impl Metrics {
 
     pub fn malformed(&self, reason: &str) {
         self.malformed_total.with_label_values(&[reason]).inc();
+    }
+
+    /// A reading of a kernel neighbor table (`family`: IPv4 or IPv6).
+    pub fn kernel_table(&self, family: &str, t: &crate::core::dump::TableStats) {
+        self.kernel_neigh_entries
+            .with_label_values(&[family])
+            .set(i64::from(t.entries));
+        for (level, v) in [
+            ("1", t.gc_thresh1),
+            ("2", t.gc_thresh2),
+            ("3", t.gc_thresh3),
+        ] {
+            self.kernel_neigh_gc_thresh
+                .with_label_values(&[family, level])
+                .set(i64::from(v));
+        }
+        let Ok(mut seen) = self.kernel_counts_seen.lock() else {
+            return;
+        };
+        for (what, counter, now) in [
+            ("table_fulls", &self.kernel_neigh_table_fulls, t.table_fulls),
+            (
+                "forced_gc_runs",
+                &self.kernel_neigh_forced_gc_runs,
+                t.forced_gc_runs,
+            ),
+        ] {
+            // The first reading exports the kernel's count so far; a count that went back
+            // (it cannot, short of a reboot) starts again from it.
+            let before = seen.insert((family.to_string(), what), now);
+            let delta = match before {
+                Some(b) if now >= b => now - b,
+                _ => now,
+            };
+            counter.with_label_values(&[family]).inc_by(delta);
+        }
     }
 
     /// Live neighbor events come from `source` now (`reason`: why); any other is 0.

@@ -31,6 +31,7 @@ use crate::telemetry::metrics::Metrics;
 
 mod requests;
 mod socket;
+pub mod tables;
 
 pub use requests::{DumpRequester, Request};
 use socket::{DUMP_RCVBUF, NlSocket, Recv, open, recv};
