@@ -180,6 +180,40 @@ async fn dashboard_and_alerts_use_only_exported_metrics() {
     assert!(checked > 20, "too few metric references found: {checked}");
 }
 
+/// Every alert rule has a promtool case where it fires and one where it does not.
+#[test]
+fn every_alert_rule_has_a_firing_and_a_quiet_case() {
+    let dir = root().join("deploy/prometheus");
+    let rules = std::fs::read_to_string(dir.join("neighsyncd-alerts.yml")).unwrap();
+    let tests = std::fs::read_to_string(dir.join("neighsyncd-alerts.test.yml")).unwrap();
+    let lines: Vec<&str> = tests.lines().map(str::trim).collect();
+    let mut missing = Vec::new();
+    for name in rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+    {
+        let (mut fires, mut quiet) = (false, false);
+        for (i, l) in lines.iter().enumerate() {
+            if *l != format!("alertname: {name}") {
+                continue;
+            }
+            match lines.get(i + 1) {
+                Some(&"exp_alerts: []") => quiet = true,
+                Some(&"exp_alerts:") => fires = true,
+                _ => {}
+            }
+        }
+        if !(fires && quiet) {
+            missing.push(format!("{name}: fires {fires}, quiet {quiet}"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "alert rules without both cases:\n{}",
+        missing.join("\n")
+    );
+}
+
 #[test]
 fn alert_rules_pass_promtool() {
     neighsyncd_tests::require_tool("promtool", "alert_rules_pass_promtool");
