@@ -120,6 +120,20 @@ impl Netns {
         headers: &[(&str, &str)],
         body: &str,
     ) -> Result<(u16, String), String> {
+        let (status, body) = self.http_bytes(addr, method, path, headers, body, 5)?;
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    /// Like [`Netns::http`], with a binary body and a read timeout of `timeout_secs`.
+    pub fn http_bytes(
+        &self,
+        addr: (&str, u16),
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+        timeout_secs: u64,
+    ) -> Result<(u16, Vec<u8>), String> {
         let (host, port) = (addr.0.to_string(), addr.1);
         let mut req = format!(
             "{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: {}\r\n",
@@ -130,25 +144,26 @@ impl Netns {
         }
         req.push_str("\r\n");
         req.push_str(body);
-        self.run_inside(move || -> Result<(u16, String), String> {
+        self.run_inside(move || -> Result<(u16, Vec<u8>), String> {
             use std::io::Read;
             let mut s =
                 std::net::TcpStream::connect((host.as_str(), port)).map_err(|e| e.to_string())?;
-            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            s.set_read_timeout(Some(std::time::Duration::from_secs(timeout_secs)))
                 .map_err(|e| e.to_string())?;
             s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-            let mut resp = String::new();
-            s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
-            let status = resp
+            let mut resp = Vec::new();
+            s.read_to_end(&mut resp).map_err(|e| e.to_string())?;
+            let split = resp
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .ok_or_else(|| format!("bad response: {:.200}", String::from_utf8_lossy(&resp)))?;
+            let head = String::from_utf8_lossy(&resp[..split]).into_owned();
+            let status = head
                 .split_whitespace()
                 .nth(1)
                 .and_then(|c| c.parse().ok())
-                .ok_or_else(|| format!("bad response: {resp:.200}"))?;
-            let body = resp
-                .split_once("\r\n\r\n")
-                .map(|(_, b)| b.to_string())
-                .unwrap_or_default();
-            Ok((status, body))
+                .ok_or_else(|| format!("bad response: {head:.200}"))?;
+            Ok((status, resp[split + 4..].to_vec()))
         })?
     }
 }

@@ -476,3 +476,101 @@ async fn neighbor_gauges_are_right_after_a_restart_with_nothing_to_write() {
         "the restart wrote nothing"
     );
 }
+
+/// `profiler = true`: a CPU profile in pprof format, for the API token's holder only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cpu_profile_is_served_to_the_token_holder_only() {
+    use pprof::protos::Message;
+    require_lab("a_cpu_profile_is_served_to_the_token_holder_only");
+    let redis = RedisServer::start();
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let token_arg = token.display().to_string();
+    let d = Daemon::start(
+        &lab.dut,
+        &redis,
+        &["--profiler", "true", "--api-token-file", &token_arg],
+    );
+    d.wait_ready(&lab.dut).await;
+    let path = "/debug/pprof/profile?seconds=2";
+    let get = |headers: &[(&str, &str)]| {
+        lab.dut
+            .http_bytes(("127.0.0.1", METRICS_PORT), "GET", path, headers, "", 20)
+            .unwrap()
+    };
+    for headers in [vec![], vec![("Authorization", "Bearer wrong")]] {
+        let (code, _) = get(&headers);
+        assert_eq!(code, 401, "{headers:?}");
+    }
+    // Something to sample while the profile runs: a burst of neighbors.
+    let batch: String = (0..20_000u32)
+        .map(|i| {
+            format!(
+                "neigh add 10.9.{}.{} lladdr 02:00:00:09:{:02x}:{:02x} dev Ethernet0 nud permanent\n",
+                i >> 8,
+                i & 255,
+                i >> 8,
+                i & 255
+            )
+        })
+        .collect();
+    let burst = {
+        let ns = lab.dut.name().to_string();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let mut f = tempfile::NamedTempFile::new().unwrap();
+            std::io::Write::write_all(&mut f, batch.as_bytes()).unwrap();
+            Command::new("ip")
+                .args(["-n", &ns, "-batch"])
+                .arg(f.path())
+                .status()
+                .unwrap()
+        })
+    };
+    let (code, body) = get(&[("Authorization", "Bearer s3cret")]);
+    assert!(burst.join().unwrap().success());
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let profile = pprof::protos::Profile::decode(body.as_slice()).expect("a pprof protobuf");
+    assert!(!profile.sample_type.is_empty(), "no sample types");
+    assert!(
+        !profile.sample.is_empty(),
+        "no samples while the daemon worked"
+    );
+    assert!(
+        profile
+            .string_table
+            .iter()
+            .any(|s| s.contains("neighsyncd")),
+        "no neighsyncd frame among {} strings",
+        profile.string_table.len()
+    );
+    // Out of range, and no profiler at all without the option.
+    let (code, _) = lab
+        .dut
+        .http_bytes(
+            ("127.0.0.1", METRICS_PORT),
+            "GET",
+            "/debug/pprof/profile?seconds=0",
+            &[("Authorization", "Bearer s3cret")],
+            "",
+            5,
+        )
+        .unwrap();
+    assert_eq!(code, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn there_is_no_profiler_unless_configured() {
+    require_lab("there_is_no_profiler_unless_configured");
+    let redis = RedisServer::start();
+    let lab = Lab::new();
+    let d = Daemon::start(&lab.dut, &redis, &[]);
+    d.wait_ready(&lab.dut).await;
+    let (code, _) = lab
+        .dut
+        .http_get(METRICS_PORT, "/debug/pprof/profile?seconds=1")
+        .unwrap();
+    assert_eq!(code, 404);
+}

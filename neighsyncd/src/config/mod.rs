@@ -129,6 +129,8 @@ pub struct Config {
     pub api_token_file: Option<PathBuf>,
     pub api_reads_open: bool,
     pub api_tls: Option<crate::northbound::api::tls::TlsFiles>,
+    /// Serve `/debug/pprof/profile` on the metrics listener (token-guarded).
+    pub profiler: bool,
     pub ebpf_ring_bytes: u32,
     pub ebpf_lru_entries: u32,
     pub ebpf_watchdog: Duration,
@@ -278,6 +280,13 @@ impl Config {
                 ));
             }
         };
+        let profiler = set(o.profiler, "profiler")?;
+        if profiler && o.api_token_file.is_none() {
+            return Err(invalid(
+                "profiler",
+                "needs api_token_file: the profile is guarded by the API token",
+            ));
+        }
         let ebpf_ring_bytes = set(o.ebpf_ring_bytes, "ebpf_ring_bytes")?;
         if !ebpf_ring_bytes.is_power_of_two() || ebpf_ring_bytes < 4096 {
             return Err(invalid(
@@ -322,6 +331,7 @@ impl Config {
             api_token_file: o.api_token_file.clone(),
             api_reads_open: set(o.api_reads_open, "api_reads_open")?,
             api_tls,
+            profiler,
             ebpf_ring_bytes,
             ebpf_lru_entries,
             ebpf_watchdog: Duration::from_secs(ebpf_watchdog),

@@ -123,6 +123,11 @@ pub struct Options {
     #[arg(long, value_name = "PATH")]
     pub api_tls_client_ca: Option<PathBuf>,
 
+    /// Serve an on-demand CPU profile (pprof format) at /debug/pprof/profile?seconds=N on the
+    /// metrics listener; fetching it needs the API token (api_token_file).
+    #[arg(long, value_name = "BOOL")]
+    pub profiler: Option<bool>,
+
     /// eBPF ring buffer size in bytes, a power of two.
     #[arg(long, value_name = "BYTES")]
     pub ebpf_ring_bytes: Option<u32>,
@@ -178,6 +183,7 @@ impl Options {
             api_tls_cert: None,
             api_tls_key: None,
             api_tls_client_ca: None,
+            profiler: Some(false),
             ebpf_ring_bytes: Some(4 << 20),
             ebpf_lru_entries: Some(262_144),
             ebpf_watchdog: Some(60),

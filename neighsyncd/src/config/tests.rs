@@ -63,6 +63,12 @@ fn errors_name_the_key() {
             "metrics_listen",
         ),
         (&["--redis", "unix:///x"], "log_level = \"[[\"", "log_level"),
+        // The profile is guarded by the API token: without one it cannot be served.
+        (
+            &["--redis", "unix:///x", "--profiler", "true"],
+            "",
+            "profiler",
+        ),
     ];
     for (a, f, key) in cases {
         let e = Config::merge(args(a), file(f)).unwrap_err().to_string();

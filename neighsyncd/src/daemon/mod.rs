@@ -60,6 +60,13 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
         wait_for_signal(shutdown_tx.clone(), shutdown_rx.clone()),
     );
 
+    let auth = Arc::new(
+        crate::northbound::api::auth::Auth::new(cfg.api_token_file.as_deref(), cfg.api_reads_open)
+            .context("api_token_file")?,
+    );
+    let profiler = cfg
+        .profiler
+        .then(|| crate::northbound::profile::Profiler::new(auth.clone()));
     if let Some(addr) = cfg.metrics_listen {
         let (m, h, stop) = (metrics.clone(), health.clone(), shutdown_rx.clone());
         tasks.spawn(
@@ -70,7 +77,15 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
                 health.clone(),
                 metrics.clone(),
                 shutdown_rx.clone(),
-                move || crate::northbound::http::serve(addr, m.clone(), h.clone(), stop.clone()),
+                move || {
+                    crate::northbound::http::serve(
+                        addr,
+                        m.clone(),
+                        h.clone(),
+                        profiler.clone(),
+                        stop.clone(),
+                    )
+                },
             ),
         );
     }
@@ -172,13 +187,7 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
         metrics: metrics.clone(),
         resync: Arc::new(Commands(commands_tx.clone())),
         config: Arc::new(cfg.to_json()),
-        auth: Arc::new(
-            crate::northbound::api::auth::Auth::new(
-                cfg.api_token_file.as_deref(),
-                cfg.api_reads_open,
-            )
-            .context("api_token_file")?,
-        ),
+        auth,
     };
     let rest_tls = match &cfg.api_tls {
         Some(files) => Some(

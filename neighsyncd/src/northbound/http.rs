@@ -20,12 +20,25 @@ struct Ops {
     health: Arc<Health>,
 }
 
-pub fn router(metrics: Arc<Metrics>, health: Arc<Health>) -> Router {
-    Router::new()
+/// `profiler`: serve `/debug/pprof/profile` (for the API token's holder).
+pub(crate) fn router(
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    profiler: Option<super::profile::Profiler>,
+) -> Router {
+    let ops = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/health", get(health_handler))
         .route("/ready", get(ready_handler))
-        .with_state(Ops { metrics, health })
+        .with_state(Ops { metrics, health });
+    match profiler {
+        Some(p) => ops.merge(
+            Router::new()
+                .route("/debug/pprof/profile", get(super::profile::profile))
+                .with_state(p),
+        ),
+        None => ops,
+    }
 }
 
 async fn metrics_handler(State(s): State<Ops>) -> impl IntoResponse {
@@ -57,17 +70,18 @@ async fn ready_handler(State(s): State<Ops>) -> impl IntoResponse {
 }
 
 /// Binds (the error is the caller's to report and retry), then serves until `shutdown`.
-pub async fn serve(
+pub(crate) async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    profiler: Option<super::profile::Profiler>,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let bound = super::listeners::bind(&super::listeners::ListenAddr::Tcp(addr)).await?;
     tracing::info!(%addr, "metrics and health listening");
     Ok(super::listeners::serve_http(
         bound,
-        router(metrics, health),
+        router(metrics, health, profiler),
         "metrics",
         shutdown,
     ))

@@ -5,4 +5,5 @@
 pub mod api;
 pub(crate) mod http;
 pub(crate) mod listeners;
+pub(crate) mod profile;
 pub mod view;
