@@ -12,6 +12,14 @@
 //! the rooms depend on `core`, `telemetry` and `runtime` only; only the shell sees every room
 //! (checked by `architecture_tests`).
 
+/// The version, and whether the eBPF program is embedded (`--version`, the start-up log).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("NEIGHSYNCD_BUILD_EBPF"),
+    ")"
+);
+
 pub mod config;
 pub mod core;
 pub mod daemon;

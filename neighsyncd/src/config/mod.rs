@@ -52,7 +52,7 @@ pub enum LogTarget {
 
 /// Mirrors the kernel neighbor table (ARP, NDP) into SONiC's APPL_DB NEIGH_TABLE.
 #[derive(Debug, Clone, Default, Parser)]
-#[command(name = "neighsyncd", version, about, long_about = None)]
+#[command(name = "neighsyncd", version = crate::VERSION, about, long_about = None)]
 pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -43,6 +43,11 @@ const JOIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyhow::Result<()> {
     crate::runtime::fault::announce();
+    info!(version = crate::VERSION, "neighsyncd starting");
+    #[cfg(not(neighsyncd_ebpf))]
+    warn!(
+        "this neighsyncd was built without its eBPF program: neighbor events come from rtnetlink only (see `neighsyncd --version`; build with the nightly toolchain and bpf-linker to embed it)"
+    );
     let metrics = Arc::new(Metrics::new());
     let listeners: Vec<Listener> = [
         (cfg.metrics_listen.is_some(), Listener::Metrics),
