@@ -173,3 +173,71 @@ async fn grpcurl_receives_a_100k_neighbor_snapshot_at_default_limits() {
         "{chunks} chunks for {N} neighbors"
     );
 }
+
+/// The grpcurl commands docs/API.md shows, run as written (with `$G` and `$TOKEN` set).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grpcurl_commands_in_the_api_docs_work() {
+    let test = "the_grpcurl_commands_in_the_api_docs_work";
+    require_lab(test);
+    let tool = stock_tool("grpcurl", test);
+    let redis = RedisServer::start();
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (sock, token) = (dir.path().join("grpc.sock"), dir.path().join("token"));
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let listen = format!("unix:{}", sock.display());
+    let token_arg = token.display().to_string();
+    let d = Daemon::start(
+        &lab.dut,
+        &redis,
+        &["--grpc-listen", &listen, "--api-token-file", &token_arg],
+    );
+    d.wait_ready(&lab.dut).await;
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/API.md"),
+    )
+    .unwrap();
+    let commands: Vec<&str> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("    grpcurl "))
+        .collect();
+    assert!(
+        commands.len() >= 4,
+        "grpcurl commands in docs/API.md: {commands:?}"
+    );
+    let bin_dir = tool
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    for args in commands {
+        // A stream does not end: the subscription is watched for 3 s.
+        let streams = args.contains("/Subscribe");
+        let script = format!("{}grpcurl {args}", if streams { "timeout 3 " } else { "" });
+        let out = Command::new("bash")
+            .args(["-c", &script])
+            .env("G", &sock)
+            .env("TOKEN", "s3cret")
+            .env(
+                "PATH",
+                format!("{bin_dir}:{}", std::env::var("PATH").unwrap_or_default()),
+            )
+            .output()
+            .expect("run bash");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        if streams {
+            assert_eq!(out.status.code(), Some(124), "grpcurl {args}: {stderr}");
+            assert!(
+                stdout.contains("snapshotEnd"),
+                "grpcurl {args}: {stdout}{stderr}"
+            );
+        } else {
+            assert!(out.status.success(), "grpcurl {args}: {stdout}{stderr}");
+        }
+        if args.ends_with(" list") {
+            assert!(stdout.contains("neighsyncd.v1.Neighsyncd"), "{stdout}");
+        }
+    }
+}
