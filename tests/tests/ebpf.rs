@@ -122,13 +122,24 @@ fn source_in(ns: &Netns, ring_bytes: u32) -> InNs {
 impl InNs {
     /// Collects neighbor messages until `done` holds or the deadline passes.
     async fn until(&mut self, what: &str, done: impl Fn(&[NeighMsg]) -> bool) -> Vec<NeighMsg> {
+        self.until_or(what, done, String::new).await
+    }
+
+    /// Like [`InNs::until`]; on a timeout the panic also says what `context` reports (the
+    /// kernel's own view, to tell a transition that never happened from a missed event).
+    async fn until_or(
+        &mut self,
+        what: &str,
+        done: impl Fn(&[NeighMsg]) -> bool,
+        context: impl Fn() -> String,
+    ) -> Vec<NeighMsg> {
         let mut got = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !done(&got) {
             match tokio::time::timeout_at(deadline, self.rx.recv()).await {
                 Ok(Some(SourceEvent::Neigh(m))) => got.push(m),
                 Ok(Some(_)) => {}
-                _ => panic!("{what}: not within 10 s; got {got:#?}"),
+                _ => panic!("{what}: not within 10 s; got {got:#?}\n{}", context()),
             }
         }
         got
@@ -233,9 +244,17 @@ async fn events_for_adds_changes_deletes_timers_and_removal_in_our_namespace_onl
         has(m, "10.0.0.77", NeighKind::New, Some(nud::PROBE), None)
     })
     .await;
-    src.until("timer to FAILED", |m| {
-        has(m, "10.0.0.77", NeighKind::New, Some(nud::FAILED), None)
-    })
+    let kernel_view = || {
+        format!(
+            "the kernel has: {:?}",
+            lab.dut.try_ip("-s neigh show 10.0.0.77 dev Ethernet0")
+        )
+    };
+    src.until_or(
+        "timer to FAILED",
+        |m| has(m, "10.0.0.77", NeighKind::New, Some(nud::FAILED), None),
+        kernel_view,
+    )
     .await;
     // Device removal releases its neighbors.
     lab.dut

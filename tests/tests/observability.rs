@@ -494,7 +494,7 @@ async fn a_cpu_profile_is_served_to_the_token_holder_only() {
         &["--profiler", "true", "--api-token-file", &token_arg],
     );
     d.wait_ready(&lab.dut).await;
-    let path = "/debug/pprof/profile?seconds=2";
+    let path = "/debug/pprof/profile?seconds=3";
     let get = |headers: &[(&str, &str)]| {
         lab.dut
             .http_bytes(("127.0.0.1", METRICS_PORT), "GET", path, headers, "", 20)
@@ -504,11 +504,12 @@ async fn a_cpu_profile_is_served_to_the_token_holder_only() {
         let (code, _) = get(&headers);
         assert_eq!(code, 401, "{headers:?}");
     }
-    // Something to sample while the profile runs: a burst of neighbors.
-    let batch: String = (0..20_000u32)
+    // Something to sample, for as long as the profile runs (however slowly a loaded machine
+    // starts it): neighbors added and deleted in rounds until the answer is in.
+    let adds: String = (0..2_000u32)
         .map(|i| {
             format!(
-                "neigh add 10.9.{}.{} lladdr 02:00:00:09:{:02x}:{:02x} dev Ethernet0 nud permanent\n",
+                "neigh replace 10.9.{}.{} lladdr 02:00:00:09:{:02x}:{:02x} dev Ethernet0 nud permanent\n",
                 i >> 8,
                 i & 255,
                 i >> 8,
@@ -516,27 +517,38 @@ async fn a_cpu_profile_is_served_to_the_token_holder_only() {
             )
         })
         .collect();
-    let burst = {
-        let ns = lab.dut.name().to_string();
+    let dels: String = (0..2_000u32)
+        .map(|i| format!("neigh del 10.9.{}.{} dev Ethernet0\n", i >> 8, i & 255))
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let (ns, stop) = (lab.dut.name().to_string(), stop.clone());
         std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
-            let mut f = tempfile::NamedTempFile::new().unwrap();
-            std::io::Write::write_all(&mut f, batch.as_bytes()).unwrap();
-            Command::new("ip")
-                .args(["-n", &ns, "-batch"])
-                .arg(f.path())
-                .status()
-                .unwrap()
+            let mut rounds = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                for lines in [&adds, &dels] {
+                    let mut f = tempfile::NamedTempFile::new().unwrap();
+                    std::io::Write::write_all(&mut f, lines.as_bytes()).unwrap();
+                    let _ = Command::new("ip")
+                        .args(["-n", &ns, "-force", "-batch"])
+                        .arg(f.path())
+                        .output();
+                }
+                rounds += 1;
+            }
+            rounds
         })
     };
     let (code, body) = get(&[("Authorization", "Bearer s3cret")]);
-    assert!(burst.join().unwrap().success());
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let rounds = churn.join().unwrap();
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(rounds > 0, "no churn while the profile ran");
     let profile = pprof::protos::Profile::decode(body.as_slice()).expect("a pprof protobuf");
     assert!(!profile.sample_type.is_empty(), "no sample types");
     assert!(
         !profile.sample.is_empty(),
-        "no samples while the daemon worked"
+        "no samples while the daemon worked ({rounds} rounds of 2000 adds and deletes)"
     );
     assert!(
         profile
