@@ -69,18 +69,23 @@ impl Args {
     /// Parses the command line; `--help` shows each option's default from
     /// [`Options::defaults`].
     pub fn parse_with_defaults() -> Args {
-        use clap::{CommandFactory, FromArgMatches};
-        let cmd = Args::command().mut_args(|arg| {
+        use clap::FromArgMatches;
+        match Args::from_arg_matches(&Args::command_with_defaults().get_matches()) {
+            Ok(a) => a,
+            Err(e) => e.exit(),
+        }
+    }
+
+    /// The command, each option's help ending with its declared default.
+    fn command_with_defaults() -> clap::Command {
+        use clap::CommandFactory;
+        Args::command().mut_args(|arg| {
             let key = arg.get_id().as_str().replace('-', "_");
             match (Options::default_text(&key), arg.get_help().cloned()) {
                 (Some(d), Some(help)) => arg.help(format!("{help} [default: {d}]")),
                 _ => arg,
             }
-        });
-        match Args::from_arg_matches(&cmd.get_matches()) {
-            Ok(a) => a,
-            Err(e) => e.exit(),
-        }
+        })
     }
 }
 

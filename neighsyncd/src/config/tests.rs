@@ -181,15 +181,7 @@ fn human_bytes(n: u64) -> String {
 /// `--help` shows every default from the one declaration.
 #[test]
 fn help_shows_the_declared_defaults() {
-    use clap::CommandFactory;
-    let cmd = Args::command().mut_args(|arg| {
-        let key = arg.get_id().as_str().replace('-', "_");
-        match (Options::default_text(&key), arg.get_help().cloned()) {
-            (Some(d), Some(help)) => arg.help(format!("{help} [default: {d}]")),
-            _ => arg,
-        }
-    });
-    let help = cmd.clone().render_help().to_string();
+    let help = Args::command_with_defaults().render_help().to_string();
     assert!(help.contains("[default: 16384]"), "{help}");
     assert!(
         help.contains("[default: unix:/run/neighsyncd/rest.sock]"),

@@ -66,7 +66,7 @@ impl Default for AppDbLink {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Reaction {
     pub order: Option<AppDbOrder>,
-    /// The connection came back after a failure (count it, resync).
+    /// A connection came back after a failure (count it, resync); only ever on `Connected`.
     pub reconnected: bool,
 }
 

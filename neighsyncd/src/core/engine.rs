@@ -15,7 +15,7 @@ mod warm;
 
 pub use vocabulary::{Count, Input, Note, Output};
 
-use super::appdb_link::{AppDbLink, AppDbReport};
+use super::appdb_link::AppDbLink;
 use super::links::{LinkCache, LinkChange};
 use super::neigh::{KernelSide, NeighKind, Origin, ResyncCause, SourceEvent};
 use super::ops::Op;
@@ -152,7 +152,7 @@ impl Engine {
             Input::SwitchedToNetlink { since_ns } => self.drop_live_before = since_ns,
             Input::AppDb(report) => {
                 let r = self.appdb.report(now_ns, report);
-                if r.reconnected && report == AppDbReport::Connected {
+                if r.reconnected {
                     out.push(Output::Note(Note::AppDbRestored));
                     out.push(Output::Count(Count::AppDbReconnect));
                     out.push(Output::Count(Count::Resync(ResyncCause::RedisReconnect)));
@@ -332,14 +332,7 @@ impl Engine {
             self.state
                 .reevaluate(|_| true, &self.links, &self.snapshot, now);
         }
-        let mut enabled: Vec<String> = self
-            .snapshot
-            .link_local
-            .difference(&old.link_local)
-            .cloned()
-            .collect();
-        enabled.sort();
-        for ifname in enabled {
+        for ifname in sorted_difference(&self.snapshot.link_local, &old.link_local) {
             let replayed = self.state.reevaluate(
                 |e| {
                     e.ifname == ifname
@@ -354,13 +347,7 @@ impl Engine {
         // Turned off: the link-local neighbors it let through leave APPL_DB, so what APPL_DB
         // holds stays a function of the kernel and CONFIG_DB, whatever the order in which a
         // burst and the knob reached us.
-        let mut disabled: Vec<String> = old
-            .link_local
-            .difference(&self.snapshot.link_local)
-            .cloned()
-            .collect();
-        disabled.sort();
-        for ifname in disabled {
+        for ifname in sorted_difference(&old.link_local, &self.snapshot.link_local) {
             let withdrawn = self.state.withdraw(
                 |e| {
                     e.ifname == ifname
@@ -395,6 +382,13 @@ impl Engine {
         self.writing = true;
         out.push(Output::Write(batch));
     }
+}
+
+/// The names in `a` and not in `b`, in order (so that outputs do not depend on hashing).
+fn sorted_difference(a: &HashSet<String>, b: &HashSet<String>) -> Vec<String> {
+    let mut names: Vec<String> = a.difference(b).cloned().collect();
+    names.sort();
+    names
 }
 
 #[cfg(test)]

@@ -35,11 +35,8 @@ impl SourceControl for Sources {
         if let Ok(mut e) = self.ebpf.lock() {
             e.take();
         }
-        // Every record of the detached program is older than this; every rtnetlink event,
-        // received after the subscription, is newer.
-        let since_ns = crate::southbound::monotonic_ns();
-        self.dumps.subscribe_neighbors();
-        since_ns
+        // Every record of the detached program is older than what this returns.
+        SourceControl::switch_to_netlink(&self.dumps)
     }
 
     fn lost(&self, cause: ResyncCause) {

@@ -60,12 +60,11 @@ pub(crate) async fn profile(
     headers: HeaderMap,
     q: Result<Query<ProfileQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let grant = p
+        .auth
+        .grant_of(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()));
     // Reads may be open; a profile never is: it shows the daemon's insides.
-    if p.auth.grant(bearer) != Grant::Write {
+    if grant != Grant::Write {
         return error(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",

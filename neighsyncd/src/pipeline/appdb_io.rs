@@ -14,11 +14,15 @@ use crate::core::ops::Op;
 use crate::core::state::Batch;
 
 impl<W: AppDbWriter> Pipeline<W> {
-    /// The connection failed: it is dropped, and the engine orders a reconnect.
-    fn unreachable(&mut self, what: &str, e: &dyn std::fmt::Display) -> Input {
+    /// A call failed: the connection is dropped (the engine orders the reconnect).
+    fn drop_connection(&mut self, what: &str, e: &dyn std::fmt::Display) {
         warn!(error = %e, "{what}; will reconnect and reconcile");
         self.metrics.redis_errors.inc();
         self.appdb.disconnect();
+    }
+
+    fn unreachable(&mut self, what: &str, e: &dyn std::fmt::Display) -> Input {
+        self.drop_connection(what, e);
         Input::AppDb(AppDbReport::Unreachable)
     }
 
@@ -67,9 +71,7 @@ impl<W: AppDbWriter> Pipeline<W> {
                 Input::Written(batch)
             }
             Err(e) => {
-                warn!(error = %e, "APPL_DB write failed; will reconnect and reconcile");
-                self.metrics.redis_errors.inc();
-                self.appdb.disconnect();
+                self.drop_connection("APPL_DB write failed", &e);
                 Input::WriteFailed(batch)
             }
         }

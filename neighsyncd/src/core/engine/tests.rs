@@ -20,6 +20,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::*;
+use crate::core::appdb_link::AppDbReport;
 use crate::core::neigh::{LinkMsg, NeighMsg, nud};
 use crate::core::source_health::SourceReport;
 use crate::core::state::Batch;

@@ -67,7 +67,7 @@ impl Auth {
     }
 
     /// The grant of an `authorization: Bearer ...` header (HTTP) or metadata entry (gRPC).
-    fn grant_of(&self, authorization: Option<&[u8]>) -> Grant {
+    pub(crate) fn grant_of(&self, authorization: Option<&[u8]>) -> Grant {
         let given = authorization
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|v| v.strip_prefix("Bearer "));
@@ -104,30 +104,6 @@ impl Grant {
     /// For a gRPC handler: the grant the interceptor found, write or not.
     pub(crate) fn may_write<T>(req: &tonic::Request<T>) -> bool {
         req.extensions().get::<Grant>() == Some(&Grant::Write)
-    }
-}
-
-/// The REST side, a layer in front of the guarded routes: reads (GET, HEAD) need a read
-/// grant, everything else a write grant.
-pub(crate) async fn require(
-    axum::extract::State(auth): axum::extract::State<std::sync::Arc<Auth>>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let needed = match *req.method() {
-        axum::http::Method::GET | axum::http::Method::HEAD => Grant::Read,
-        _ => Grant::Write,
-    };
-    let grant = auth.grant_of(
-        req.headers()
-            .get(axum::http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes()),
-    );
-    if grant >= needed {
-        next.run(req).await
-    } else {
-        super::rest::unauthenticated().into_response()
     }
 }
 

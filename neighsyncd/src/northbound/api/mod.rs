@@ -26,3 +26,21 @@ pub struct ApiState {
     pub config: Arc<serde_json::Value>,
     pub auth: Arc<auth::Auth>,
 }
+
+#[cfg(test)]
+impl ApiState {
+    /// The handlers' state over `view`: reads open, no token, resync requests going nowhere.
+    pub(crate) fn for_tests(view: Arc<View>) -> ApiState {
+        struct NoSource;
+        impl ResyncRequests for NoSource {
+            fn request_resync(&self, _: crate::core::neigh::ResyncCause) {}
+        }
+        ApiState {
+            view,
+            metrics: Arc::new(Metrics::new()),
+            resync: Arc::new(NoSource),
+            config: Arc::new(serde_json::json!({})),
+            auth: Arc::new(auth::Auth::new(None, true).expect("no token file to read")),
+        }
+    }
+}

@@ -4,6 +4,7 @@
 //! what comes back; authentication is a layer in front of them (`auth::require`).
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -18,6 +19,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use super::ApiState;
+use super::auth::{Auth, Grant};
 use super::service::{Filter, Item, ServiceError};
 use crate::northbound::listeners::ListenAddr;
 use crate::northbound::view::Change;
@@ -79,6 +81,29 @@ async fn rate_limit(req: axum::extract::Request, next: axum::middleware::Next) -
     }
 }
 
+/// Auth as a layer in front of the guarded routes: reads (GET, HEAD) need a read grant,
+/// everything else a write grant.
+async fn require(
+    State(auth): State<Arc<Auth>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let needed = match *req.method() {
+        axum::http::Method::GET | axum::http::Method::HEAD => Grant::Read,
+        _ => Grant::Write,
+    };
+    let grant = auth.grant_of(
+        req.headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes()),
+    );
+    if grant >= needed {
+        next.run(req).await
+    } else {
+        unauthenticated().into_response()
+    }
+}
+
 pub fn router(state: ApiState) -> Router {
     routes(state)
         .layer(axum::middleware::from_fn(rate_limit))
@@ -98,7 +123,7 @@ pub fn routes(state: ApiState) -> Router {
         .route("/api/v1/events", get(events))
         .route_layer(axum::middleware::from_fn_with_state(
             state.auth.clone(),
-            super::auth::require,
+            require,
         ));
     Router::new()
         .merge(guarded)
@@ -320,27 +345,13 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::core::control::ResyncRequests;
-    use crate::core::neigh::ResyncCause;
     use crate::northbound::view::View;
-
-    struct NoSource;
-
-    impl ResyncRequests for NoSource {
-        fn request_resync(&self, _: ResyncCause) {}
-    }
 
     /// Found by the `rest_request` fuzz target: `GET /api/v1/neighbors//%ee.vte` (a path
     /// segment that is not UTF-8 once decoded) was answered by axum's plain-text rejection.
     #[tokio::test]
     async fn an_undecodable_path_gets_a_json_error() {
-        let state = ApiState {
-            view: Arc::new(View::new(8)),
-            metrics: Arc::new(crate::telemetry::metrics::Metrics::new()),
-            resync: Arc::new(NoSource),
-            config: Arc::new(serde_json::json!({})),
-            auth: Arc::new(crate::northbound::api::auth::Auth::new(None, true).expect("auth")),
-        };
+        let state = ApiState::for_tests(Arc::new(View::new(8)));
         for uri in [
             "/api/v1/neighbors//%ee.vte",
             "/api/v1/neighbors/Ethernet0/%ff",
@@ -362,13 +373,7 @@ mod tests {
     /// the fallback's "no such endpoint", nor 405.
     #[tokio::test]
     async fn every_documented_operation_is_routed() {
-        let state = ApiState {
-            view: Arc::new(View::new(8)),
-            metrics: Arc::new(crate::telemetry::metrics::Metrics::new()),
-            resync: Arc::new(NoSource),
-            config: Arc::new(serde_json::json!({})),
-            auth: Arc::new(crate::northbound::api::auth::Auth::new(None, true).expect("auth")),
-        };
+        let state = ApiState::for_tests(Arc::new(View::new(8)));
         let doc = super::super::openapi::document();
         let paths = doc["paths"].as_object().expect("paths");
         for (path, ops) in paths {

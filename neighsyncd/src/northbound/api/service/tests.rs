@@ -6,11 +6,6 @@ use super::*;
 use crate::core::neigh::KernelSide;
 use crate::northbound::view::View;
 
-struct NoSource;
-impl crate::core::control::ResyncRequests for NoSource {
-    fn request_resync(&self, _: ResyncCause) {}
-}
-
 fn state(n: u8) -> ApiState {
     let view = Arc::new(View::new(16));
     for i in 0..n {
@@ -28,13 +23,7 @@ fn state(n: u8) -> ApiState {
             },
         );
     }
-    ApiState {
-        view,
-        metrics: Arc::new(crate::telemetry::metrics::Metrics::new()),
-        resync: Arc::new(NoSource),
-        config: Arc::new(serde_json::json!({})),
-        auth: Arc::new(super::super::auth::Auth::new(None, true).unwrap()),
-    }
+    ApiState::for_tests(view)
 }
 
 #[test]
