@@ -6,6 +6,7 @@ pub(crate) mod appdb_link;
 pub mod control;
 pub mod dump;
 pub mod engine;
+pub mod key;
 pub(crate) mod links;
 pub mod neigh;
 pub(crate) mod ops;

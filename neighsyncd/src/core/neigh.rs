@@ -12,6 +12,9 @@
 
 use std::net::IpAddr;
 
+use crate::core::key::{IfName, LinkAddr};
+use crate::core::rules::SkipReason;
+
 /// NUD states (include/uapi/linux/neighbour.h).
 pub mod nud {
     pub const NONE: u16 = 0x00;
@@ -158,13 +161,35 @@ pub enum SourceEvent {
     Malformed(&'static str),
 }
 
-/// What the kernel side says of a key (None: the kernel no longer has it).
-#[derive(Debug, Clone)]
+/// What the kernel side says of a key, for the API's view (the key itself says the
+/// interface and the address). Compact: the view keeps one per neighbor.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelSide {
-    pub ifname: String,
-    pub vrf: Option<String>,
-    pub ip: IpAddr,
-    pub lladdr: Option<Vec<u8>>,
-    pub state: &'static str,
-    pub skip_reason: Option<&'static str>,
+    /// The interface's master device (its VRF), if any.
+    pub vrf: Option<IfName>,
+    pub lladdr: LinkAddr,
+    /// NUD state bits ...
+    pub state: u16,
+    /// ... known only up to their class (eBPF mode: moves within a class are not reported).
+    pub classed: bool,
+    pub skip_reason: Option<SkipReason>,
+}
+
+impl KernelSide {
+    /// The state as `ip neigh` names it, or the class's states where only the class is known.
+    pub fn state_label(&self) -> &'static str {
+        if self.classed {
+            neighsyncd_common::class_label(self.state as u8)
+        } else {
+            nud::name(self.state)
+        }
+    }
+
+    /// Whether a client could tell the two apart.
+    pub fn same_facts(&self, other: &KernelSide) -> bool {
+        self.vrf == other.vrf
+            && self.lladdr == other.lladdr
+            && self.state_label() == other.state_label()
+            && self.skip_reason == other.skip_reason
+    }
 }

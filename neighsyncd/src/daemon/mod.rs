@@ -36,7 +36,7 @@ use sources::{Sources, start_sources};
 /// the kernel socket buffer absorbs the burst (an overflow there triggers a resync).
 const EVENT_QUEUE: usize = 65_536;
 /// Changes kept for API subscribers resuming from a sequence number.
-const VIEW_HISTORY: usize = 65_536;
+const VIEW_HISTORY: usize = 32_768;
 
 /// How long shutdown waits for every task to end after the pipeline has written what it could.
 const JOIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

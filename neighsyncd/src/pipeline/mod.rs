@@ -202,8 +202,8 @@ impl<W: AppDbWriter> Pipeline<W> {
                     Output::Kernel { key, side } => {
                         if let Some(view) = &self.view {
                             match side {
-                                Some(side) => view.kernel_update(&key, side),
-                                None => view.kernel_remove(&key),
+                                Some(side) => view.kernel_update(key, side),
+                                None => view.kernel_remove(key),
                             }
                         }
                     }

@@ -6,6 +6,7 @@ use tracing::{debug, info, warn};
 use super::Pipeline;
 use crate::core::control::AppDbWriter;
 use crate::core::engine::{Count, Note};
+use crate::core::key::NeighKey;
 use crate::core::state::Told;
 use crate::runtime::log_throttle;
 use crate::southbound::monotonic_ns;
@@ -45,7 +46,7 @@ impl<W: AppDbWriter> Pipeline<W> {
         self.metrics
             .event_to_appdb
             .observe(monotonic_ns().saturating_sub(since_ns) as f64 / 1e9);
-        if let Some(view) = &self.view {
+        if let (Some(view), Some(key)) = (&self.view, NeighKey::parse(key)) {
             view.appl_update(key, value);
         }
     }
@@ -54,7 +55,7 @@ impl<W: AppDbWriter> Pipeline<W> {
     pub(super) fn appl_reloaded(&self) {
         if let Some(view) = &self.view {
             for (key, t) in self.engine.told() {
-                if let Told::Value(v) = t {
+                if let (Told::Value(v), Some(key)) = (t, NeighKey::parse(key)) {
                     view.appl_update(key, Some(*v));
                 }
             }

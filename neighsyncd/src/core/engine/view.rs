@@ -1,6 +1,7 @@
 //! What the management APIs' view learns of the kernel side.
 
 use super::*;
+use crate::core::key::{IfName, LinkAddr, NeighKey};
 
 impl Engine {
     /// The kernel side of every neighbor this input changed, for the view.
@@ -9,20 +10,19 @@ impl Engine {
             return;
         }
         for (key, id) in self.state.take_touched() {
+            let Some(key) = NeighKey::parse(&key) else {
+                continue;
+            };
             let side = id
                 .and_then(|(ifindex, ip)| self.state.kernel_entry(ifindex, &ip))
                 .map(|e| KernelSide {
-                    ifname: e.ifname.clone(),
-                    vrf: self.links.master_name(e.ifindex).map(str::to_string),
-                    ip: e.ip,
-                    lladdr: e.lladdr.clone(),
-                    state: match self.live_source() {
-                        // Moves within a class are not reported: say what is known.
-                        LiveSource::Ebpf => neighsyncd_common::class_label(e.state as u8),
-                        LiveSource::Netlink => crate::core::neigh::nud::name(e.state),
-                    },
+                    vrf: self.links.master_name(e.ifindex).map(IfName::new),
+                    lladdr: LinkAddr::new(e.lladdr.as_deref()),
+                    state: e.state,
+                    // Moves within a class are not reported in eBPF mode: say what is known.
+                    classed: self.live_source() == LiveSource::Ebpf,
                     skip_reason: match e.verdict {
-                        Verdict::Skip(r) => Some(r.as_str()),
+                        Verdict::Skip(r) => Some(r),
                         _ => None,
                     },
                 });

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use crate::core::appdb_link::{AppDbOrder, AppDbReport};
+use crate::core::key::NeighKey;
 use crate::core::neigh::{KernelSide, ResyncCause, SourceEvent};
 use crate::core::ops::{Fields, Op};
 use crate::core::rules::{ConfigSnapshot, NeighValue, SkipReason};
@@ -71,7 +72,7 @@ pub enum Output {
     Gauges,
     /// The kernel side of a neighbor for the view (`None`: gone).
     Kernel {
-        key: String,
+        key: NeighKey,
         side: Option<KernelSide>,
     },
     /// A warm start's differences are all written: the `reconciled` state is due.
@@ -189,8 +190,8 @@ impl fmt::Display for Output {
                 Some(s) => write!(
                     f,
                     "kernel {key} state={} skip={}",
-                    s.state,
-                    s.skip_reason.unwrap_or("-")
+                    s.state_label(),
+                    s.skip_reason.map(|r| r.as_str()).unwrap_or("-")
                 ),
                 None => write!(f, "kernel {key} gone"),
             },

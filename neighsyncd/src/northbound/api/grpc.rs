@@ -22,8 +22,11 @@ pub mod pb {
 
 use pb::neighsyncd_server::{Neighsyncd, NeighsyncdServer};
 
-/// Changes buffered per subscriber before it is told it fell behind.
-const SUBSCRIBER_BUFFER: usize = 1024;
+/// Messages (a change, or a snapshot chunk of up to 256 neighbors) queued per subscriber
+/// beyond what the transport holds. Small on purpose: the subscription reads the view's shared
+/// history lazily, so queueing more only costs memory; a subscriber that does not read
+/// falls behind and is told so.
+const SUBSCRIBER_BUFFER: usize = 4;
 
 fn to_pb(r: &NeighborRecord) -> pb::Neighbor {
     pb::Neighbor {
@@ -188,8 +191,8 @@ impl Neighsyncd for Service {
             .map_err(status)?;
         let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
         tokio::spawn(async move {
-            // A full buffer means the subscriber is not reading: it falls behind (the
-            // broadcast's lag tells it) rather than holding memory.
+            // A full buffer means the subscriber is not reading: it falls behind (the view's
+            // history moves on without it) rather than holding memory.
             while let Some(item) = sub.next().await {
                 if tx.send(Ok(item_pb(item))).await.is_err() {
                     return;

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use serde::Deserialize;
 
 use super::ApiState;
+use crate::core::key::{IfName, NeighKey};
 use crate::core::neigh::ResyncCause;
 use crate::northbound::view::NeighborRecord;
 
@@ -122,13 +123,21 @@ impl ApiState {
                 )));
             }
         };
+        // A token is a key this daemon handed out: its interface is known here.
+        let after = after
+            .map(|t| {
+                NeighKey::parse_existing(t).ok_or_else(|| {
+                    ServiceError::InvalidArgument(format!("page token {t:?}: not a key of ours"))
+                })
+            })
+            .transpose()?;
         let page = self
             .view
-            .page(after, size, SCAN.max(size), |r| filter.matches(r));
+            .page(after.as_ref(), size, SCAN.max(size), |r| filter.matches(r));
         Ok(Page {
             seq: page.seq,
             neighbors: page.records,
-            next_page_token: page.resume_after,
+            next_page_token: page.resume_after.map(|k| k.to_string()),
         })
     }
 
@@ -137,10 +146,9 @@ impl ApiState {
         let ip: IpAddr = ip
             .parse()
             .map_err(|_| ServiceError::InvalidArgument(format!("{ip:?} is not an IP address")))?;
-        let key = crate::core::rules::neigh_key(ifname, &ip);
-        self.view
-            .get(&key)
-            .ok_or_else(|| ServiceError::NotFound(format!("no neighbor {key}")))
+        let missing = || ServiceError::NotFound(format!("no neighbor {ifname}:{ip}"));
+        let ifname = IfName::existing(ifname).ok_or_else(missing)?;
+        self.view.get(&NeighKey { ifname, ip }).ok_or_else(missing)
     }
 
     /// The daemon's counters: `{metric: value}` or `{metric: {"label=value,...": value}}`.
@@ -172,13 +180,9 @@ impl ApiState {
             .filter(|(epoch, _)| *epoch == self.view.epoch())
             .and_then(|(_, seq)| self.view.resume(seq));
         Ok(match resumed {
-            Some((missed, changes)) => Subscription {
+            Some(changes) => Subscription {
                 state: self.clone(),
-                pending: missed
-                    .into_iter()
-                    .filter(|c| filter.matches(&c.record))
-                    .map(Item::Change)
-                    .collect(),
+                pending: Default::default(),
                 reading: None,
                 filter,
                 changes,

@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
-use tokio::sync::broadcast;
-
 use super::{ApiState, Filter, SCAN};
-use crate::northbound::view::{Change, ChangeReceiver, NeighborRecord};
+use crate::core::key::NeighKey;
+use crate::northbound::view::{Change, ChangeReceiver, Lagged, NeighborRecord};
 
 /// Neighbors per snapshot message: a 1M-neighbor snapshot is ~4000 messages of ~70 KB, far
 /// below every stock client's 4 MiB default.
@@ -39,7 +38,7 @@ pub(crate) enum Item {
 /// gives the table (an upsert or a remove applied twice is harmless).
 pub(super) struct Reading {
     pub(super) seq: u64,
-    pub(super) after: Option<String>,
+    pub(super) after: Option<NeighKey>,
     pub(super) count: u64,
 }
 
@@ -65,7 +64,7 @@ impl Subscription {
             match self.changes.recv().await {
                 Ok(c) if self.filter.matches(&c.record) => return Some(Item::Change(c)),
                 Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                Err(Lagged(missed)) => {
                     let (seq, rx) = self.state.view.subscribe();
                     self.changes = rx;
                     self.reading = Some(Reading {
@@ -75,7 +74,6 @@ impl Subscription {
                     });
                     return Some(Item::FellBehind { missed, seq });
                 }
-                Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
     }
@@ -86,7 +84,7 @@ impl Subscription {
         let epoch = view.epoch().to_string();
         loop {
             let r = self.reading.as_mut()?;
-            let page = view.page(r.after.as_deref(), SNAPSHOT_CHUNK, SCAN, |x| {
+            let page = view.page(r.after.as_ref(), SNAPSHOT_CHUNK, SCAN, |x| {
                 self.filter.matches(x)
             });
             r.count += page.records.len() as u64;

@@ -3,25 +3,26 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::core::key::LinkAddr;
 use crate::core::neigh::KernelSide;
 use crate::northbound::view::View;
+
+fn side(mac: u8) -> KernelSide {
+    KernelSide {
+        vrf: None,
+        lladdr: LinkAddr::new(Some(&[2, 0, 0, 0, 0, mac])),
+        state: crate::core::neigh::nud::REACHABLE,
+        classed: false,
+        skip_reason: None,
+    }
+}
 
 fn state(n: u8) -> ApiState {
     let view = Arc::new(View::new(16));
     for i in 0..n {
         let ifname = if i % 2 == 0 { "Ethernet0" } else { "Ethernet4" };
         let ip: IpAddr = format!("10.0.0.{i}").parse().unwrap();
-        view.kernel_update(
-            &crate::core::rules::neigh_key(ifname, &ip),
-            KernelSide {
-                ifname: ifname.into(),
-                vrf: None,
-                ip,
-                lladdr: Some(vec![2, 0, 0, 0, 0, i]),
-                state: "REACHABLE",
-                skip_reason: None,
-            },
-        );
+        view.kernel_update(NeighKey::new(ifname, ip), side(i));
     }
     ApiState::for_tests(view)
 }
@@ -44,11 +45,11 @@ fn pages_walk_the_filtered_keys_once_in_order() {
             None => break,
         }
     }
-    let mut want: Vec<String> = (0..25u8)
+    // In key order: the addresses as values (10.0.0.9 before 10.0.0.11).
+    let want: Vec<String> = (0..25u8)
         .filter(|i| i % 2 == 1)
         .map(|i| format!("Ethernet4:10.0.0.{i}"))
         .collect();
-    want.sort();
     assert_eq!(seen, want);
 }
 
@@ -67,6 +68,15 @@ fn bad_arguments_are_refused_with_a_reason() {
         s.list(&Filter::default(), None, Some(MAX_PAGE_SIZE + 1)),
         Err(ServiceError::InvalidArgument(_))
     ));
+    for token in ["not a key", "NoSuchInterface:10.0.0.1", "Ethernet0:10.0.0"] {
+        assert!(
+            matches!(
+                s.list(&Filter::default(), Some(token), None),
+                Err(ServiceError::InvalidArgument(m)) if m.contains("page token")
+            ),
+            "{token}"
+        );
+    }
     assert!(matches!(
         s.get("Ethernet0", "not-an-ip"),
         Err(ServiceError::InvalidArgument(_))
@@ -104,8 +114,10 @@ async fn a_subscription_starts_with_a_filtered_snapshot_then_changes() {
         }
         _ => panic!("expected the snapshot's end"),
     }
-    s.view.kernel_remove("Ethernet4:10.0.0.1"); // filtered out
-    s.view.kernel_remove("Ethernet0:10.0.0.2");
+    s.view
+        .kernel_remove(NeighKey::parse("Ethernet4:10.0.0.1").unwrap()); // filtered out
+    s.view
+        .kernel_remove(NeighKey::parse("Ethernet0:10.0.0.2").unwrap());
     match sub.next().await {
         Some(Item::Change(c)) => assert_eq!(c.record.key, "Ethernet0:10.0.0.2"),
         _ => panic!("expected the matching change"),
@@ -129,17 +141,7 @@ async fn a_large_snapshot_comes_in_bounded_chunks_in_key_order() {
         let ip: IpAddr = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255)
             .parse()
             .unwrap();
-        view.kernel_update(
-            &crate::core::rules::neigh_key("Ethernet0", &ip),
-            KernelSide {
-                ifname: "Ethernet0".into(),
-                vrf: None,
-                ip,
-                lladdr: Some(vec![2, 0, 0, 0, 0, 1]),
-                state: "REACHABLE",
-                skip_reason: None,
-            },
-        );
+        view.kernel_update(NeighKey::new("Ethernet0", ip), side(1));
     }
     let mut s = state(0);
     s.view = view;
@@ -158,8 +160,9 @@ async fn a_large_snapshot_comes_in_bounded_chunks_in_key_order() {
             _ => panic!("expected snapshot chunks, then the end"),
         }
     }
+    // Key order: by interface, then address (as values: 10.0.0.9 before 10.0.0.10).
     let mut sorted = keys.clone();
-    sorted.sort();
+    sorted.sort_by_key(|k| NeighKey::parse_existing(k).unwrap());
     sorted.dedup();
     assert_eq!(keys, sorted, "every key once, in key order");
     assert_eq!(keys.len(), n);

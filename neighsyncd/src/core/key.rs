@@ -1,0 +1,193 @@
+//! Compact names for a neighbor: interned interface names, the APPL_DB key as a value
+//! (`<ifname>:<ip>` without the string), and a link-layer address kept inline.
+//!
+//! At a million neighbors every byte per neighbor is a megabyte: an interface name is one of a
+//! few thousand, so it is stored once and referred to by a 4-byte id; a key is 24 bytes
+//! instead of a ~40-byte heap string; a MAC is 8 bytes inline instead of a heap `Vec`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::{OnceLock, PoisonError, RwLock};
+
+/// An interned interface name. Names are never freed: there are as many as the interfaces
+/// (and APPL_DB keys' first parts) the daemon has ever seen, a bounded set on a switch.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IfName(u32);
+
+#[derive(Default)]
+struct Interner {
+    ids: HashMap<&'static str, u32>,
+    names: Vec<&'static str>,
+}
+
+fn interner() -> &'static RwLock<Interner> {
+    static INTERNER: OnceLock<RwLock<Interner>> = OnceLock::new();
+    INTERNER.get_or_init(Default::default)
+}
+
+impl IfName {
+    /// The id of `name`, interning it if it is new.
+    pub fn new(name: &str) -> IfName {
+        if let Some(id) = IfName::existing(name) {
+            return id;
+        }
+        let mut i = interner().write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(id) = i.ids.get(name) {
+            return IfName(*id);
+        }
+        let id = u32::try_from(i.names.len()).unwrap_or(u32::MAX);
+        let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        i.names.push(name);
+        i.ids.insert(name, id);
+        IfName(id)
+    }
+
+    /// The id of `name` if it was ever interned (client input must not grow the table).
+    pub fn existing(name: &str) -> Option<IfName> {
+        let i = interner().read().unwrap_or_else(PoisonError::into_inner);
+        i.ids.get(name).map(|id| IfName(*id))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        let i = interner().read().unwrap_or_else(PoisonError::into_inner);
+        i.names.get(self.0 as usize).copied().unwrap_or("")
+    }
+}
+
+impl fmt::Display for IfName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for IfName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// A `NEIGH_TABLE` key, `<ifname>:<ip>`, as a value. Ordered by interface (in the order
+/// names were first seen), then address.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NeighKey {
+    pub ifname: IfName,
+    pub ip: IpAddr,
+}
+
+impl NeighKey {
+    pub fn new(ifname: &str, ip: IpAddr) -> NeighKey {
+        NeighKey {
+            ifname: IfName::new(ifname),
+            ip,
+        }
+    }
+
+    /// Reads `<ifname>:<ip>`, interning the name (keys from APPL_DB or the kernel's side).
+    /// Interface names contain no ':'; IPv6 addresses do.
+    pub fn parse(key: &str) -> Option<NeighKey> {
+        let (ifname, ip) = key.split_once(':')?;
+        Some(NeighKey::new(ifname, ip.parse().ok()?))
+    }
+
+    /// Reads `<ifname>:<ip>` without interning: `None` if no such interface was ever seen.
+    pub fn parse_existing(key: &str) -> Option<NeighKey> {
+        let (ifname, ip) = key.split_once(':')?;
+        Some(NeighKey {
+            ifname: IfName::existing(ifname)?,
+            ip: ip.parse().ok()?,
+        })
+    }
+}
+
+impl fmt::Display for NeighKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.ifname, self.ip)
+    }
+}
+
+impl fmt::Debug for NeighKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+/// A link-layer address as the kernel gave it, or none. Up to 6 bytes (every Ethernet MAC)
+/// inline; longer ones (InfiniBand, 20 bytes) on the heap.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub enum LinkAddr {
+    #[default]
+    Absent,
+    Short {
+        len: u8,
+        bytes: [u8; 6],
+    },
+    Long(Box<Vec<u8>>),
+}
+
+impl LinkAddr {
+    pub fn new(addr: Option<&[u8]>) -> LinkAddr {
+        match addr {
+            None => LinkAddr::Absent,
+            Some(a) if a.len() <= 6 => {
+                let mut bytes = [0; 6];
+                bytes[..a.len()].copy_from_slice(a);
+                LinkAddr::Short {
+                    len: a.len() as u8,
+                    bytes,
+                }
+            }
+            Some(a) => LinkAddr::Long(Box::new(a.to_vec())),
+        }
+    }
+
+    pub fn get(&self) -> Option<&[u8]> {
+        match self {
+            LinkAddr::Absent => None,
+            LinkAddr::Short { len, bytes } => bytes.get(..usize::from(*len)),
+            LinkAddr::Long(v) => Some(v),
+        }
+    }
+}
+
+impl fmt::Debug for LinkAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.get(), f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_interned_once_and_keys_print_as_appl_db_keys() {
+        let a = IfName::new("Ethernet0-key-test");
+        assert_eq!(a, IfName::new("Ethernet0-key-test"));
+        assert_eq!(a.as_str(), "Ethernet0-key-test");
+        assert_eq!(IfName::existing("never-seen-key-test"), None);
+        let k = NeighKey::parse("Ethernet0-key-test:fe80::1").unwrap();
+        assert_eq!(k.to_string(), "Ethernet0-key-test:fe80::1");
+        assert_eq!(
+            NeighKey::parse_existing("never-seen-key-test:10.0.0.1"),
+            None
+        );
+        assert_eq!(NeighKey::parse("Ethernet0-key-test:not-an-ip"), None);
+        assert!(std::mem::size_of::<NeighKey>() <= 24);
+    }
+
+    #[test]
+    fn link_addresses_round_trip_short_and_long() {
+        for a in [
+            None,
+            Some(&[][..]),
+            Some(&[1, 2, 3, 4][..]),
+            Some(&[7; 6][..]),
+        ] {
+            assert_eq!(LinkAddr::new(a).get(), a);
+        }
+        let ib = [9u8; 20];
+        assert_eq!(LinkAddr::new(Some(&ib)).get(), Some(&ib[..]));
+        assert!(std::mem::size_of::<LinkAddr>() <= 16);
+    }
+}

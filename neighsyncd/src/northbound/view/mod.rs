@@ -1,0 +1,405 @@
+//! The read model the management APIs serve: every neighbor the kernel or APPL_DB knows, what
+//! each side holds, and why the rules skipped it; plus an ordered change stream.
+//!
+//! The pipeline writes it (a short write lock per change, and a wake-up that never waits);
+//! API handlers only read it, so no client can slow the pipeline. Each change gets a sequence
+//! number and goes into one bounded history that every subscriber reads at its own pace: a
+//! subscriber is a position in it, so a stalled one holds nothing. One that falls further
+//! behind than the history reaches is told so and starts again from a snapshot, as is one
+//! that resumes from a sequence number the history no longer holds.
+//!
+//! Memory is the point of its shape: per neighbor a 24-byte key (interned interface name and
+//! address) and ~48 bytes of facts, from which records are rendered only when asked for.
+
+use std::collections::{BTreeMap, VecDeque, btree_map};
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::core::key::NeighKey;
+pub use crate::core::neigh::KernelSide;
+use crate::core::rules::{Mac, NeighValue};
+
+/// One neighbor, as both sides see it. JSON field names are part of the API (stable).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NeighborRecord {
+    /// The APPL_DB key, `<ifname>:<ip>`.
+    pub key: String,
+    pub ifname: String,
+    /// The interface's master device (its VRF), if any.
+    pub vrf: Option<String>,
+    pub ip: IpAddr,
+    /// `IPv4` or `IPv6`.
+    pub family: &'static str,
+    /// The kernel's link-layer address (lowercase), if the kernel has the neighbor.
+    pub kernel_mac: Option<String>,
+    /// The kernel's NUD state name (REACHABLE, STALE, ...), if the kernel has the neighbor. In
+    /// eBPF mode, where moves within a state class are not reported, the class's states
+    /// (`REACHABLE|STALE|DELAY`, `INCOMPLETE|FAILED`): what is really known.
+    pub kernel_state: Option<&'static str>,
+    /// What APPL_DB holds for it (`neigh` field), if anything.
+    pub appl_db_mac: Option<String>,
+    /// Why the SONiC rules skipped the kernel's last message for it.
+    pub skip_reason: Option<&'static str>,
+    /// When either side last changed (RFC 3339).
+    pub last_changed: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    Upsert,
+    Remove,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    pub seq: u64,
+    pub kind: ChangeKind,
+    pub record: NeighborRecord,
+}
+
+/// What the view keeps of a neighbor: both sides, and when they last changed. Its key says
+/// the interface and the address. Records are rendered from it when asked for.
+#[derive(Debug, Clone, Default)]
+struct Facts {
+    kernel: Option<KernelSide>,
+    appl: Option<NeighValue>,
+    /// When either side last really changed (Unix time, ns).
+    changed_ns: u64,
+}
+
+impl Facts {
+    fn is_empty(&self) -> bool {
+        self.kernel.is_none() && self.appl.is_none()
+    }
+
+    fn same_facts(&self, other: &Facts) -> bool {
+        self.appl == other.appl
+            && match (&self.kernel, &other.kernel) {
+                (Some(a), Some(b)) => a.same_facts(b),
+                (a, b) => a.is_none() && b.is_none(),
+            }
+    }
+
+    fn record(&self, key: &NeighKey) -> NeighborRecord {
+        let k = self.kernel.as_ref();
+        NeighborRecord {
+            key: key.to_string(),
+            ifname: key.ifname.as_str().to_string(),
+            vrf: k.and_then(|k| k.vrf).map(|v| v.as_str().to_string()),
+            ip: key.ip,
+            family: if key.ip.is_ipv6() { "IPv6" } else { "IPv4" },
+            kernel_mac: k.and_then(|k| k.lladdr.get().map(mac_text)),
+            kernel_state: k.map(KernelSide::state_label),
+            appl_db_mac: self.appl.map(|v| v.mac.to_string()),
+            skip_reason: k.and_then(|k| k.skip_reason).map(|r| r.as_str()),
+            last_changed: crate::telemetry::health::rfc3339(
+                SystemTime::UNIX_EPOCH + Duration::from_nanos(self.changed_ns),
+            ),
+        }
+    }
+}
+
+/// One change as the history keeps it: the neighbor's facts after it (a removal: before).
+struct Delta {
+    seq: u64,
+    kind: ChangeKind,
+    key: NeighKey,
+    facts: Facts,
+}
+
+impl Delta {
+    fn change(&self) -> Change {
+        Change {
+            seq: self.seq,
+            kind: self.kind,
+            record: self.facts.record(&self.key),
+        }
+    }
+}
+
+struct Inner {
+    seq: u64,
+    entries: BTreeMap<NeighKey, Facts>,
+    /// The last changes, oldest first: what subscribers read, and resume from.
+    history: VecDeque<Delta>,
+}
+
+/// A stretch of the table (see [`View::page`]).
+#[derive(Debug, Default)]
+pub struct Page {
+    pub seq: u64,
+    pub records: Vec<NeighborRecord>,
+    /// Where the next stretch starts (after this key); `None`: the table ends here.
+    pub resume_after: Option<NeighKey>,
+}
+
+/// A subscriber fell so far behind that the history no longer holds the changes it missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("fell {0} changes behind")]
+pub struct Lagged(pub u64);
+
+/// A subscriber's place in the change stream. It holds no changes of its own: it reads the
+/// view's one shared history, so a stalled subscriber costs nothing beyond it.
+pub struct ChangeReceiver {
+    view: Arc<View>,
+    /// The sequence number it reads next.
+    next: u64,
+    seen: watch::Receiver<u64>,
+}
+
+impl ChangeReceiver {
+    /// The next change, waiting for it; [`Lagged`] (once) when the history moved past the
+    /// changes this subscriber had yet to read.
+    pub async fn recv(&mut self) -> Result<Arc<Change>, Lagged> {
+        loop {
+            // Marked seen before looking: a change sent after the look wakes the wait.
+            self.seen.borrow_and_update();
+            if let Some(next) = self.try_recv() {
+                return next;
+            }
+            if self.seen.changed().await.is_err() {
+                // The view is gone (it cannot be while this receiver holds it).
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// The next change if there is one already.
+    pub fn try_recv(&mut self) -> Option<Result<Arc<Change>, Lagged>> {
+        let inner = self.view.inner.read().ok()?;
+        if self.next > inner.seq {
+            return None;
+        }
+        let oldest = inner
+            .history
+            .front()
+            .map(|d| d.seq)
+            .unwrap_or(inner.seq + 1);
+        if self.next < oldest {
+            let missed = oldest - self.next;
+            self.next = oldest;
+            return Some(Err(Lagged(missed)));
+        }
+        let delta = inner.history.get((self.next - oldest) as usize)?;
+        self.next += 1;
+        Some(Ok(Arc::new(delta.change())))
+    }
+}
+
+pub struct View {
+    inner: RwLock<Inner>,
+    /// The last sequence number, for waiting subscribers.
+    notify: watch::Sender<u64>,
+    history_len: usize,
+    epoch: String,
+}
+
+/// A new instance epoch: 64 random bits (hex), so that two runs of the daemon never share one.
+fn new_epoch() -> String {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        // No entropy source: the clock and the pid still differ from run to run.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        b = (t ^ (u64::from(std::process::id()) << 32)).to_be_bytes();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn mac_text(l: &[u8]) -> String {
+    match <[u8; 6]>::try_from(l) {
+        Ok(m) => Mac(m).to_string(),
+        Err(_) => l
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+    }
+}
+
+fn unix_ns_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+impl View {
+    /// `history`: how many changes are kept for subscribers to read and resume from.
+    pub fn new(history: usize) -> View {
+        View {
+            inner: RwLock::new(Inner {
+                seq: 0,
+                entries: BTreeMap::new(),
+                history: VecDeque::new(),
+            }),
+            notify: watch::channel(0).0,
+            history_len: history.max(16),
+            epoch: new_epoch(),
+        }
+    }
+
+    fn write(&self, key: NeighKey, f: impl FnOnce(&mut Facts)) {
+        let Ok(mut guard) = self.inner.write() else {
+            return;
+        };
+        let inner = &mut *guard;
+        let (kind, facts) = match inner.entries.entry(key) {
+            btree_map::Entry::Vacant(v) => {
+                let mut facts = Facts::default();
+                f(&mut facts);
+                if facts.is_empty() {
+                    return;
+                }
+                facts.changed_ns = unix_ns_now();
+                (ChangeKind::Upsert, v.insert(facts).clone())
+            }
+            btree_map::Entry::Occupied(mut o) => {
+                let before = o.get().clone();
+                f(o.get_mut());
+                if o.get().is_empty() {
+                    o.remove();
+                    (ChangeKind::Remove, before)
+                } else if o.get().same_facts(&before) {
+                    // A no-op (a resync rewriting the same facts): `last_changed` stays.
+                    return;
+                } else {
+                    o.get_mut().changed_ns = unix_ns_now();
+                    (ChangeKind::Upsert, o.get().clone())
+                }
+            }
+        };
+        inner.seq += 1;
+        let seq = inner.seq;
+        inner.history.push_back(Delta {
+            seq,
+            kind,
+            key,
+            facts,
+        });
+        while inner.history.len() > self.history_len {
+            inner.history.pop_front();
+        }
+        drop(guard);
+        self.notify.send_replace(seq);
+    }
+
+    pub fn kernel_update(&self, key: NeighKey, side: KernelSide) {
+        self.write(key, |e| e.kernel = Some(side));
+    }
+
+    pub fn kernel_remove(&self, key: NeighKey) {
+        self.write(key, |e| e.kernel = None);
+    }
+
+    pub fn appl_update(&self, key: NeighKey, value: Option<NeighValue>) {
+        self.write(key, |e| e.appl = value);
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.inner.read().map(|i| i.seq).unwrap_or(0)
+    }
+
+    pub fn get(&self, key: &NeighKey) -> Option<NeighborRecord> {
+        let inner = self.inner.read().ok()?;
+        Some(inner.entries.get(key)?.record(key))
+    }
+
+    /// The records after key `after`, in key order, that `keep` accepts: at most `limit` of
+    /// them, from at most `scan` entries. Returns the sequence number they are consistent
+    /// with, the records, and where to go on from (the last key looked at; `None` at the
+    /// table's end). The read lock is held for this walk only, which starts at `after` (a
+    /// range, not a scan from the first key): a page costs O(scan), never O(table).
+    pub fn page(
+        &self,
+        after: Option<&NeighKey>,
+        limit: usize,
+        scan: usize,
+        keep: impl Fn(&NeighborRecord) -> bool,
+    ) -> Page {
+        use std::ops::Bound;
+        let Ok(inner) = self.inner.read() else {
+            return Page::default();
+        };
+        let from = match after {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Unbounded,
+        };
+        let mut page = Page {
+            seq: inner.seq,
+            ..Page::default()
+        };
+        let mut last: Option<&NeighKey> = None;
+        let entries = inner.entries.range::<NeighKey, _>((from, Bound::Unbounded));
+        for (walked, (k, e)) in entries.enumerate() {
+            if page.records.len() == limit || walked == scan {
+                page.resume_after = last.copied();
+                return page;
+            }
+            last = Some(k);
+            let r = e.record(k);
+            if keep(&r) {
+                page.records.push(r);
+            }
+        }
+        page // the end of the table: nothing to resume after
+    }
+
+    /// Subscribes: the receiver sees every change after the returned sequence number, in
+    /// order. The table as of then is read with [`View::page`] (see `api::service`).
+    pub fn subscribe(self: &Arc<Self>) -> (u64, ChangeReceiver) {
+        let seq = self.seq();
+        (seq, self.receiver_after(seq))
+    }
+
+    fn receiver_after(self: &Arc<Self>, seq: u64) -> ChangeReceiver {
+        ChangeReceiver {
+            view: self.clone(),
+            next: seq + 1,
+            seen: self.notify.subscribe(),
+        }
+    }
+
+    /// This view's instance: sequence numbers restart with the daemon, so a resume point is
+    /// only meaningful together with the epoch it was seen in.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// Resumes after `seq`: a receiver that reads the changes since, then what follows;
+    /// `None` when the history no longer reaches back that far (take a snapshot instead).
+    pub fn resume(self: &Arc<Self>, seq: u64) -> Option<ChangeReceiver> {
+        let inner = self.inner.read().ok()?;
+        if seq > inner.seq {
+            return None;
+        }
+        let oldest = inner
+            .history
+            .front()
+            .map(|c| c.seq)
+            .unwrap_or(inner.seq + 1);
+        if seq + 1 < oldest && seq != inner.seq {
+            return None;
+        }
+        drop(inner);
+        Some(self.receiver_after(seq))
+    }
+
+    /// What the history holds at most, for the record: changes and their bytes (heap aside).
+    pub fn history_bound(&self) -> (usize, usize) {
+        (
+            self.history_len,
+            self.history_len * std::mem::size_of::<Delta>(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

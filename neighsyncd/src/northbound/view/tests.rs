@@ -1,0 +1,103 @@
+//! The view: sequencing, no-op suppression, resume, lag, waking.
+
+use super::*;
+
+fn side(mac: u8, state: u16) -> KernelSide {
+    KernelSide {
+        vrf: None,
+        lladdr: crate::core::key::LinkAddr::new(Some(&[2, 0, 0, 0, 0, mac])),
+        state,
+        classed: false,
+        skip_reason: None,
+    }
+}
+
+fn key() -> NeighKey {
+    NeighKey::parse("Ethernet0:10.0.0.2").unwrap()
+}
+
+#[test]
+fn changes_are_sequenced_and_snapshots_consistent() {
+    use crate::core::neigh::nud::{REACHABLE, STALE};
+    let v = Arc::new(View::new(16));
+    let (seq0, mut rx) = v.subscribe();
+    assert_eq!((seq0, v.page(None, 10, 10, |_| true).records.len()), (0, 0));
+    assert_eq!(v.epoch().len(), 16);
+    assert_ne!(
+        v.epoch(),
+        View::new(4).epoch(),
+        "each view is an instance of its own"
+    );
+    v.kernel_update(key(), side(1, REACHABLE));
+    v.appl_update(
+        key(),
+        Some(NeighValue {
+            mac: Mac([2, 0, 0, 0, 0, 1]),
+            ipv6: false,
+        }),
+    );
+    // Same content again: no change, and `last_changed` stays.
+    let stamped = v.get(&key()).unwrap().last_changed;
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    v.kernel_update(key(), side(1, REACHABLE));
+    assert_eq!(v.get(&key()).unwrap().last_changed, stamped);
+    let c1 = rx.try_recv().unwrap().unwrap();
+    let c2 = rx.try_recv().unwrap().unwrap();
+    assert!(rx.try_recv().is_none());
+    assert_eq!((c1.seq, c2.seq), (1, 2));
+    assert_eq!(c2.record.appl_db_mac.as_deref(), Some("02:00:00:00:00:01"));
+    v.kernel_remove(key());
+    v.appl_update(key(), None);
+    let last = rx.try_recv().unwrap().unwrap();
+    let removed = rx.try_recv().unwrap().unwrap();
+    assert_eq!(last.kind, ChangeKind::Upsert);
+    assert_eq!(removed.kind, ChangeKind::Remove);
+    assert_eq!(removed.record.ip, "10.0.0.2".parse::<IpAddr>().unwrap());
+    assert!(v.get(&key()).is_none());
+    // Resume: within history, and beyond it.
+    let mut resumed = v.resume(2).unwrap();
+    assert_eq!(resumed.try_recv().unwrap().unwrap().seq, 3);
+    assert_eq!(resumed.try_recv().unwrap().unwrap().seq, 4);
+    assert!(resumed.try_recv().is_none());
+    for i in 0..20u8 {
+        v.kernel_update(key(), side(i + 10, STALE));
+    }
+    assert!(v.resume(1).is_none());
+    assert!(v.resume(v.seq()).unwrap().try_recv().is_none());
+    // The subscriber that stopped reading at 4 learns it lagged, once, then goes on.
+    assert_eq!(rx.try_recv(), Some(Err(Lagged(4))));
+    assert_eq!(rx.try_recv().unwrap().unwrap().seq, 9);
+}
+
+#[test]
+fn a_waiting_subscriber_wakes_for_the_next_change() {
+    let v = Arc::new(View::new(16));
+    let (_, mut rx) = v.subscribe();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let writer = v.clone();
+        let waiting = tokio::spawn(async move { rx.recv().await.map(|c| c.seq) });
+        tokio::task::yield_now().await;
+        writer.kernel_update(key(), side(1, crate::core::neigh::nud::REACHABLE));
+        let got = tokio::time::timeout(std::time::Duration::from_secs(10), waiting).await;
+        assert_eq!(got.unwrap().unwrap(), Ok(1));
+    });
+}
+
+#[test]
+fn moves_within_a_state_class_are_no_change_where_only_the_class_is_known() {
+    use crate::core::neigh::nud::{REACHABLE, STALE};
+    let v = Arc::new(View::new(16));
+    let classed = |state| KernelSide {
+        classed: true,
+        ..side(1, state)
+    };
+    v.kernel_update(key(), classed(REACHABLE));
+    v.kernel_update(key(), classed(STALE));
+    assert_eq!(v.seq(), 1);
+    v.kernel_update(key(), side(1, STALE));
+    assert_eq!(v.seq(), 2, "the exact state is news");
+}
