@@ -11,6 +11,7 @@ use axum::http::{Method, Request};
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
 use neighsyncd::northbound::api::ApiState;
+use neighsyncd::core::key::{LinkAddr, NeighKey};
 use neighsyncd::core::rules::{Mac, NeighValue};
 use neighsyncd::southbound::netlink::DumpRequester;
 use neighsyncd::northbound::view::{KernelSide, View};
@@ -30,20 +31,19 @@ fn world() -> &'static World {
             .enumerate()
         {
             let ip: std::net::IpAddr = ip.parse().unwrap();
-            let key = format!("{ifname}:{ip}");
+            let key = NeighKey::new(ifname, ip);
             view.kernel_update(
-                &key,
+                key,
                 KernelSide {
-                    ifname: ifname.to_string(),
                     vrf: None,
-                    ip,
-                    lladdr: Some(vec![2, 0, 0, 0, 0, i as u8]),
-                    state: "REACHABLE|STALE|DELAY",
+                    lladdr: LinkAddr::new(Some(&[2, 0, 0, 0, 0, i as u8])),
+                    state: neighsyncd::core::neigh::nud::REACHABLE,
+                    classed: true,
                     skip_reason: None,
                 },
             );
             view.appl_update(
-                &key,
+                key,
                 Some(NeighValue {
                     mac: Mac([2, 0, 0, 0, 0, i as u8]),
                     ipv6: ip.is_ipv6(),

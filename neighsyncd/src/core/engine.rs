@@ -16,6 +16,7 @@ mod warm;
 pub use vocabulary::{Count, Input, Note, Output};
 
 use super::appdb_link::AppDbLink;
+use super::key::{IfName, NeighKey};
 use super::links::{LinkCache, LinkChange};
 use super::neigh::{KernelSide, NeighKind, Origin, ResyncCause, SourceEvent};
 use super::ops::Op;
@@ -121,10 +122,10 @@ impl Engine {
             }
             Input::ReadBack { entries, seed } => {
                 let n = entries.len();
-                let told = entries
-                    .iter()
-                    .map(|(k, f)| (k.clone(), Told::from_fields(f)))
-                    .collect();
+                let told = entries.into_iter().map(|(k, f)| {
+                    let t = Told::from_fields(&f);
+                    (k, t)
+                });
                 self.appdb.answered(now_ns, true);
                 let drift = self.state.replace_told(told, seed, now_ns);
                 if !seed && drift > 0 {
@@ -210,7 +211,7 @@ impl Engine {
     }
 
     /// What APPL_DB holds, as far as we know.
-    pub fn told(&self) -> &HashMap<String, Told> {
+    pub fn told(&self) -> impl Iterator<Item = (NeighKey, Told)> + '_ {
         self.state.told()
     }
 
@@ -220,7 +221,7 @@ impl Engine {
     }
 
     /// APPL_DB entries per interface (interfaces that had some keep a zero).
-    pub fn told_by_interface(&self) -> &HashMap<String, i64> {
+    pub fn told_by_interface(&self) -> &HashMap<IfName, i64> {
         self.state.told_by_interface()
     }
 
@@ -253,7 +254,7 @@ impl Engine {
                     && applied.decision == Some(Verdict::Del)
                     && let (Origin::Live { .. }, Some(k)) = (msg.origin, &applied.key)
                 {
-                    self.warm_deleted.insert(k.clone());
+                    self.warm_deleted.insert(k.to_string());
                 }
                 match applied.decision {
                     Some(Verdict::Set) => out.push(Output::Count(Count::Set)),
@@ -308,7 +309,7 @@ impl Engine {
                 if !self.initial_dump_done {
                     self.initial_dump_done = true;
                     out.push(Output::Synced {
-                        neighbors: self.state.kernel().count(),
+                        neighbors: self.state.kernel_len(),
                         links: self.links.len(),
                     });
                 }
@@ -330,12 +331,13 @@ impl Engine {
             out.push(Output::Note(Note::Reevaluated));
             out.push(Output::Count(Count::Resync(ResyncCause::ConfigChange)));
             self.state
-                .reevaluate(|_| true, &self.links, &self.snapshot, now);
+                .reevaluate(|_, _| true, &self.links, &self.snapshot, now);
         }
         for ifname in sorted_difference(&self.snapshot.link_local, &old.link_local) {
+            let id = IfName::new(&ifname);
             let replayed = self.state.reevaluate(
-                |e| {
-                    e.ifname == ifname
+                |_, e| {
+                    e.ifname == id
                         && matches!(e.verdict, Verdict::Skip(SkipReason::LinkLocalV6Disabled))
                 },
                 &self.links,
@@ -348,10 +350,11 @@ impl Engine {
         // holds stays a function of the kernel and CONFIG_DB, whatever the order in which a
         // burst and the knob reached us.
         for ifname in sorted_difference(&old.link_local, &self.snapshot.link_local) {
+            let id = IfName::new(&ifname);
             let withdrawn = self.state.withdraw(
-                |e| {
-                    e.ifname == ifname
-                        && matches!(e.ip, std::net::IpAddr::V6(a) if super::rules::is_v6_link_local(&a))
+                |(_, ip), e| {
+                    e.ifname == id
+                        && matches!(ip, std::net::IpAddr::V6(a) if super::rules::is_v6_link_local(a))
                 },
                 SkipReason::LinkLocalV6Disabled,
                 now,

@@ -51,7 +51,7 @@ impl IfName {
 
     pub fn as_str(self) -> &'static str {
         let i = interner().read().unwrap_or_else(PoisonError::into_inner);
-        i.names.get(self.0 as usize).copied().unwrap_or("")
+        i.names.get((self.0 & !RAW) as usize).copied().unwrap_or("")
     }
 }
 
@@ -66,6 +66,9 @@ impl fmt::Debug for IfName {
         fmt::Debug::fmt(self.as_str(), f)
     }
 }
+
+/// Marks a [`NeighKey`] that is not `<ifname>:<ip>`: its name part holds the key whole.
+const RAW: u32 = 1 << 31;
 
 /// A `NEIGH_TABLE` key, `<ifname>:<ip>`, as a value. Ordered by interface (in the order
 /// names were first seen), then address.
@@ -90,6 +93,20 @@ impl NeighKey {
         Some(NeighKey::new(ifname, ip.parse().ok()?))
     }
 
+    /// A key APPL_DB holds: `<ifname>:<ip>`, or else (a key someone else wrote, which the
+    /// daemon still has to account for) the key whole, as a raw key.
+    pub fn from_appl_db(key: &str) -> NeighKey {
+        NeighKey::parse(key).unwrap_or_else(|| NeighKey {
+            ifname: IfName(IfName::new(key).0 | RAW),
+            ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        })
+    }
+
+    /// Not a neighbor's key (see [`NeighKey::from_appl_db`]).
+    pub fn is_raw(&self) -> bool {
+        self.ifname.0 & RAW != 0
+    }
+
     /// Reads `<ifname>:<ip>` without interning: `None` if no such interface was ever seen.
     pub fn parse_existing(key: &str) -> Option<NeighKey> {
         let (ifname, ip) = key.split_once(':')?;
@@ -102,6 +119,9 @@ impl NeighKey {
 
 impl fmt::Display for NeighKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_raw() {
+            return write!(f, "{}", self.ifname);
+        }
         write!(f, "{}:{}", self.ifname, self.ip)
     }
 }
@@ -174,6 +194,10 @@ mod tests {
         );
         assert_eq!(NeighKey::parse("Ethernet0-key-test:not-an-ip"), None);
         assert!(std::mem::size_of::<NeighKey>() <= 24);
+        let raw = NeighKey::from_appl_db("no-address-here");
+        assert!(raw.is_raw() && !k.is_raw());
+        assert_eq!(raw.to_string(), "no-address-here");
+        assert_eq!(NeighKey::from_appl_db("Ethernet0-key-test:fe80::1"), k);
     }
 
     #[test]

@@ -6,11 +6,14 @@
 
 use std::collections::HashMap;
 
+use super::key::IfName;
 use super::neigh::LinkMsg;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {
     pub name: String,
+    /// `name`, interned (the state keys neighbors by it).
+    pub ifname: IfName,
     pub master: Option<u32>,
     pub oper_up: bool,
 }
@@ -47,6 +50,7 @@ impl LinkCache {
         }
         let info = LinkInfo {
             name: msg.name.clone(),
+            ifname: IfName::new(&msg.name),
             master: msg.master,
             oper_up: msg.oper_up,
         };
@@ -61,12 +65,12 @@ impl LinkCache {
         self.links.get(&ifindex)
     }
 
-    /// The SONiC name of an interface: its kernel name, or the decimal ifindex when unknown
-    /// (as the C++ daemon's LinkCache does).
-    pub fn name(&self, ifindex: u32) -> String {
+    /// The SONiC name of an interface, interned: its kernel name, or the decimal ifindex when
+    /// unknown (as the C++ daemon's LinkCache does).
+    pub fn ifname(&self, ifindex: u32) -> IfName {
         match self.links.get(&ifindex) {
-            Some(l) => l.name.clone(),
-            None => ifindex.to_string(),
+            Some(l) => l.ifname,
+            None => IfName::new(&ifindex.to_string()),
         }
     }
 
@@ -103,16 +107,16 @@ mod tests {
             LinkChange::Added
         );
         assert_eq!(c.apply(&msg(9, "Vrf-red", None, false)), LinkChange::Added);
-        assert_eq!(c.name(3), "Ethernet0");
+        assert_eq!(c.ifname(3).as_str(), "Ethernet0");
         assert_eq!(c.master_name(3), Some("Vrf-red"));
-        assert_eq!(c.name(77), "77");
+        assert_eq!(c.ifname(77).as_str(), "77");
         assert_eq!(
             c.apply(&msg(3, "Ethernet4", Some(9), false)),
             LinkChange::Renamed {
                 old: "Ethernet0".into()
             }
         );
-        assert_eq!(c.name(3), "Ethernet4");
+        assert_eq!(c.ifname(3).as_str(), "Ethernet4");
         assert_eq!(
             c.apply(&msg(3, "Ethernet4", None, false)),
             LinkChange::Updated

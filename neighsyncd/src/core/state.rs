@@ -9,10 +9,10 @@
 //! (a REACHABLE/STALE flap with the same MAC writes nothing), and "write only the difference"
 //! for resyncs, Redis reconnects and restarts alike. Pure: no I/O.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::time::SystemTime;
 
+use crate::core::key::{IfName, LinkAddr, NeighKey};
 use crate::core::links::LinkCache;
 use crate::core::neigh::{NeighKind, NeighMsg, Origin};
 use crate::core::ops::{Fields, Op};
@@ -46,26 +46,68 @@ pub enum Verdict {
     Skip(SkipReason),
 }
 
+/// A kernel neighbor's identity: (ifindex, address).
+pub type KernelId = (u32, IpAddr);
+
+/// What the state keeps of a kernel neighbor (its id is the map's key).
 #[derive(Debug, Clone)]
 pub struct KernelEntry {
-    pub ifindex: u32,
-    pub ip: IpAddr,
     /// The interface name when the entry was last heard of (its APPL_DB key's first part).
-    pub ifname: String,
-    pub lladdr: Option<Vec<u8>>,
+    pub ifname: IfName,
+    pub lladdr: LinkAddr,
+    /// NUD state bits.
     pub state: u16,
+    pub verdict: Verdict,
     pub flags: u32,
     /// CLOCK_MONOTONIC of the last live event for this entry (0: none).
     pub last_event_ns: u64,
     /// The dump generation that last saw the entry.
     pub seen_gen: u64,
-    pub verdict: Verdict,
-    pub changed_at: SystemTime,
 }
 
 impl KernelEntry {
-    pub fn key(&self) -> String {
-        rules::neigh_key(&self.ifname, &self.ip)
+    pub fn key(&self, id: &KernelId) -> NeighKey {
+        NeighKey {
+            ifname: self.ifname,
+            ip: id.1,
+        }
+    }
+}
+
+/// What the kernel said of a neighbor, as the rules read it.
+#[derive(Clone, Copy)]
+struct Heard<'a> {
+    lladdr: Option<&'a [u8]>,
+    state: u16,
+    flags: u32,
+}
+
+impl KernelEntry {
+    fn heard(&self) -> Heard<'_> {
+        Heard {
+            lladdr: self.lladdr.get(),
+            state: self.state,
+            flags: self.flags,
+        }
+    }
+}
+
+/// One APPL_DB key: what it should hold, what it was told, and whether that is due a write.
+/// A key with none of these is dropped.
+#[derive(Debug, Clone, Copy, Default)]
+struct ApplSlot {
+    desired: Option<NeighValue>,
+    told: Option<Told>,
+    /// Queued in `State::dirty`, since `since` (CLOCK_MONOTONIC).
+    dirty: bool,
+    /// Scratch for whole-table passes (a dump's sweep, a read-back); false between them.
+    scratch: bool,
+    since: u64,
+}
+
+impl ApplSlot {
+    fn idle(&self) -> bool {
+        self.desired.is_none() && self.told.is_none() && !self.dirty
     }
 }
 
@@ -87,7 +129,7 @@ pub struct Batch {
     pub route_dels: Vec<Op>,
     pub ops: Vec<Op>,
     /// (key, what it will hold, when it became dirty)
-    targets: Vec<(String, Option<NeighValue>, u64)>,
+    targets: Vec<(NeighKey, Option<NeighValue>, u64)>,
 }
 
 impl Batch {
@@ -104,47 +146,64 @@ pub struct Applied {
     pub superseded: bool,
     pub unknown_ifindex: bool,
     /// The APPL_DB key the message was judged under.
-    pub key: Option<String>,
+    pub key: Option<NeighKey>,
     /// A dump entry changed what APPL_DB should hold: an event had been missed.
     pub corrected: bool,
 }
 
+/// Memory is a design constraint here (a million neighbors on a switch CPU): a kernel entry is
+/// ~48 bytes under a 24-byte id, an APPL_DB key ~24 bytes under a 24-byte key, with no heap
+/// allocation of their own (names are interned, MACs inline).
 #[derive(Debug, Default)]
 pub struct State {
-    kernel: HashMap<(u32, IpAddr), KernelEntry>,
-    desired: HashMap<String, NeighValue>,
-    told: HashMap<String, Told>,
-    /// Dirty keys and the CLOCK_MONOTONIC time they first became dirty.
-    dirty: HashMap<String, u64>,
+    kernel: HashMap<KernelId, KernelEntry>,
+    appl: HashMap<NeighKey, ApplSlot>,
+    /// Dirty keys, oldest first (each once: its slot says it is queued).
+    dirty: VecDeque<NeighKey>,
     route_dels: Vec<String>,
     dump: Option<DumpWindow>,
     /// Entries a live event deleted while a dump window was open, and when: a dump message
     /// for one of them may have been read before the delete (the dump and the events come
     /// over different channels), so it must not bring the entry back.
-    tombstones: HashMap<(u32, IpAddr), u64>,
+    tombstones: HashMap<KernelId, u64>,
     generation: u64,
     /// Kernel-side changes since the last [`State::take_touched`] (for the API view).
-    touched: Vec<(String, Option<(u32, IpAddr)>)>,
+    touched: Vec<(NeighKey, Option<KernelId>)>,
     track_touched: bool,
     /// APPL_DB entries per interface (the first part of the key), for metrics.
-    told_by_if: HashMap<String, i64>,
-}
-
-fn ifname_of(key: &str) -> &str {
-    key.split_once(':').map(|(i, _)| i).unwrap_or(key)
+    told_by_if: HashMap<IfName, i64>,
 }
 
 impl State {
-    pub fn kernel(&self) -> impl Iterator<Item = &KernelEntry> {
-        self.kernel.values()
+    #[cfg(test)]
+    pub fn kernel(&self) -> impl Iterator<Item = (&KernelId, &KernelEntry)> {
+        self.kernel.iter()
+    }
+
+    pub fn kernel_len(&self) -> usize {
+        self.kernel.len()
     }
 
     pub fn kernel_entry(&self, ifindex: u32, ip: &IpAddr) -> Option<&KernelEntry> {
         self.kernel.get(&(ifindex, *ip))
     }
 
-    pub fn told(&self) -> &HashMap<String, Told> {
-        &self.told
+    /// What APPL_DB holds, as far as we know.
+    pub fn told(&self) -> impl Iterator<Item = (NeighKey, Told)> + '_ {
+        self.appl
+            .iter()
+            .filter_map(|(k, s)| s.told.map(|t| (*k, t)))
+    }
+
+    fn desired(&self, key: &NeighKey) -> Option<NeighValue> {
+        self.appl.get(key).and_then(|s| s.desired)
+    }
+
+    fn set_desired(&mut self, key: NeighKey, value: Option<NeighValue>) -> Option<NeighValue> {
+        match value {
+            Some(v) => self.appl.entry(key).or_default().desired.replace(v),
+            None => self.appl.get_mut(&key).and_then(|s| s.desired.take()),
+        }
     }
 
     pub fn pending(&self) -> usize {
@@ -158,18 +217,23 @@ impl State {
     }
 
     /// Keys whose kernel side changed, with the kernel entry's id when it still exists.
-    pub fn take_touched(&mut self) -> Vec<(String, Option<(u32, IpAddr)>)> {
+    pub fn take_touched(&mut self) -> Vec<(NeighKey, Option<KernelId>)> {
         std::mem::take(&mut self.touched)
     }
 
-    fn touch(&mut self, key: String, id: Option<(u32, IpAddr)>) {
+    fn touch(&mut self, key: NeighKey, id: Option<KernelId>) {
         if self.track_touched {
             self.touched.push((key, id));
         }
     }
 
-    fn mark(&mut self, key: String, now_ns: u64) {
-        self.dirty.entry(key).or_insert(now_ns);
+    fn mark(&mut self, key: NeighKey, now_ns: u64) {
+        let slot = self.appl.entry(key).or_default();
+        if !slot.dirty {
+            slot.dirty = true;
+            slot.since = now_ns;
+            self.dirty.push_back(key);
+        }
     }
 
     /// Applies one neighbor message.
@@ -203,31 +267,31 @@ impl State {
         // A delete keeps the name the entry was added under (the link may be gone already).
         let known = links.get(msg.ifindex).is_some();
         let ifname = match (msg.kind, self.kernel.get(&id)) {
-            (NeighKind::Del, Some(e)) => e.ifname.clone(),
+            (NeighKind::Del, Some(e)) => e.ifname,
             _ => {
                 applied.unknown_ifindex = !known;
-                links.name(msg.ifindex)
+                links.ifname(msg.ifindex)
             }
         };
-        let desired_before = (live_ts.is_none() && self.dump.is_some()).then(|| {
-            self.desired
-                .get(&rules::neigh_key(&ifname, &msg.ip))
-                .copied()
-        });
-        let verdict = self.decide_and_apply(
+        let key = NeighKey { ifname, ip: msg.ip };
+        let desired_before = (live_ts.is_none() && self.dump.is_some()).then(|| self.desired(&key));
+        let verdict = self.judge(
             msg.kind,
-            &ifname,
+            key,
             links.master_name(msg.ifindex),
-            msg,
+            Heard {
+                lladdr: msg.lladdr.as_deref(),
+                state: msg.state,
+                flags: msg.flags,
+            },
             cfg,
             now_ns,
         );
         applied.decision = Some(verdict);
-        let key = rules::neigh_key(&ifname, &msg.ip);
         if let Some(before) = desired_before {
-            applied.corrected = self.desired.get(&key).copied() != before;
+            applied.corrected = self.desired(&key) != before;
         }
-        applied.key = Some(key.clone());
+        applied.key = Some(key);
         self.touch(key, (msg.kind == NeighKind::New).then_some(id));
         match msg.kind {
             NeighKind::Del => {
@@ -241,22 +305,16 @@ impl State {
             NeighKind::New => {
                 let gen_ = self.dump.map(|w| w.gen_).unwrap_or(0);
                 let e = self.kernel.entry(id).or_insert_with(|| KernelEntry {
-                    ifindex: msg.ifindex,
-                    ip: msg.ip,
-                    ifname: ifname.clone(),
-                    lladdr: None,
+                    ifname,
+                    lladdr: LinkAddr::Absent,
                     state: 0,
+                    verdict,
                     flags: 0,
                     last_event_ns: 0,
                     seen_gen: 0,
-                    verdict,
-                    changed_at: SystemTime::now(),
                 });
-                if e.lladdr != msg.lladdr || e.state != msg.state || e.verdict != verdict {
-                    e.changed_at = SystemTime::now();
-                }
                 e.ifname = ifname;
-                e.lladdr = msg.lladdr.clone();
+                e.lladdr = LinkAddr::new(msg.lladdr.as_deref());
                 e.state = msg.state;
                 e.flags = msg.flags;
                 e.verdict = verdict;
@@ -274,39 +332,38 @@ impl State {
         applied
     }
 
-    fn decide_and_apply(
+    /// Runs the rules for `key` and records what APPL_DB should hold.
+    fn judge(
         &mut self,
         kind: NeighKind,
-        ifname: &str,
+        key: NeighKey,
         master: Option<&str>,
-        msg: &NeighMsg,
+        heard: Heard<'_>,
         cfg: &ConfigSnapshot,
         now_ns: u64,
     ) -> Verdict {
         let input = NeighInput {
             kind,
-            ifname,
+            ifname: key.ifname.as_str(),
             master,
-            ip: msg.ip,
-            lladdr: msg.lladdr.as_deref(),
-            state: msg.state,
-            flags: msg.flags,
+            ip: key.ip,
+            lladdr: heard.lladdr,
+            state: heard.state,
+            flags: heard.flags,
         };
         match rules::decide(&input, cfg) {
             Decision::Set {
-                key,
-                value,
-                route_del,
+                value, route_del, ..
             } => {
                 if let Some(r) = route_del {
                     self.route_dels.push(r);
                 }
-                self.desired.insert(key.clone(), value);
+                self.set_desired(key, Some(value));
                 self.mark(key, now_ns);
                 Verdict::Set
             }
-            Decision::Del { key } => {
-                self.desired.remove(&key);
+            Decision::Del { .. } => {
+                self.set_desired(key, None);
                 self.mark(key, now_ns);
                 Verdict::Del
             }

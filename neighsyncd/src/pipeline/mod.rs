@@ -196,7 +196,7 @@ impl<W: AppDbWriter> Pipeline<W> {
                         key,
                         value,
                         since_ns,
-                    } => self.landed(&key, value, since_ns),
+                    } => self.landed(key, value, since_ns),
                     Output::ApplReloaded => self.appl_reloaded(),
                     Output::Gauges => self.publish_gauges(),
                     Output::Kernel { key, side } => {

@@ -39,14 +39,16 @@ impl<W: AppDbWriter> Pipeline<W> {
     /// A key now holds `value` in APPL_DB, dirty since `since_ns`.
     pub(super) fn landed(
         &self,
-        key: &str,
+        key: NeighKey,
         value: Option<crate::core::rules::NeighValue>,
         since_ns: u64,
     ) {
         self.metrics
             .event_to_appdb
             .observe(monotonic_ns().saturating_sub(since_ns) as f64 / 1e9);
-        if let (Some(view), Some(key)) = (&self.view, NeighKey::parse(key)) {
+        if let Some(view) = &self.view
+            && !key.is_raw()
+        {
             view.appl_update(key, value);
         }
     }
@@ -55,8 +57,8 @@ impl<W: AppDbWriter> Pipeline<W> {
     pub(super) fn appl_reloaded(&self) {
         if let Some(view) = &self.view {
             for (key, t) in self.engine.told() {
-                if let (Told::Value(v), Some(key)) = (t, NeighKey::parse(key)) {
-                    view.appl_update(key, Some(*v));
+                if let (Told::Value(v), false) = (t, key.is_raw()) {
+                    view.appl_update(key, Some(v));
                 }
             }
         }

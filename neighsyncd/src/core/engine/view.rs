@@ -1,7 +1,7 @@
 //! What the management APIs' view learns of the kernel side.
 
 use super::*;
-use crate::core::key::{IfName, LinkAddr, NeighKey};
+use crate::core::key::IfName;
 
 impl Engine {
     /// The kernel side of every neighbor this input changed, for the view.
@@ -10,14 +10,11 @@ impl Engine {
             return;
         }
         for (key, id) in self.state.take_touched() {
-            let Some(key) = NeighKey::parse(&key) else {
-                continue;
-            };
             let side = id
-                .and_then(|(ifindex, ip)| self.state.kernel_entry(ifindex, &ip))
-                .map(|e| KernelSide {
-                    vrf: self.links.master_name(e.ifindex).map(IfName::new),
-                    lladdr: LinkAddr::new(e.lladdr.as_deref()),
+                .and_then(|(ifindex, ip)| Some((ifindex, self.state.kernel_entry(ifindex, &ip)?)))
+                .map(|(ifindex, e)| KernelSide {
+                    vrf: self.links.master_name(ifindex).map(IfName::new),
+                    lladdr: e.lladdr.clone(),
                     state: e.state,
                     // Moves within a class are not reported in eBPF mode: say what is known.
                     classed: self.live_source() == LiveSource::Ebpf,

@@ -62,7 +62,7 @@ pub enum Output {
     Write(Batch),
     /// A key now holds this in APPL_DB (`None`: deleted); dirty since `since_ns`.
     Landed {
-        key: String,
+        key: NeighKey,
         value: Option<NeighValue>,
         since_ns: u64,
     },

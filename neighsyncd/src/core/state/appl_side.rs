@@ -10,41 +10,49 @@ impl State {
     /// the first dump replays on top of it exactly as events would: entries the rules skip keep
     /// their value, entries no kernel neighbor accounts for are deleted at the dump's end.
     ///
+    /// Keys are `<ifname>:<ip>`; one that is not (someone else's) is kept whole and, as
+    /// nothing in the kernel accounts for it, deleted like any other stale key.
+    ///
     /// Returns how many keys APPL_DB held differently from what we believed (drift).
     pub fn replace_told(
         &mut self,
-        told: HashMap<String, Told>,
+        told: impl IntoIterator<Item = (String, Told)>,
         seed_desired: bool,
         now_ns: u64,
     ) -> usize {
-        let drift = told
-            .iter()
-            .filter(|(k, t)| self.told.get(*k) != Some(*t))
-            .count()
-            + self.told.keys().filter(|k| !told.contains_key(*k)).count();
-        if seed_desired {
-            for (k, t) in &told {
-                if let Told::Value(v) = t {
-                    self.desired.entry(k.clone()).or_insert(*v);
-                }
+        let mut drift = 0;
+        // In place, without a second copy of the table: slots read back are flagged ...
+        for (k, t) in told {
+            let slot = self.appl.entry(NeighKey::from_appl_db(&k)).or_default();
+            if slot.told != Some(t) {
+                drift += 1;
+            }
+            slot.told = Some(t);
+            slot.scratch = true;
+            if let (true, Told::Value(v)) = (seed_desired, t) {
+                slot.desired.get_or_insert(v);
             }
         }
-        self.told = told;
+        // ... and what we believed APPL_DB held but it does not is forgotten.
         for n in self.told_by_if.values_mut() {
             *n = 0;
         }
-        for k in self.told.keys() {
-            *self.told_by_if.entry(ifname_of(k).to_string()).or_default() += 1;
+        let mut due = Vec::new();
+        for (k, slot) in &mut self.appl {
+            if !std::mem::take(&mut slot.scratch) && slot.told.take().is_some() {
+                drift += 1;
+            }
+            if slot.told.is_some() {
+                *self.told_by_if.entry(k.ifname).or_default() += 1;
+            }
+            if slot.desired.is_some() || slot.told.is_some() {
+                due.push(*k);
+            }
         }
-        let keys: Vec<String> = self
-            .desired
-            .keys()
-            .chain(self.told.keys())
-            .cloned()
-            .collect();
-        for k in keys {
+        for k in due {
             self.mark(k, now_ns);
         }
+        self.appl.retain(|_, s| !s.idle());
         drift
     }
 
@@ -60,51 +68,58 @@ impl State {
             ..Default::default()
         };
         let mut noop = 0;
-        let keys: Vec<String> = self.dirty.keys().take(max).cloned().collect();
-        for key in keys {
-            let Some(since) = self.dirty.remove(&key) else {
+        for _ in 0..max {
+            let Some(key) = self.dirty.pop_front() else {
+                break;
+            };
+            let Some(slot) = self.appl.get_mut(&key) else {
                 continue;
             };
-            let want = self.desired.get(&key).copied();
-            let have = self.told.get(&key).copied();
+            slot.dirty = false;
+            let (want, have, since) = (slot.desired, slot.told, slot.since);
             let op = match (want, have) {
                 (Some(w), Some(Told::Value(h))) if w == h => None,
                 (None, None) => None,
                 (Some(w), _) => Some(Op::Set {
-                    key: key.clone(),
+                    key: key.to_string(),
                     fields: w
                         .fields()
                         .into_iter()
                         .map(|(f, v)| (f.to_string(), v))
                         .collect(),
                 }),
-                (None, Some(_)) => Some(Op::Del { key: key.clone() }),
+                (None, Some(_)) => Some(Op::Del {
+                    key: key.to_string(),
+                }),
             };
             match op {
                 Some(op) => {
                     batch.ops.push(op);
                     batch.targets.push((key, want, since));
                 }
-                None => noop += 1,
+                None => {
+                    noop += 1;
+                    if slot.idle() {
+                        self.appl.remove(&key);
+                    }
+                }
             }
         }
         (batch, noop)
     }
 
     /// The batch is in APPL_DB. Returns (key, value now held, dirty-since time) per operation.
-    pub fn commit(&mut self, batch: Batch) -> Vec<(String, Option<NeighValue>, u64)> {
+    pub fn commit(&mut self, batch: Batch) -> Vec<(NeighKey, Option<NeighValue>, u64)> {
         for (key, value, _) in &batch.targets {
-            let had = match value {
-                Some(v) => self.told.insert(key.clone(), Told::Value(*v)),
-                None => self.told.remove(key),
+            let slot = self.appl.entry(*key).or_default();
+            let had = slot.told.is_some();
+            slot.told = value.map(Told::Value);
+            if slot.idle() {
+                self.appl.remove(key);
             }
-            .is_some();
             let delta = i64::from(value.is_some()) - i64::from(had);
             if delta != 0 {
-                *self
-                    .told_by_if
-                    .entry(ifname_of(key).to_string())
-                    .or_default() += delta;
+                *self.told_by_if.entry(key.ifname).or_default() += delta;
             }
         }
         batch.targets
@@ -112,8 +127,8 @@ impl State {
 
     /// The batch failed: its keys stay dirty (route deletes are retried too).
     pub fn abort(&mut self, batch: Batch) {
-        for (key, _, t) in batch.targets {
-            self.dirty.entry(key).or_insert(t);
+        for (key, _, since) in batch.targets {
+            self.mark(key, since);
         }
         for op in batch.route_dels {
             if let Op::Del { key } = op {
@@ -123,13 +138,13 @@ impl State {
     }
 
     /// APPL_DB entries per interface (interfaces that had some keep a zero).
-    pub fn told_by_interface(&self) -> &HashMap<String, i64> {
+    pub fn told_by_interface(&self) -> &HashMap<IfName, i64> {
         &self.told_by_if
     }
 
     /// Neighbors APPL_DB holds, by family (IPv4, IPv6).
     pub fn told_counts(&self) -> (usize, usize) {
-        self.told.values().fold((0, 0), |(v4, v6), t| match t {
+        self.told().fold((0, 0), |(v4, v6), (_, t)| match t {
             Told::Value(v) if v.ipv6 => (v4, v6 + 1),
             _ => (v4 + 1, v6),
         })

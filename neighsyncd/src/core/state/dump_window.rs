@@ -31,35 +31,37 @@ impl State {
             return 0;
         };
         self.tombstones.clear();
-        let vanished: Vec<KernelEntry> = self
+        let vanished: Vec<KernelId> = self
             .kernel
-            .values()
-            .filter(|e| e.seen_gen < w.first_gen && e.last_event_ns < w.start_ns)
-            .cloned()
+            .iter()
+            .filter(|(_, e)| e.seen_gen < w.first_gen && e.last_event_ns < w.start_ns)
+            .map(|(id, _)| *id)
             .collect();
         let mut swept = vanished.len();
-        for e in vanished {
-            self.forget(e, cfg, now_ns);
+        for id in vanished {
+            self.forget(id, cfg, now_ns);
         }
-        let accounted: HashSet<String> = self.kernel.values().map(KernelEntry::key).collect();
-        let orphans: Vec<String> = self
-            .desired
-            .keys()
-            .filter(|k| !accounted.contains(*k))
-            .cloned()
-            .collect();
+        // Keys some kernel entry accounts for, flagged in place (no second copy of the table).
+        for (id, e) in &self.kernel {
+            if let Some(slot) = self.appl.get_mut(&e.key(id)) {
+                slot.scratch = true;
+            }
+        }
+        let (mut orphans, mut stale) = (Vec::new(), Vec::new());
+        for (k, slot) in &mut self.appl {
+            let accounted = std::mem::take(&mut slot.scratch);
+            if slot.desired.is_some() && !accounted {
+                orphans.push(*k);
+            } else if slot.desired.is_none() && slot.told.is_some() && !slot.dirty {
+                // APPL_DB holds it and nothing in the kernel accounts for it (a previous run's).
+                stale.push(*k);
+            }
+        }
         swept += orphans.len();
         for k in orphans {
-            self.desired.remove(&k);
+            self.set_desired(k, None);
             self.mark(k, now_ns);
         }
-        // Keys APPL_DB holds that nothing in the kernel accounts for (a previous run's).
-        let stale: Vec<String> = self
-            .told
-            .keys()
-            .filter(|k| !self.desired.contains_key(*k) && !self.dirty.contains_key(*k))
-            .cloned()
-            .collect();
         for k in stale {
             self.mark(k, now_ns);
         }

@@ -8,38 +8,29 @@ impl State {
     /// link-local knob turns on, a global CONFIG_DB change, or a rename.
     pub fn reevaluate(
         &mut self,
-        filter: impl Fn(&KernelEntry) -> bool,
+        filter: impl Fn(&KernelId, &KernelEntry) -> bool,
         links: &LinkCache,
         cfg: &ConfigSnapshot,
         now_ns: u64,
     ) -> usize {
         let ids = self.ids_where(filter);
         for id in &ids {
-            let Some(e) = self.kernel.get(id) else {
+            let Some(e) = self.kernel.get(id).cloned() else {
                 continue;
             };
-            let msg = NeighMsg {
-                kind: NeighKind::New,
-                ifindex: e.ifindex,
-                ip: e.ip,
-                lladdr: e.lladdr.clone(),
-                state: e.state,
-                flags: e.flags,
-                origin: Origin::Dump,
-            };
-            let ifname = e.ifname.clone();
-            let verdict = self.decide_and_apply(
+            let key = e.key(id);
+            let verdict = self.judge(
                 NeighKind::New,
-                &ifname,
-                links.master_name(msg.ifindex),
-                &msg,
+                key,
+                links.master_name(id.0),
+                e.heard(),
                 cfg,
                 now_ns,
             );
             if let Some(e) = self.kernel.get_mut(id) {
                 e.verdict = verdict;
             }
-            self.touch(rules::neigh_key(&ifname, &id.1), Some(*id));
+            self.touch(key, Some(*id));
         }
         ids.len()
     }
@@ -48,7 +39,7 @@ impl State {
     /// skipped for `reason` (link-local turned off on their interface). Returns how many.
     pub fn withdraw(
         &mut self,
-        filter: impl Fn(&KernelEntry) -> bool,
+        filter: impl Fn(&KernelId, &KernelEntry) -> bool,
         reason: SkipReason,
         now_ns: u64,
     ) -> usize {
@@ -58,9 +49,9 @@ impl State {
                 continue;
             };
             e.verdict = Verdict::Skip(reason);
-            let key = e.key();
-            if self.desired.remove(&key).is_some() {
-                self.mark(key.clone(), now_ns);
+            let key = e.key(id);
+            if self.set_desired(key, None).is_some() {
+                self.mark(key, now_ns);
             }
             self.touch(key, Some(*id));
         }
@@ -68,10 +59,10 @@ impl State {
     }
 
     /// The kernel entries matching `filter`, by id (to change them one by one).
-    fn ids_where(&self, filter: impl Fn(&KernelEntry) -> bool) -> Vec<(u32, IpAddr)> {
+    fn ids_where(&self, filter: impl Fn(&KernelId, &KernelEntry) -> bool) -> Vec<KernelId> {
         self.kernel
             .iter()
-            .filter(|(_, e)| filter(e))
+            .filter(|(id, e)| filter(id, e))
             .map(|(id, _)| *id)
             .collect()
     }
@@ -85,18 +76,19 @@ impl State {
         cfg: &ConfigSnapshot,
         now_ns: u64,
     ) {
+        let new_name = IfName::new(new_name);
         let mut moved = Vec::new();
-        for e in self.kernel.values_mut().filter(|e| e.ifindex == ifindex) {
-            moved.push(e.key());
-            e.ifname = new_name.to_string();
+        for (id, e) in self.kernel.iter_mut().filter(|(id, _)| id.0 == ifindex) {
+            moved.push(e.key(id));
+            e.ifname = new_name;
         }
         for key in moved {
-            self.touch(key.clone(), None);
-            if self.desired.remove(&key).is_some() {
+            self.touch(key, None);
+            if self.set_desired(key, None).is_some() {
                 self.mark(key, now_ns);
             }
         }
-        self.reevaluate(|e| e.ifindex == ifindex, links, cfg, now_ns);
+        self.reevaluate(|id, _| id.0 == ifindex, links, cfg, now_ns);
     }
 
     /// An interface became known. Neighbors heard of before it (named by their ifindex, as
@@ -109,10 +101,11 @@ impl State {
         cfg: &ConfigSnapshot,
         now_ns: u64,
     ) {
+        let ifname = IfName::new(name);
         if self
             .kernel
-            .values()
-            .any(|e| e.ifindex == ifindex && e.ifname != name)
+            .iter()
+            .any(|(id, e)| id.0 == ifindex && e.ifname != ifname)
         {
             self.rename(ifindex, name, links, cfg, now_ns);
         }
@@ -120,30 +113,18 @@ impl State {
 
     /// An interface went away: the kernel dropped its neighbors with it.
     pub fn link_removed(&mut self, ifindex: u32, cfg: &ConfigSnapshot, now_ns: u64) {
-        let gone: Vec<KernelEntry> = self
-            .kernel
-            .values()
-            .filter(|e| e.ifindex == ifindex)
-            .cloned()
-            .collect();
-        for e in gone {
-            self.forget(e, cfg, now_ns);
+        for id in self.ids_where(|id, _| id.0 == ifindex) {
+            self.forget(id, cfg, now_ns);
         }
     }
 
     /// Treats a kernel entry as deleted (a synthesized RTM_DELNEIGH through the rules).
-    pub(super) fn forget(&mut self, e: KernelEntry, cfg: &ConfigSnapshot, now_ns: u64) {
-        let msg = NeighMsg {
-            kind: NeighKind::Del,
-            ifindex: e.ifindex,
-            ip: e.ip,
-            lladdr: e.lladdr.clone(),
-            state: e.state,
-            flags: e.flags,
-            origin: Origin::Dump,
+    pub(super) fn forget(&mut self, id: KernelId, cfg: &ConfigSnapshot, now_ns: u64) {
+        let Some(e) = self.kernel.remove(&id) else {
+            return;
         };
-        self.decide_and_apply(NeighKind::Del, &e.ifname, None, &msg, cfg, now_ns);
-        self.touch(e.key(), None);
-        self.kernel.remove(&(e.ifindex, e.ip));
+        let key = e.key(&id);
+        self.judge(NeighKind::Del, key, None, e.heard(), cfg, now_ns);
+        self.touch(key, None);
     }
 }

@@ -309,7 +309,7 @@ fn skipped_entries_keep_what_appl_db_holds_across_a_restart() {
     ]
     .into();
     s.replace_told(
-        [("Ethernet0:10.0.0.2".to_string(), Told::from_fields(&fields))].into(),
+        [("Ethernet0:10.0.0.2".to_string(), Told::from_fields(&fields))],
         true,
         0,
     );
@@ -447,8 +447,8 @@ fn link_local_knob_replays_existing_neighbors() {
     assert!(flush(&mut s).is_empty());
     c.link_local.insert("Ethernet0".into());
     s.reevaluate(
-        |e| {
-            e.ifname == "Ethernet0"
+        |_, e| {
+            e.ifname.as_str() == "Ethernet0"
                 && matches!(e.verdict, Verdict::Skip(SkipReason::LinkLocalV6Disabled))
         },
         &l,
