@@ -1,7 +1,8 @@
 //! neighsyncd's eBPF program: the kernel's neighbor tracepoints -> compact, final-state,
 //! de-duplicated events in a ring buffer.
 //!
-//! Attach points (BTF tracepoints: no tracefs needed, typed arguments):
+//! Attach points (raw tracepoints: no tracefs needed, and no kernel BTF to load them, which
+//! would cost the daemon ~15 MB of peak memory to parse):
 //! * `neigh_update_done(n, err)`: the end of every `__neigh_update` (adds, changes, deletes by
 //!   `ip neigh`, ARP/NDP learning): the entry's final state after the update.
 //! * `neigh_timer_handler(n, state)`: timer-driven transitions (REACHABLE -> STALE, DELAY ->
@@ -35,9 +36,9 @@
 #![feature(core_intrinsics)]
 
 use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf};
-use aya_ebpf::macros::{btf_tracepoint, map};
+use aya_ebpf::macros::{map, raw_tracepoint};
 use aya_ebpf::maps::{LruHashMap, PerCpuArray, RingBuf};
-use aya_ebpf::programs::BtfTracePointContext;
+use aya_ebpf::programs::RawTracePointContext;
 use core::intrinsics::AtomicOrdering;
 use neighsyncd_common::{
     DedupKey, DedupValue, KIND_REMOVE, KIND_UPDATE, NUD_VALID, NeighEvent, Offsets, RECORD_VERSION,
@@ -107,24 +108,24 @@ fn read<T>(base: *const u8, off: u32) -> Result<T, i32> {
     unsafe { bpf_probe_read_kernel(base.wrapping_add(off as usize) as *const T) }
 }
 
-#[btf_tracepoint(function = "neigh_update_done")]
-pub fn neigh_update_done(ctx: BtfTracePointContext) -> i32 {
+#[raw_tracepoint(tracepoint = "neigh_update_done")]
+pub fn neigh_update_done(ctx: RawTracePointContext) -> i32 {
     // Argument 0 of this tracepoint is `struct neighbour *` (read through probe_read only).
     let n: *const u8 = ctx.arg(0);
     handle_or_count(n, KIND_UPDATE);
     0
 }
 
-#[btf_tracepoint(function = "neigh_timer_handler")]
-pub fn neigh_timer_handler(ctx: BtfTracePointContext) -> i32 {
+#[raw_tracepoint(tracepoint = "neigh_timer_handler")]
+pub fn neigh_timer_handler(ctx: RawTracePointContext) -> i32 {
     // Argument 0 of this tracepoint is `struct neighbour *` (read through probe_read only).
     let n: *const u8 = ctx.arg(0);
     handle_or_count(n, KIND_UPDATE);
     0
 }
 
-#[btf_tracepoint(function = "neigh_cleanup_and_release")]
-pub fn neigh_cleanup_and_release(ctx: BtfTracePointContext) -> i32 {
+#[raw_tracepoint(tracepoint = "neigh_cleanup_and_release")]
+pub fn neigh_cleanup_and_release(ctx: RawTracePointContext) -> i32 {
     // Argument 0 of this tracepoint is `struct neighbour *` (read through probe_read only).
     let n: *const u8 = ctx.arg(0);
     handle_or_count(n, KIND_REMOVE);
@@ -256,6 +257,19 @@ fn handle(n: *const u8, kind: u8) -> Result<(), i32> {
     };
     // SAFETY: this CPU's slot; nothing else runs on this CPU while we do.
     let scratch = unsafe { &mut *scratch };
+    // A first look, before reserving: an update that changes nothing userspace was told (a
+    // REACHABLE/STALE flap, a refresh) ends here without a ring record. A discarded record
+    // would still wake the consumer: 200k wake-ups in a 200k-change flap storm, a second of
+    // its CPU. Ending on this look is safe: an update after it fires the tracepoint again,
+    // and that event is read after its own reservation.
+    if kind == KIND_UPDATE
+        && let Ok((_, _, true)) = snapshot(n, dev, &o, &mut scratch.again)
+        // SAFETY: the value is compared at once; a concurrent update at worst re-emits.
+        && let Some(prev) = unsafe { DEDUP.get(&key) }
+        && *prev == scratch.again
+    {
+        return Ok(());
+    }
     // Reserve first: the slot's place in the ring is fixed before the entry is read.
     let Some(mut entry) = EVENTS.reserve::<NeighEvent>(0) else {
         let _ = DEDUP.remove(&key);

@@ -64,8 +64,15 @@ enum Cmd {
     /// End-to-end benchmarks; writes docs/BENCHMARKING.md.
     Bench {
         /// Neighbor counts to burst.
-        #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
         sizes: Vec<u32>,
+        /// Only these parts [default: all].
+        #[arg(long, value_enum, value_delimiter = ',')]
+        only: Vec<bench::Part>,
+        /// Rerun the bursts and print each figure's ratio to the one docs/BENCHMARKING.md
+        /// records (above 1: slower, costlier or bigger); writes nothing.
+        #[arg(long)]
+        compare: bool,
         /// Print the table but do not rewrite docs/BENCHMARKING.md.
         #[arg(long)]
         no_write: bool,
@@ -101,16 +108,24 @@ fn main() -> anyhow::Result<()> {
         Cmd::Fuzz { seconds, targets } => fuzz::run(&fuzz::Options { seconds, targets }),
         Cmd::Bench {
             sizes,
+            only,
+            compare,
             no_write,
             resync,
             daemon,
             repeat,
         } => bench::run(&bench::Options {
             sizes,
-            write: !no_write,
+            write: !no_write && !compare,
             resync,
             daemon,
             repeat,
+            only,
+            compare,
+            command: std::iter::once("cargo xtask".to_string())
+                .chain(std::env::args().skip(1))
+                .collect::<Vec<_>>()
+                .join(" "),
         }),
     }
 }

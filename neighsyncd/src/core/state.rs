@@ -275,6 +275,9 @@ impl State {
         };
         let key = NeighKey { ifname, ip: msg.ip };
         let desired_before = (live_ts.is_none() && self.dump.is_some()).then(|| self.desired(&key));
+        // A write's latency counts from the kernel's event (eBPF: the kernel's timestamp;
+        // netlink: when the socket read it), queueing before the engine included.
+        let heard_ns = live_ts.unwrap_or(now_ns);
         let verdict = self.judge(
             msg.kind,
             key,
@@ -285,7 +288,7 @@ impl State {
                 flags: msg.flags,
             },
             cfg,
-            now_ns,
+            heard_ns,
         );
         applied.decision = Some(verdict);
         if let Some(before) = desired_before {

@@ -1,6 +1,8 @@
 //! The async shell's plumbing, shared by the adapters: named `tasks` joined on shutdown,
-//! test-only `fault` injection, and `log_throttle` for bad input.
+//! test-only `fault` injection, `log_throttle` for bad input, and `memory`: freed heap back
+//! to the system after a one-off peak.
 
 pub mod fault;
 pub mod log_throttle;
+pub mod memory;
 pub mod tasks;

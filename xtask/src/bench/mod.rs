@@ -1,36 +1,47 @@
-//! `cargo xtask bench`: end-to-end bursts through the real kernel, daemon and Redis.
+//! `cargo xtask bench`: end-to-end measurements through the real kernel, daemon and Redis,
+//! recorded in docs/BENCHMARKING.md with the date and the command.
 //!
-//! For each size N: N neighbors added in one `ip -batch` in a lab namespace; measured: time until
-//! orchagent (popping like ConsumerStateTable) holds all N, the daemon's CPU seconds (utime +
-//! stime from /proc), its peak RSS (VmHWM), and the Redis round trips it made (its
-//! `appdb_batches_total`); then the same for deleting them all.
+//! - `burst.rs`: N neighbors added in one `ip -batch`, flapped, deleted; per size and source;
+//! - `latency.rs`: event-to-APPL_DB latency quantiles at steady rates;
+//! - `cold.rs`: start-up with a large table, APPL_DB already equal or empty;
+//! - `stalled.rs`: peak memory with subscribers that stopped reading;
+//! - `resync.rs`: what lost events cost (`--resync`, separate);
+//! - `--compare`: reruns the bursts and prints the ratios to the recorded figures.
 
 use std::fmt::Write as _;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use neighsyncd_tests::daemon::{Daemon, METRICS_PORT};
-use neighsyncd_tests::netns::{Lab, Netns};
+use neighsyncd_tests::daemon::METRICS_PORT;
+use neighsyncd_tests::netns::Netns;
 use neighsyncd_tests::orchagent::Orchagent;
-use neighsyncd_tests::redis_server::RedisServer;
 
+mod burst;
+mod cold;
+mod latency;
 mod resync;
+mod stalled;
 
-#[derive(Default)]
-struct Row {
-    mode: String,
-    n: u32,
-    phase: &'static str,
-    seconds: f64,
-    kernel_seconds: f64,
-    cpu: f64,
-    rss_mib: f64,
-    round_trips: f64,
-    ops: f64,
-    /// Kernel neighbor changes the phase made, and events that reached userspace.
-    kernel_events: f64,
-    user_events: f64,
-    drops: f64,
+/// The parts of a run, each a section of docs/BENCHMARKING.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    Burst,
+    Latency,
+    ColdStart,
+    Stalled,
+}
+
+impl Part {
+    const ALL: [Part; 4] = [Part::Burst, Part::Latency, Part::ColdStart, Part::Stalled];
+
+    fn section(self) -> &'static str {
+        match self {
+            Part::Burst => "burst",
+            Part::Latency => "latency",
+            Part::ColdStart => "cold-start",
+            Part::Stalled => "stalled",
+        }
+    }
 }
 
 /// What to run.
@@ -41,9 +52,26 @@ pub struct Options {
     pub resync: bool,
     /// Measure this daemon binary (e.g. an older build) instead of building this tree's.
     pub daemon: Option<std::path::PathBuf>,
-    /// Runs per scenario (the median is reported).
+    /// Runs per scenario of --resync (the median is reported).
     pub repeat: usize,
+    /// These parts only (empty: all).
+    pub only: Vec<Part>,
+    /// Rerun the bursts and print the ratio to docs/BENCHMARKING.md's figures.
+    pub compare: bool,
+    /// The command line, as recorded with the figures.
+    pub command: String,
 }
+
+/// When, where and how the figures were made.
+pub struct Meta {
+    pub date: String,
+    pub command: String,
+}
+
+const SOURCES: [(&str, &[&str]); 2] = [
+    ("netlink", &["--source", "netlink"]),
+    ("ebpf", &["--source", "ebpf"]),
+];
 
 pub fn run(o: &Options) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -70,61 +98,234 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
     }
     let rt = tokio::runtime::Runtime::new()?;
     if o.resync {
-        let label = match &o.daemon {
-            Some(p) => p.display().to_string(),
-            None => "this build".into(),
-        };
-        let mut rows: Vec<(resync::Row, f64, f64)> = Vec::new();
+        return run_resync(o, &rt);
+    }
+    let meta = Meta {
+        date: today(),
+        command: o.command.clone(),
+    };
+    let doc_path = crate::root().join("docs/BENCHMARKING.md");
+    let mut doc = std::fs::read_to_string(&doc_path).unwrap_or_default();
+    if o.compare {
+        let recorded = burst::parse(section(&doc, Part::Burst.section()).unwrap_or_default());
+        anyhow::ensure!(
+            !recorded.is_empty(),
+            "docs/BENCHMARKING.md records no burst figures to compare with"
+        );
+        let mut now = Vec::new();
         for &n in &o.sizes {
             neighsyncd_tests::raise_neigh_limits(u64::from(n) + 1000);
-            for (mode, args) in [
-                (
-                    "netlink, 64 KiB buffer",
-                    &["--source", "netlink", "--netlink-rcvbuf", "65536"][..],
-                ),
-                (
-                    "ebpf, 64 KiB ring",
-                    &["--source", "ebpf", "--ebpf-ring-bytes", "65536"][..],
-                ),
-            ] {
-                let mut runs = Vec::new();
-                for _ in 0..o.repeat.max(1) {
-                    let mode = format!("{label}: {mode}");
-                    runs.push(rt.block_on(resync::overrun(&mode, args, n, 2))?);
+            for (mode, args) in SOURCES {
+                if recorded.iter().any(|r| r.mode == mode && r.n == n) {
+                    now.extend(rt.block_on(burst::run(mode, args, n))?);
                 }
-                rows.extend(resync::median(runs));
             }
         }
-        println!("{}", resync::render(&rows));
+        println!("{}", compare(&recorded, &now));
         return Ok(());
     }
-    let (sizes, write) = (&o.sizes, o.write);
-    let mut rows = Vec::new();
-    for &n in sizes {
-        neighsyncd_tests::raise_neigh_limits(u64::from(n) + 1000);
-        rows.extend(rt.block_on(burst("netlink", &["--source", "netlink"], n))?);
-        rows.extend(rt.block_on(burst("ebpf", &["--source", "ebpf"], n))?);
+    let parts: Vec<Part> = if o.only.is_empty() {
+        Part::ALL.to_vec()
+    } else {
+        o.only.clone()
+    };
+    for part in parts {
+        let table = match part {
+            Part::Burst => {
+                let mut rows = Vec::new();
+                for &n in &o.sizes {
+                    neighsyncd_tests::raise_neigh_limits(u64::from(n) + 1000);
+                    for (mode, args) in SOURCES {
+                        rows.extend(rt.block_on(burst::run(mode, args, n))?);
+                    }
+                }
+                // The C++ daemon's way, approximated: one operation per Redis round trip. Only
+                // at a size it finishes before the kernel ages the burst's REACHABLE entries
+                // out (it manages ~8k/s).
+                if let Some(&n) = o.sizes.iter().filter(|&&n| n <= 10_000).min() {
+                    rows.extend(rt.block_on(burst::run(
+                        "netlink, batch_max=1",
+                        &["--source", "netlink", "--batch-max", "1"],
+                        n,
+                    ))?);
+                }
+                burst::render(&meta, &rows)
+            }
+            Part::Latency => {
+                let mut rows = Vec::new();
+                for (mode, args) in SOURCES {
+                    for rate in [1_000, 10_000] {
+                        rows.push(rt.block_on(latency::run(mode, args, rate, 10))?);
+                    }
+                }
+                latency::render(&meta, &rows)
+            }
+            Part::ColdStart => {
+                const N: u32 = 128_000;
+                neighsyncd_tests::raise_neigh_limits(u64::from(N) + 1000);
+                let mut rows = Vec::new();
+                for (mode, args) in SOURCES {
+                    rows.extend(rt.block_on(cold::run(mode, args, N))?);
+                }
+                cold::render(&meta, &rows)
+            }
+            Part::Stalled => {
+                const N: u32 = 100_000;
+                neighsyncd_tests::raise_neigh_limits(u64::from(N) + 1000);
+                let (mode, args) = SOURCES[0];
+                let rows = vec![
+                    rt.block_on(stalled::run(mode, args, N, 0, 0))?,
+                    rt.block_on(stalled::run(mode, args, N, 4, 4))?,
+                ];
+                stalled::render(&meta, &rows)
+            }
+        };
+        println!("{table}");
+        doc = splice(
+            &doc,
+            part.section(),
+            &format!("{}\n\n{table}", machine(&meta)),
+        );
     }
-    // The C++ daemon's way, approximated: one operation per Redis round trip.
-    if let Some(&n) = sizes.first() {
-        rows.extend(rt.block_on(burst(
-            "netlink, batch_max=1",
-            &["--source", "netlink", "--batch-max", "1"],
-            n,
-        ))?);
-    }
-    let table = render(&rows);
-    println!("{table}");
-    if write {
-        let path = crate::root().join("docs/BENCHMARKING.md");
-        let old = std::fs::read_to_string(&path).unwrap_or_default();
-        std::fs::write(&path, splice(&old, &table))?;
-        println!("written to {}", path.display());
+    if o.write {
+        std::fs::write(&doc_path, &doc)?;
+        println!("written to {}", doc_path.display());
     }
     Ok(())
 }
 
-fn proc_stats(pid: u32) -> (f64, f64) {
+fn run_resync(o: &Options, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    let label = match &o.daemon {
+        Some(p) => p.display().to_string(),
+        None => "this build".into(),
+    };
+    let mut rows: Vec<(resync::Row, f64, f64)> = Vec::new();
+    for &n in &o.sizes {
+        neighsyncd_tests::raise_neigh_limits(u64::from(n) + 1000);
+        for (mode, args) in [
+            (
+                "netlink, 64 KiB buffer",
+                &["--source", "netlink", "--netlink-rcvbuf", "65536"][..],
+            ),
+            (
+                "ebpf, 64 KiB ring",
+                &["--source", "ebpf", "--ebpf-ring-bytes", "65536"][..],
+            ),
+        ] {
+            let mut runs = Vec::new();
+            for _ in 0..o.repeat.max(1) {
+                let mode = format!("{label}: {mode}");
+                runs.push(rt.block_on(resync::overrun(&mode, args, n, 2))?);
+            }
+            rows.extend(resync::median(runs));
+        }
+    }
+    println!("{}", resync::render(&rows));
+    Ok(())
+}
+
+/// Now against then, phase by phase: a ratio above 1 is slower, costlier or bigger.
+fn compare(then: &[burst::Row], now: &[burst::Row]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| mode | neighbors | phase | converged then (s) | now (s) | ratio | CPU/event then (µs) | now (µs) | ratio | peak RSS then (MiB) | now (MiB) | ratio |"
+    );
+    let _ = writeln!(
+        s,
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in now {
+        let Some(t) = then
+            .iter()
+            .find(|t| t.mode == r.mode && t.n == r.n && t.phase == r.phase)
+        else {
+            continue;
+        };
+        let ratio = |a: f64, b: f64| if a > 0.0 { b / a } else { f64::NAN };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.2} |",
+            r.mode,
+            r.n,
+            r.phase,
+            t.seconds,
+            r.seconds,
+            ratio(t.seconds, r.seconds),
+            t.cpu_per_event_us(),
+            r.cpu_per_event_us(),
+            ratio(t.cpu_per_event_us(), r.cpu_per_event_us()),
+            t.rss_mib,
+            r.rss_mib,
+            ratio(t.rss_mib, r.rss_mib),
+        );
+    }
+    s
+}
+
+fn today() -> String {
+    Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The machine line above each table.
+fn machine(meta: &Meta) -> String {
+    format!(
+        "Measured {} on {} ({} cores), kernel {}, with `{}` (as root).",
+        meta.date,
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(
+                |c| c.lines().find(|l| l.starts_with("model name")).map(|l| l
+                    .split(':')
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim()
+                    .to_string())
+            )
+            .unwrap_or_default(),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        Command::new("uname")
+            .arg("-r")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default(),
+        meta.command,
+    )
+}
+
+fn markers(name: &str) -> (String, String) {
+    (
+        format!("<!-- bench:{name}:begin -->"),
+        format!("<!-- bench:{name}:end -->"),
+    )
+}
+
+/// The generated text of section `name`.
+fn section<'a>(doc: &'a str, name: &str) -> Option<&'a str> {
+    let (begin, end) = markers(name);
+    let b = doc.find(&begin)? + begin.len();
+    let e = doc[b..].find(&end)? + b;
+    Some(&doc[b..e])
+}
+
+/// Replaces the generated text of section `name` (or appends the section).
+fn splice(doc: &str, name: &str, body: &str) -> String {
+    let (begin, end) = markers(name);
+    let new = format!("{begin}\n{body}{end}");
+    match (doc.find(&begin), doc.find(&end)) {
+        (Some(b), Some(e)) if b < e => format!("{}{}{}", &doc[..b], new, &doc[e + end.len()..]),
+        _ => format!("{doc}\n{new}\n"),
+    }
+}
+
+pub(crate) fn proc_stats(pid: u32) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name: state is field 3; utime 14, stime 15 (1-based).
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
@@ -151,7 +352,7 @@ unsafe fn libc_sysconf_clk_tck() -> i64 {
     unsafe { sysconf(2) }
 }
 
-fn metric(ns: &Netns, name: &str) -> f64 {
+pub(crate) fn metric(ns: &Netns, name: &str) -> f64 {
     let (_, body) = ns
         .http_get(METRICS_PORT, "/metrics")
         .unwrap_or((0, String::new()));
@@ -161,7 +362,7 @@ fn metric(ns: &Netns, name: &str) -> f64 {
         .sum()
 }
 
-fn batch_lines(n: u32, verb: &str) -> String {
+pub(crate) fn batch_lines(n: u32, verb: &str) -> String {
     let mut s = String::new();
     for i in 0..n {
         let (a, b) = (i / 250, i % 250 + 2);
@@ -196,7 +397,11 @@ fn batch_lines(n: u32, verb: &str) -> String {
     s
 }
 
-async fn wait_count(orch: &mut Orchagent, want: usize, limit: Duration) -> anyhow::Result<()> {
+pub(crate) async fn wait_count(
+    orch: &mut Orchagent,
+    want: usize,
+    limit: Duration,
+) -> anyhow::Result<()> {
     let t0 = Instant::now();
     loop {
         let got = orch.pop_and_count().await;
@@ -211,145 +416,64 @@ async fn wait_count(orch: &mut Orchagent, want: usize, limit: Duration) -> anyho
     }
 }
 
-async fn burst(mode: &str, args: &[&str], n: u32) -> anyhow::Result<Vec<Row>> {
-    let redis = RedisServer::start();
-    let lab = Lab::new();
-    lab.dut.ip("addr add 10.100.0.1/14 dev Ethernet0");
-    let d = Daemon::start(&lab.dut, &redis, args);
-    d.wait_ready(&lab.dut).await;
-    let mut orch = Orchagent::new(redis.conn(0).await);
-    let mut rows = Vec::new();
-    let phases: [(&'static str, &str, usize); 3] = [
-        ("add", "add", n as usize),
-        ("flap storm", "flap", n as usize),
-        ("delete", "del", 0),
-    ];
-    for (phase, verb, want) in phases {
-        let (cpu0, _) = proc_stats(d.pid());
-        let rt0 = metric(&lab.dut, "neighsyncd_appdb_batches_total");
-        let ops0 = metric(&lab.dut, "neighsyncd_appdb_operations_total");
-        let ev0 = metric(&lab.dut, "neighsyncd_events_total");
-        let drops0 = metric(&lab.dut, "neighsyncd_ringbuf_drops_total");
-        let t0 = Instant::now();
-        lab.dut.batch(&batch_lines(n, verb));
-        let kernel_seconds = t0.elapsed().as_secs_f64();
-        if verb == "flap" {
-            // Nothing to write: a marker after the storm shows when the daemon is through it.
-            lab.dut
-                .ip("neigh add 10.99.0.1 lladdr 02:99:00:00:00:01 dev Ethernet0 nud permanent");
-            wait_count(&mut orch, want + 1, Duration::from_secs(600)).await?;
-            lab.dut.ip("neigh del 10.99.0.1 dev Ethernet0");
-            wait_count(&mut orch, want, Duration::from_secs(600)).await?;
-        } else {
-            wait_count(&mut orch, want, Duration::from_secs(600)).await?;
-        }
-        let seconds = t0.elapsed().as_secs_f64();
-        let (cpu1, rss) = proc_stats(d.pid());
-        rows.push(Row {
-            mode: mode.into(),
-            n,
-            phase,
-            seconds,
-            kernel_seconds,
-            cpu: cpu1 - cpu0,
-            rss_mib: rss,
-            round_trips: metric(&lab.dut, "neighsyncd_appdb_batches_total") - rt0,
-            ops: metric(&lab.dut, "neighsyncd_appdb_operations_total") - ops0,
-            kernel_events: f64::from(n) * if verb == "flap" { 2.0 } else { 1.0 },
-            user_events: metric(&lab.dut, "neighsyncd_events_total") - ev0,
-            drops: metric(&lab.dut, "neighsyncd_ringbuf_drops_total") - drops0,
-        });
-        eprintln!("{mode} {n} {phase}: {seconds:.2} s");
-    }
-    Ok(rows)
-}
-
-fn render(rows: &[Row]) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "| mode | neighbors | phase | kernel (s) | converged (s) | ops/s | daemon CPU (s) | CPU per kernel event (µs) | events in the daemon | ring-buffer drops | peak RSS (MiB) | Redis round trips | APPL_DB ops |"
-    );
-    let _ = writeln!(
-        s,
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    );
-    for r in rows {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0} | {:.0} | {:.1} | {:.0} | {:.0} |",
-            r.mode,
-            r.n,
-            r.phase,
-            r.kernel_seconds,
-            r.seconds,
-            f64::from(r.n) / r.seconds.max(1e-9),
-            r.cpu,
-            r.cpu * 1e6 / r.kernel_events.max(1.0),
-            r.user_events,
-            r.drops,
-            r.rss_mib,
-            r.round_trips,
-            r.ops
-        );
-    }
-    s
-}
-
-const BEGIN: &str = "<!-- bench:begin -->";
-const END: &str = "<!-- bench:end -->";
-
-/// Replaces the generated section of BENCHMARKING.md (or appends one).
-fn splice(old: &str, table: &str) -> String {
-    let machine = format!(
-        "Measured {} on {} ({} cores), kernel {}, with `sudo cargo xtask bench`.\n\n",
-        Command::new("date")
-            .arg("-u")
-            .arg("+%Y-%m-%d")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default(),
-        std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(
-                |c| c.lines().find(|l| l.starts_with("model name")).map(|l| l
-                    .split(':')
-                    .nth(1)
-                    .unwrap_or("")
-                    .trim()
-                    .to_string())
-            )
-            .unwrap_or_default(),
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
-        Command::new("uname")
-            .arg("-r")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default(),
-    );
-    let section = format!("{BEGIN}\n{machine}{table}{END}");
-    match (old.find(BEGIN), old.find(END)) {
-        (Some(b), Some(e)) if b < e => format!("{}{}{}", &old[..b], section, &old[e + END.len()..]),
-        _ => format!("{old}\n{section}\n"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn meta() -> Meta {
+        Meta {
+            date: "2026-11-26".into(),
+            command: "cargo xtask bench".into(),
+        }
+    }
+
     /// Every row has as many cells as the header (the table once had 9 headers, 13 cells).
     #[test]
     fn the_table_has_a_header_per_column() {
-        let table = render(&[Row {
-            mode: "netlink".into(),
-            phase: "add",
-            ..Row::default()
-        }]);
+        let table = burst::render(
+            &meta(),
+            &[burst::Row {
+                mode: "netlink".into(),
+                phase: "add".into(),
+                ..burst::Row::default()
+            }],
+        );
         let cells: Vec<usize> = table.lines().map(|l| l.matches('|').count()).collect();
         assert!(cells.iter().all(|c| *c == cells[0]), "{table}");
+    }
+
+    /// What a table records, `--compare` reads back.
+    #[test]
+    fn a_recorded_burst_table_reads_back() {
+        let row = burst::Row {
+            mode: "ebpf".into(),
+            n: 100_000,
+            phase: "flap storm".into(),
+            seconds: 2.5,
+            kernel_seconds: 2.0,
+            cpu: 0.5,
+            rss_mib: 21.5,
+            kernel_events: 200_000.0,
+            ..burst::Row::default()
+        };
+        let doc = splice(
+            "# Benchmarking\n",
+            "burst",
+            &burst::render(&meta(), std::slice::from_ref(&row)),
+        );
+        let back = burst::parse(section(&doc, "burst").unwrap());
+        assert_eq!(back.len(), 1, "{doc}");
+        let b = &back[0];
+        assert_eq!(
+            (b.mode.as_str(), b.n, b.phase.as_str()),
+            ("ebpf", 100_000, "flap storm")
+        );
+        assert_eq!((b.seconds, b.rss_mib), (2.5, 21.5));
+        assert!((b.cpu_per_event_us() - row.cpu_per_event_us()).abs() < 0.01);
+        // A second splice replaces the section rather than adding one.
+        let again = splice(&doc, "burst", "x\n");
+        assert_eq!(again.matches("bench:burst:begin").count(), 1);
+        assert!(compare(&back, &back).contains("| 1.00 |"));
     }
 
     /// And so has every table docs/BENCHMARKING.md records.

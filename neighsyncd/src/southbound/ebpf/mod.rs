@@ -106,27 +106,29 @@ impl EbpfSource {
         if OBJECT.is_empty() {
             return Err(EbpfError::NotBuilt);
         }
-        let kernel_btf = aya::Btf::from_sys_fs().map_err(|e| EbpfError::Btf(e.to_string()))?;
         let offsets = offsets::resolve()?;
         tracing::info!(?offsets, "eBPF: kernel struct offsets from BTF");
+        // The object needs no kernel BTF (offsets come from ours, programs are raw
+        // tracepoints): drop the one aya's loader parses by itself, ~15 MB at its peak.
         let mut ebpf = aya::EbpfLoader::new()
-            .btf(Some(&kernel_btf))
+            .btf(None)
             .override_global("OFFSETS", &offsets, true)
             .map_max_entries("EVENTS", cfg.ring_bytes)
             .map_max_entries("DEDUP", cfg.lru_entries)
             .load(OBJECT)
             .map_err(|e| EbpfError::Load(e.to_string()))?;
         for tp in TRACEPOINTS {
-            let prog: &mut aya::programs::BtfTracePoint = ebpf
+            let prog: &mut aya::programs::RawTracePoint = ebpf
                 .program_mut(tp)
                 .ok_or_else(|| EbpfError::Attach(tp, "program missing from the object".into()))?
                 .try_into()
                 .map_err(|e: aya::programs::ProgramError| EbpfError::Attach(tp, e.to_string()))?;
-            prog.load(tp, &kernel_btf)
+            prog.load()
                 .map_err(|e| EbpfError::Attach(tp, e.to_string()))?;
-            prog.attach()
+            prog.attach(tp)
                 .map_err(|e| EbpfError::Attach(tp, e.to_string()))?;
         }
+        crate::runtime::memory::release_free_heap();
         let stats = Arc::new(EbpfStats::default());
         let spawned = consumer::spawn(
             &mut ebpf,

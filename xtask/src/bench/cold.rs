@@ -1,0 +1,98 @@
+//! Cold start at scale: N neighbors in the kernel; the daemon starts (a) with APPL_DB already
+//! holding exactly them (a restart: it must write nothing) and (b) with APPL_DB empty (it must
+//! write them all). Timed from the process's start to `/ready`, and to APPL_DB complete.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use neighsyncd_tests::daemon::Daemon;
+use neighsyncd_tests::netns::Lab;
+use neighsyncd_tests::orchagent::Orchagent;
+use neighsyncd_tests::redis_server::RedisServer;
+
+use super::{Meta, batch_lines, metric, proc_stats, wait_count};
+
+pub struct Row {
+    pub mode: String,
+    pub n: u32,
+    pub appl_db: &'static str,
+    pub ready_s: f64,
+    pub converged_s: f64,
+    pub writes: f64,
+    pub rss_mib: f64,
+}
+
+pub async fn run(mode: &str, args: &[&str], n: u32) -> anyhow::Result<Vec<Row>> {
+    let redis = RedisServer::start();
+    let lab = Lab::new();
+    lab.dut.ip("addr add 10.100.0.1/10 dev Ethernet0");
+    // Permanent: the table must not age while the daemon is down.
+    lab.dut
+        .batch(&batch_lines(n, "add").replace("nud reachable", "nud permanent"));
+    let mut orch = Orchagent::new(redis.conn(0).await);
+    let limit = Duration::from_secs(600);
+    let mut first = Daemon::start(&lab.dut, &redis, args);
+    first.wait_ready(&lab.dut).await;
+    wait_count(&mut orch, n as usize, limit).await?;
+    first.stop();
+    let mut rows = Vec::new();
+    for appl_db in ["already equal", "empty"] {
+        if appl_db == "empty" {
+            let socket = redis.socket();
+            let flushed = std::process::Command::new("redis-cli")
+                .arg("-s")
+                .arg(&socket)
+                .args(["-n", "0", "FLUSHDB"])
+                .status()?;
+            anyhow::ensure!(flushed.success(), "redis-cli FLUSHDB failed");
+            orch = Orchagent::new(redis.conn(0).await);
+        }
+        let t0 = Instant::now();
+        let mut d = Daemon::start(&lab.dut, &redis, args);
+        d.wait_ready(&lab.dut).await;
+        let ready_s = t0.elapsed().as_secs_f64();
+        wait_count(&mut orch, n as usize, limit).await?;
+        let converged_s = t0.elapsed().as_secs_f64();
+        let (_, rss) = proc_stats(d.pid());
+        let writes = metric(&lab.dut, "neighsyncd_appdb_operations_total");
+        d.stop();
+        eprintln!(
+            "{mode} cold start, {n} neighbors, APPL_DB {appl_db}: ready {ready_s:.2} s, converged {converged_s:.2} s, {writes} writes"
+        );
+        rows.push(Row {
+            mode: mode.into(),
+            n,
+            appl_db,
+            ready_s,
+            converged_s,
+            writes,
+            rss_mib: rss,
+        });
+    }
+    Ok(rows)
+}
+
+pub fn render(meta: &Meta, rows: &[Row]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| date | command | mode | neighbors in the kernel | APPL_DB at start | ready (s) | APPL_DB complete (s) | APPL_DB writes | peak RSS (MiB) |"
+    );
+    let _ = writeln!(s, "|---|---|---|---:|---|---:|---:|---:|---:|");
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | `{}` | {} | {} | {} | {:.2} | {:.2} | {:.0} | {:.1} |",
+            meta.date,
+            meta.command,
+            r.mode,
+            r.n,
+            r.appl_db,
+            r.ready_s,
+            r.converged_s,
+            r.writes,
+            r.rss_mib
+        );
+    }
+    s
+}
