@@ -33,7 +33,7 @@ fn check(out: &[Parsed], family_byte: Option<u8>) {
                 Some(10) => assert!(n.ip.is_ipv6(), "{n:?}"),
                 _ => {}
             }
-            assert!(n.lladdr.as_ref().is_none_or(|l| !l.is_empty()), "{n:?}");
+            assert!(n.lladdr.get().is_none_or(|l| !l.is_empty()), "{n:?}");
         }
     }
 }

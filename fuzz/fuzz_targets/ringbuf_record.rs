@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     if let Record::Neigh(m) | Record::Uncertain(m) = decode(data) {
         assert!(
             m.lladdr
-                .as_ref()
+                .get()
                 .is_none_or(|l| !l.is_empty() && l.len() <= 32)
         );
         // The family byte sits at offset 11 of the record.

@@ -163,7 +163,7 @@ fn has(ms: &[NeighMsg], ip: &str, kind: NeighKind, state: Option<u16>, mac: Opti
         m.ip == ip
             && m.kind == kind
             && state.is_none_or(|s| m.state == s)
-            && mac.is_none_or(|x| m.lladdr.as_deref() == Some(x))
+            && mac.is_none_or(|x| m.lladdr.get() == Some(x))
     })
 }
 

@@ -70,7 +70,7 @@ pub struct NeighMsg {
     pub ifindex: u32,
     pub ip: IpAddr,
     /// Link-layer address as the kernel gave it (any length; the rules check it).
-    pub lladdr: Option<Vec<u8>>,
+    pub lladdr: LinkAddr,
     /// NUD state bits.
     pub state: u16,
     /// NTF_* flags (NTF_EXT_LEARNED = 0x10 lives in the 8-bit ndm_flags).

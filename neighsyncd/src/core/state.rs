@@ -283,7 +283,7 @@ impl State {
             key,
             links.master_name(msg.ifindex),
             Heard {
-                lladdr: msg.lladdr.as_deref(),
+                lladdr: msg.lladdr.get(),
                 state: msg.state,
                 flags: msg.flags,
             },
@@ -317,7 +317,7 @@ impl State {
                     seen_gen: 0,
                 });
                 e.ifname = ifname;
-                e.lladdr = LinkAddr::new(msg.lladdr.as_deref());
+                e.lladdr = msg.lladdr.clone();
                 e.state = msg.state;
                 e.flags = msg.flags;
                 e.verdict = verdict;

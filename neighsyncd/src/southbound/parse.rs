@@ -9,6 +9,7 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use std::net::IpAddr;
 
 use crate::core::dump::{Family, TableStats};
+use crate::core::key::LinkAddr;
 use crate::core::neigh::{LinkMsg, NeighKind, NeighMsg, Origin, SourceEvent};
 
 /// One thing a datagram said.
@@ -115,7 +116,7 @@ pub fn neigh(n: NeighbourMessage, kind: NeighKind, origin: Origin) -> Parsed {
         _ => return Parsed::NotIp,
     };
     let mut ip = None;
-    let mut lladdr = None;
+    let mut lladdr = LinkAddr::Absent;
     for attr in n.attributes {
         match attr {
             NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => ip = Some(IpAddr::V4(a)),
@@ -125,7 +126,9 @@ pub fn neigh(n: NeighbourMessage, kind: NeighKind, origin: Origin) -> Parsed {
             }
             // The kernel puts an empty NDA_LLADDR for devices without link-layer addresses
             // (tunnels, loopback): no address, exactly as the eBPF record says it.
-            NeighbourAttribute::LinkLayerAddress(mac) => lladdr = (!mac.is_empty()).then_some(mac),
+            NeighbourAttribute::LinkLayerAddress(mac) => {
+                lladdr = LinkAddr::new((!mac.is_empty()).then_some(&mac[..]))
+            }
             _ => {}
         }
     }
@@ -263,7 +266,7 @@ mod tests {
                 kind: NeighKind::New,
                 ifindex: 7,
                 ip: "10.0.0.2".parse().unwrap(),
-                lladdr: Some(vec![2, 0, 0, 0, 0, 1]),
+                lladdr: LinkAddr::new(Some(&[2, 0, 0, 0, 0, 1])),
                 state: crate::core::neigh::nud::REACHABLE,
                 flags: crate::core::neigh::NTF_EXT_LEARNED,
                 origin: Origin::Live { ts_ns: 42 },
@@ -389,7 +392,7 @@ mod tests {
         let [Parsed::Event(SourceEvent::Neigh(n))] = &out[..] else {
             panic!("one neighbor expected: {out:?}");
         };
-        assert_eq!(n.lladdr, None, "{n:?}");
+        assert_eq!(n.lladdr.get(), None, "{n:?}");
 
         let bytes = encode(
             neigh_msg(
@@ -408,7 +411,7 @@ mod tests {
         let [Parsed::Event(SourceEvent::Neigh(n))] = &out[..] else {
             panic!("one neighbor expected: {out:?}");
         };
-        assert_eq!(n.lladdr, None, "{n:?}");
+        assert_eq!(n.lladdr.get(), None, "{n:?}");
     }
 
     /// Found by the `netlink_neigh` fuzz target: an NLMSG_ERROR on the dump socket whose code is

@@ -361,7 +361,7 @@ fn msg(ip: u32) -> NeighMsg {
         kind: NeighKind::New,
         ifindex: IFINDEX,
         ip: IpAddr::V4(Ipv4Addr::from(ip)),
-        lladdr: Some(vec![2, 0, 0, 0, 0, 1]),
+        lladdr: crate::core::key::LinkAddr::new(Some(&[2, 0, 0, 0, 0, 1])),
         state: crate::core::neigh::nud::PERMANENT,
         flags: 0,
         origin: Origin::Dump,

@@ -244,7 +244,7 @@ fn run(text: &str) -> (String, bool) {
                 },
                 ifindex,
                 ip,
-                lladdr: mac.as_deref().map(mac_bytes),
+                lladdr: crate::core::key::LinkAddr::new(mac.as_deref().map(mac_bytes).as_deref()),
                 state: state_bits(&state),
                 flags,
                 origin: match live {

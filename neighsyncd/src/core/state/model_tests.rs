@@ -96,7 +96,7 @@ fn msg(key: u8, e: Option<Entry>, origin: Origin) -> NeighMsg {
         },
         ifindex: IFINDEX,
         ip: ip(key),
-        lladdr: Some(vec![2, 0, 0, 0, 0, mac]),
+        lladdr: crate::core::key::LinkAddr::new(Some(&[2, 0, 0, 0, 0, mac])),
         state,
         flags: 0,
         origin,

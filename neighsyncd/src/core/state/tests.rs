@@ -35,7 +35,7 @@ fn msg(
         kind,
         ifindex,
         ip: ip.parse().unwrap(),
-        lladdr: Some(mac.to_vec()),
+        lladdr: LinkAddr::new(Some(&mac[..])),
         state,
         flags: 0,
         origin,

@@ -212,7 +212,7 @@ mod tests {
             kind: NeighKind::New,
             ifindex: 1,
             ip: IpAddr::V6(IP),
-            lladdr: Some(lladdr.to_vec()),
+            lladdr: crate::core::key::LinkAddr::new(Some(lladdr)),
             state,
             flags,
             origin: Origin::Dump,

@@ -17,6 +17,7 @@ use tracing::{info, warn};
 
 use super::canary::{self, Canary, CanaryError};
 use super::{EbpfError, EbpfStats};
+use crate::core::key::LinkAddr;
 use crate::core::neigh::{NeighKind, NeighMsg, Origin, ResyncCause, SourceEvent};
 use crate::telemetry::metrics::Metrics;
 
@@ -58,7 +59,7 @@ pub fn decode(bytes: &[u8]) -> Record {
         },
         ifindex: ev.ifindex,
         ip,
-        lladdr: (len > 0).then(|| ev.lladdr[..len].to_vec()),
+        lladdr: LinkAddr::new((len > 0).then(|| &ev.lladdr[..len])),
         state: u16::from(ev.state),
         flags: ev.flags & 0xff,
         origin: Origin::Live { ts_ns: ev.ts_ns },
@@ -402,7 +403,7 @@ mod tests {
         };
         let m = to_neigh_msg(bytes).unwrap();
         assert_eq!(m.ip, "10.0.0.2".parse::<IpAddr>().unwrap());
-        assert_eq!(m.lladdr.as_deref(), Some(&[2, 0, 0, 0, 0, 1][..]));
+        assert_eq!(m.lladdr.get(), Some(&[2, 0, 0, 0, 0, 1][..]));
         assert_eq!(m.kind, NeighKind::New);
         assert_eq!(m.origin, Origin::Live { ts_ns: 7 });
         assert!(to_neigh_msg(&bytes[..10]).is_none());
