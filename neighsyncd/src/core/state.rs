@@ -172,6 +172,18 @@ pub struct State {
     track_touched: bool,
     /// APPL_DB entries per interface (the first part of the key), for metrics.
     told_by_if: HashMap<IfName, i64>,
+    /// APPL_DB entries by family (IPv4, IPv6), kept as they change: the gauges are read after
+    /// every write, and counting the table each time made a burst quadratic.
+    told_by_family: (usize, usize),
+}
+
+/// The family an APPL_DB entry is counted under (0: IPv4, 1: IPv6; what we cannot parse is
+/// counted as IPv4).
+fn family_of(t: &Told) -> usize {
+    match t {
+        Told::Value(v) if v.ipv6 => 1,
+        _ => 0,
+    }
 }
 
 impl State {
@@ -193,6 +205,17 @@ impl State {
         self.appl
             .iter()
             .filter_map(|(k, s)| s.told.map(|t| (*k, t)))
+    }
+
+    /// Keeps [`State::told_by_family`] as an entry goes from `old` to `new`.
+    fn count_told(&mut self, old: Option<Told>, new: Option<Told>) {
+        let (v4, v6) = &mut self.told_by_family;
+        for (t, up) in [(old, false), (new, true)] {
+            if let Some(t) = t {
+                let n = if family_of(&t) == 1 { &mut *v6 } else { &mut *v4 };
+                *n = if up { *n + 1 } else { n.saturating_sub(1) };
+            }
+        }
     }
 
     fn desired(&self, key: &NeighKey) -> Option<NeighValue> {

@@ -17,6 +17,9 @@ pub struct Row {
     pub n: u32,
     pub phase: String,
     pub seconds: f64,
+    /// Until the daemon's writes of the phase were all in APPL_DB (orchagent may still be
+    /// popping them).
+    pub appl_db_seconds: f64,
     pub kernel_seconds: f64,
     pub cpu: f64,
     pub rss_mib: f64,
@@ -56,6 +59,7 @@ pub async fn run(mode: &str, args: &[&str], n: u32) -> anyhow::Result<Vec<Row>> 
         let ops0 = metric(&lab.dut, "neighsyncd_appdb_operations_total");
         let ev0 = metric(&lab.dut, "neighsyncd_events_total");
         let drops0 = metric(&lab.dut, "neighsyncd_ringbuf_drops_total");
+        let mut appl_db_seconds = f64::NAN;
         let t0 = Instant::now();
         lab.dut.batch(&batch_lines(n, verb));
         let kernel_seconds = t0.elapsed().as_secs_f64();
@@ -67,6 +71,10 @@ pub async fn run(mode: &str, args: &[&str], n: u32) -> anyhow::Result<Vec<Row>> 
             lab.dut.ip("neigh del 10.99.0.1 dev Ethernet0");
             wait_count(&mut orch, want, limit).await?;
         } else {
+            // The daemon's writes land first (its operation count reaches n), then orchagent
+            // has popped them all.
+            let appl_db = wait_ops(&lab, ops0 + f64::from(n), t0, limit).await?;
+            appl_db_seconds = appl_db;
             wait_count(&mut orch, want, limit).await?;
         }
         let seconds = t0.elapsed().as_secs_f64();
@@ -76,6 +84,7 @@ pub async fn run(mode: &str, args: &[&str], n: u32) -> anyhow::Result<Vec<Row>> 
             n,
             phase: phase.into(),
             seconds,
+            appl_db_seconds,
             kernel_seconds,
             cpu: cpu1 - cpu0,
             rss_mib: rss,
@@ -90,27 +99,42 @@ pub async fn run(mode: &str, args: &[&str], n: u32) -> anyhow::Result<Vec<Row>> 
     Ok(rows)
 }
 
-pub const HEADER: &str = "| date | command | mode | neighbors | phase | kernel (s) | converged (s) | converged / kernel | ops/s | daemon CPU (s) | CPU per kernel event (µs) | events in the daemon | ring-buffer drops | peak RSS (MiB) | Redis round trips | APPL_DB ops |";
+/// Seconds from `t0` until the daemon has made `ops` APPL_DB operations in all.
+async fn wait_ops(lab: &Lab, ops: f64, t0: Instant, limit: Duration) -> anyhow::Result<f64> {
+    loop {
+        if metric(&lab.dut, "neighsyncd_appdb_operations_total") >= ops {
+            return Ok(t0.elapsed().as_secs_f64());
+        }
+        anyhow::ensure!(
+            t0.elapsed() < limit,
+            "fewer than {ops} operations after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+pub const HEADER: &str = "| date | command | mode | neighbors | phase | kernel (s) | in APPL_DB (s) | in APPL_DB / kernel | converged (s) | ops/s | daemon CPU (s) | CPU per kernel event (µs) | events in the daemon | ring-buffer drops | peak RSS (MiB) | Redis round trips | APPL_DB ops |";
 
 pub fn render(meta: &Meta, rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{HEADER}");
     let _ = writeln!(
         s,
-        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | `{}` | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0} | {:.0} | {:.1} | {:.0} | {:.0} |",
+            "| {} | `{}` | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0} | {:.0} | {:.1} | {:.0} | {:.0} |",
             meta.date,
             meta.command,
             r.mode,
             r.n,
             r.phase,
             r.kernel_seconds,
+            r.appl_db_seconds,
+            r.appl_db_seconds / r.kernel_seconds.max(1e-9),
             r.seconds,
-            r.seconds / r.kernel_seconds.max(1e-9),
             f64::from(r.n) / r.seconds.max(1e-9),
             r.cpu,
             r.cpu_per_event_us(),
@@ -135,24 +159,25 @@ pub fn parse(table: &str) -> Vec<Row> {
             continue;
         };
         let n: u32 = n.parse().unwrap_or(0);
-        let cpu = num(10);
+        let cpu = num(11);
         rows.push(Row {
             mode: mode.to_string(),
             n,
             phase: phase.to_string(),
             kernel_seconds: num(6),
-            seconds: num(7),
+            appl_db_seconds: c.get(7).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN),
+            seconds: num(9),
             cpu,
             kernel_events: if cpu > 0.0 {
-                cpu * 1e6 / num(11).max(1e-9)
+                cpu * 1e6 / num(12).max(1e-9)
             } else {
                 0.0
             },
-            user_events: num(12),
-            drops: num(13),
-            rss_mib: num(14),
-            round_trips: num(15),
-            ops: num(16),
+            user_events: num(13),
+            drops: num(14),
+            rss_mib: num(15),
+            round_trips: num(16),
+            ops: num(17),
         });
     }
     rows

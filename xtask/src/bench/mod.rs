@@ -229,11 +229,11 @@ fn compare(then: &[burst::Row], now: &[burst::Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| mode | neighbors | phase | converged then (s) | now (s) | ratio | CPU/event then (µs) | now (µs) | ratio | peak RSS then (MiB) | now (MiB) | ratio |"
+        "| mode | neighbors | phase | in APPL_DB then (s) | now (s) | ratio | converged then (s) | now (s) | ratio | CPU/event then (µs) | now (µs) | ratio | peak RSS then (MiB) | now (MiB) | ratio |"
     );
     let _ = writeln!(
         s,
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for r in now {
         let Some(t) = then
@@ -245,10 +245,13 @@ fn compare(then: &[burst::Row], now: &[burst::Row]) -> String {
         let ratio = |a: f64, b: f64| if a > 0.0 { b / a } else { f64::NAN };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.2} |",
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.2} |",
             r.mode,
             r.n,
             r.phase,
+            t.appl_db_seconds,
+            r.appl_db_seconds,
+            ratio(t.appl_db_seconds, r.appl_db_seconds),
             t.seconds,
             r.seconds,
             ratio(t.seconds, r.seconds),

@@ -2,6 +2,7 @@
 //! that bring it to what it should hold.
 
 use super::*;
+use super::family_of;
 
 impl State {
     /// APPL_DB was read back (start, reconnect, audit): that is now what it was told. Every
@@ -37,13 +38,19 @@ impl State {
         for n in self.told_by_if.values_mut() {
             *n = 0;
         }
+        self.told_by_family = (0, 0);
         let mut due = Vec::new();
         for (k, slot) in &mut self.appl {
             if !std::mem::take(&mut slot.scratch) && slot.told.take().is_some() {
                 drift += 1;
             }
-            if slot.told.is_some() {
+            if let Some(t) = slot.told {
                 *self.told_by_if.entry(k.ifname).or_default() += 1;
+                if family_of(&t) == 1 {
+                    self.told_by_family.1 += 1;
+                } else {
+                    self.told_by_family.0 += 1;
+                }
             }
             if slot.desired.is_some() || slot.told.is_some() {
                 due.push(*k);
@@ -112,11 +119,13 @@ impl State {
     pub fn commit(&mut self, batch: Batch) -> Vec<(NeighKey, Option<NeighValue>, u64)> {
         for (key, value, _) in &batch.targets {
             let slot = self.appl.entry(*key).or_default();
-            let had = slot.told.is_some();
+            let old = slot.told;
+            let had = old.is_some();
             slot.told = value.map(Told::Value);
             if slot.idle() {
                 self.appl.remove(key);
             }
+            self.count_told(old, value.map(Told::Value));
             let delta = i64::from(value.is_some()) - i64::from(had);
             if delta != 0 {
                 *self.told_by_if.entry(key.ifname).or_default() += delta;
@@ -144,9 +153,6 @@ impl State {
 
     /// Neighbors APPL_DB holds, by family (IPv4, IPv6).
     pub fn told_counts(&self) -> (usize, usize) {
-        self.told().fold((0, 0), |(v4, v6), (_, t)| match t {
-            Told::Value(v) if v.ipv6 => (v4, v6 + 1),
-            _ => (v4 + 1, v6),
-        })
+        self.told_by_family
     }
 }

@@ -284,6 +284,12 @@ proptest! {
         }
         w.settle();
         prop_assert_eq!(w.appl_db(), w.expected());
+        // The family counts kept as entries change equal a recount.
+        let recount = w.state.told().fold((0, 0), |(v4, v6), (_, t)| match t {
+            Told::Value(v) if v.ipv6 => (v4, v6 + 1),
+            _ => (v4 + 1, v6),
+        });
+        prop_assert_eq!(w.state.told_counts(), recount);
     }
 
     /// With nothing lost and every write made, no step leaves a write undone even without a
