@@ -212,7 +212,11 @@ impl State {
         let (v4, v6) = &mut self.told_by_family;
         for (t, up) in [(old, false), (new, true)] {
             if let Some(t) = t {
-                let n = if family_of(&t) == 1 { &mut *v6 } else { &mut *v4 };
+                let n = if family_of(&t) == 1 {
+                    &mut *v6
+                } else {
+                    &mut *v4
+                };
                 *n = if up { *n + 1 } else { n.saturating_sub(1) };
             }
         }

@@ -1,8 +1,8 @@
 //! The APPL_DB side: what it was told (read back, written, failed), and the batches of writes
 //! that bring it to what it should hold.
 
-use super::*;
 use super::family_of;
+use super::*;
 
 impl State {
     /// APPL_DB was read back (start, reconnect, audit): that is now what it was told. Every

@@ -21,6 +21,11 @@ use crate::core::key::LinkAddr;
 use crate::core::neigh::{NeighKind, NeighMsg, Origin, ResyncCause, SourceEvent};
 use crate::telemetry::metrics::Metrics;
 
+/// See `Consumer::serve`: the drop counter is read at least this often while events flow ...
+const DROPS_EVERY: Duration = Duration::from_millis(10);
+/// ... and after any drain at least this large.
+const LARGE_DRAIN: usize = 256;
+
 /// What a ring record is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
@@ -213,6 +218,11 @@ impl Consumer {
         shutdown: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), ConsumerError> {
         let mut seen_drops = drop_total(&self.drops);
+        // Reading the kernel's drop counter is a syscall: not after every wake-up (in a burst
+        // there is one per few events), but at least every DROPS_EVERY, after a large drain
+        // (the ring under pressure) and on every tick. A loss is answered as surely, a few
+        // milliseconds later at most.
+        let mut drops_read = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let fail_after = crate::runtime::fault::number("ebpf_consumer_exit_after");
         let stall_after =
@@ -227,6 +237,7 @@ impl Consumer {
             let stalled = stall_after.is_some_and(|d| started.elapsed() >= d);
             let mut batch = Vec::new();
             let mut uncertain = 0;
+            let mut ticked = false;
             tokio::select! {
                 _ = crate::runtime::tasks::shutdown_signalled(shutdown) => return Ok(()),
                 guard = fd.readable_mut(), if !stalled => {
@@ -238,8 +249,15 @@ impl Consumer {
                     uncertain += drain(fd.get_mut(), &mut batch);
                 }
                 // The timer drains too, so nothing waits longer than a tick.
-                _ = tick.tick() => if !stalled { uncertain += drain(fd.get_mut(), &mut batch) },
+                _ = tick.tick() => {
+                    ticked = true;
+                    if !stalled {
+                        uncertain += drain(fd.get_mut(), &mut batch);
+                    }
+                }
             }
+            let read_drops =
+                ticked || batch.len() >= LARGE_DRAIN || drops_read.elapsed() >= DROPS_EVERY;
             if !batch.is_empty() || uncertain > 0 {
                 self.last_record = Instant::now();
             }
@@ -252,18 +270,21 @@ impl Consumer {
             if self.forward(batch).await.is_err() {
                 return Ok(());
             }
-            let total = drop_total(&self.drops);
-            let lost = total.saturating_sub(seen_drops);
-            seen_drops = total;
-            if lost > 0 {
-                self.stats.drops.fetch_add(lost, Ordering::Relaxed);
-                self.metrics.ringbuf_drops.inc_by(lost);
-                warn!(
-                    lost,
-                    "eBPF ring buffer overflowed: events lost, resynchronising"
-                );
-                if self.lost(ResyncCause::RingbufOverflow).await.is_err() {
-                    return Ok(());
+            if read_drops {
+                drops_read = Instant::now();
+                let total = drop_total(&self.drops);
+                let lost = total.saturating_sub(seen_drops);
+                seen_drops = total;
+                if lost > 0 {
+                    self.stats.drops.fetch_add(lost, Ordering::Relaxed);
+                    self.metrics.ringbuf_drops.inc_by(lost);
+                    warn!(
+                        lost,
+                        "eBPF ring buffer overflowed: events lost, resynchronising"
+                    );
+                    if self.lost(ResyncCause::RingbufOverflow).await.is_err() {
+                        return Ok(());
+                    }
                 }
             }
             if uncertain > 0 {
