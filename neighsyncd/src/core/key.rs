@@ -8,16 +8,18 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::{OnceLock, PoisonError, RwLock};
 
 /// An interned interface name. Names are never freed: there are as many as the interfaces
 /// (and APPL_DB keys' first parts) the daemon has ever seen, a bounded set on a switch.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct IfName(u32);
+pub struct IfName(NonZeroU32);
 
+/// Names by id; id `n` is `names[n - 1]` (ids are non-zero, so an `Option<IfName>` is 4 bytes).
 #[derive(Default)]
 struct Interner {
-    ids: HashMap<&'static str, u32>,
+    ids: HashMap<&'static str, NonZeroU32>,
     names: Vec<&'static str>,
 }
 
@@ -36,7 +38,11 @@ impl IfName {
         if let Some(id) = i.ids.get(name) {
             return IfName(*id);
         }
-        let id = u32::try_from(i.names.len()).unwrap_or(u32::MAX);
+        // Ids stay below RAW (2^31 names would be 2^31 interfaces).
+        let n = u32::try_from(i.names.len() + 1)
+            .unwrap_or(RAW - 1)
+            .min(RAW - 1);
+        let id = NonZeroU32::MIN.saturating_add(n - 1);
         let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
         i.names.push(name);
         i.ids.insert(name, id);
@@ -51,7 +57,8 @@ impl IfName {
 
     pub fn as_str(self) -> &'static str {
         let i = interner().read().unwrap_or_else(PoisonError::into_inner);
-        i.names.get((self.0 & !RAW) as usize).copied().unwrap_or("")
+        let n = (self.0.get() & !RAW) as usize;
+        i.names.get(n.wrapping_sub(1)).copied().unwrap_or("")
     }
 }
 
@@ -104,7 +111,7 @@ impl NeighKey {
 
     /// Not a neighbor's key (see [`NeighKey::from_appl_db`]).
     pub fn is_raw(&self) -> bool {
-        self.ifname.0 & RAW != 0
+        self.ifname.0.get() & RAW != 0
     }
 
     /// Reads `<ifname>:<ip>` without interning: `None` if no such interface was ever seen.
@@ -213,5 +220,6 @@ mod tests {
         let ib = [9u8; 20];
         assert_eq!(LinkAddr::new(Some(&ib)).get(), Some(&ib[..]));
         assert!(std::mem::size_of::<LinkAddr>() <= 16);
+        assert_eq!(std::mem::size_of::<Option<IfName>>(), 4);
     }
 }

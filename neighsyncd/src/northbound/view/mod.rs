@@ -11,7 +11,7 @@
 //! Memory is the point of its shape: per neighbor a 24-byte key (interned interface name and
 //! address) and ~48 bytes of facts, from which records are rendered only when asked for.
 
-use std::collections::{BTreeMap, VecDeque, btree_map};
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -124,7 +124,7 @@ impl Delta {
 
 struct Inner {
     seq: u64,
-    entries: BTreeMap<NeighKey, Facts>,
+    entries: ChunkedMap<NeighKey, Facts>,
     /// The last changes, oldest first: what subscribers read, and resume from.
     history: VecDeque<Delta>,
 }
@@ -237,7 +237,7 @@ impl View {
         View {
             inner: RwLock::new(Inner {
                 seq: 0,
-                entries: BTreeMap::new(),
+                entries: ChunkedMap::default(),
                 history: VecDeque::new(),
             }),
             notify: watch::channel(0).0,
@@ -251,28 +251,29 @@ impl View {
             return;
         };
         let inner = &mut *guard;
-        let (kind, facts) = match inner.entries.entry(key) {
-            btree_map::Entry::Vacant(v) => {
+        let (kind, facts) = match inner.entries.get_mut(&key) {
+            None => {
                 let mut facts = Facts::default();
                 f(&mut facts);
                 if facts.is_empty() {
                     return;
                 }
                 facts.changed_ns = unix_ns_now();
-                (ChangeKind::Upsert, v.insert(facts).clone())
+                inner.entries.insert(key, facts.clone());
+                (ChangeKind::Upsert, facts)
             }
-            btree_map::Entry::Occupied(mut o) => {
-                let before = o.get().clone();
-                f(o.get_mut());
-                if o.get().is_empty() {
-                    o.remove();
+            Some(entry) => {
+                let before = entry.clone();
+                f(entry);
+                if entry.is_empty() {
+                    inner.entries.remove(&key);
                     (ChangeKind::Remove, before)
-                } else if o.get().same_facts(&before) {
+                } else if entry.same_facts(&before) {
                     // A no-op (a resync rewriting the same facts): `last_changed` stays.
                     return;
                 } else {
-                    o.get_mut().changed_ns = unix_ns_now();
-                    (ChangeKind::Upsert, o.get().clone())
+                    entry.changed_ns = unix_ns_now();
+                    (ChangeKind::Upsert, entry.clone())
                 }
             }
         };
@@ -324,21 +325,15 @@ impl View {
         scan: usize,
         keep: impl Fn(&NeighborRecord) -> bool,
     ) -> Page {
-        use std::ops::Bound;
         let Ok(inner) = self.inner.read() else {
             return Page::default();
-        };
-        let from = match after {
-            Some(k) => Bound::Excluded(k),
-            None => Bound::Unbounded,
         };
         let mut page = Page {
             seq: inner.seq,
             ..Page::default()
         };
         let mut last: Option<&NeighKey> = None;
-        let entries = inner.entries.range::<NeighKey, _>((from, Bound::Unbounded));
-        for (walked, (k, e)) in entries.enumerate() {
+        for (walked, (k, e)) in inner.entries.after(after).enumerate() {
             if page.records.len() == limit || walked == scan {
                 page.resume_after = last.copied();
                 return page;
@@ -400,6 +395,9 @@ impl View {
         )
     }
 }
+
+mod ordered;
+use ordered::ChunkedMap;
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,169 @@
+//! An ordered map kept as sorted chunks of at most [`CHUNK`] entries: what the view pages
+//! through by key. Memory is its reason: `BTreeMap`'s nodes hold 11 entries and end half full
+//! when keys arrive in order (a burst's addresses do), nearly doubling the view; here a key
+//! that lands past the end of the last chunk starts a new chunk, so an in-order burst fills
+//! every chunk, and a chunk is split in two only when a key lands inside a full one.
+
+/// Entries per chunk at most: an insert moves at most this many entries within one chunk.
+const CHUNK: usize = 256;
+
+pub struct ChunkedMap<K, V> {
+    chunks: Vec<Vec<(K, V)>>,
+    len: usize,
+}
+
+impl<K, V> Default for ChunkedMap<K, V> {
+    fn default() -> Self {
+        ChunkedMap {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<K: Ord, V> ChunkedMap<K, V> {
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The chunk that holds `k`, or would: the last whose first key is not above it.
+    fn chunk_of(&self, k: &K) -> usize {
+        self.chunks
+            .partition_point(|c| c.first().is_some_and(|(f, _)| f <= k))
+            .saturating_sub(1)
+    }
+
+    /// (chunk, position in it): `Ok` where `k` is, `Err` where it would go.
+    fn find(&self, k: &K) -> (usize, Result<usize, usize>) {
+        let c = self.chunk_of(k);
+        match self.chunks.get(c) {
+            Some(chunk) => (c, chunk.binary_search_by(|(x, _)| x.cmp(k))),
+            None => (0, Err(0)),
+        }
+    }
+
+    pub fn get(&self, k: &K) -> Option<&V> {
+        match self.find(k) {
+            (c, Ok(i)) => Some(&self.chunks[c][i].1),
+            _ => None,
+        }
+    }
+
+    pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
+        match self.find(k) {
+            (c, Ok(i)) => Some(&mut self.chunks[c][i].1),
+            _ => None,
+        }
+    }
+
+    /// Inserts or replaces; returns the value replaced.
+    pub fn insert(&mut self, k: K, v: V) -> Option<V> {
+        let (c, at) = self.find(&k);
+        let i = match at {
+            Ok(i) => return Some(std::mem::replace(&mut self.chunks[c][i].1, v)),
+            Err(i) => i,
+        };
+        self.len += 1;
+        let last = c + 1 == self.chunks.len();
+        let Some(chunk) = self.chunks.get_mut(c) else {
+            self.chunks.push(vec![(k, v)]);
+            return None;
+        };
+        if chunk.len() < CHUNK {
+            chunk.insert(i, (k, v));
+        } else if i == CHUNK && last {
+            // Past the end of the last, full chunk: an in-order arrival; start the next one.
+            let mut next = Vec::with_capacity(CHUNK);
+            next.push((k, v));
+            self.chunks.push(next);
+        } else {
+            let mut right = chunk.split_off(CHUNK / 2);
+            if i <= CHUNK / 2 {
+                chunk.insert(i, (k, v));
+            } else {
+                right.insert(i - CHUNK / 2, (k, v));
+            }
+            self.chunks.insert(c + 1, right);
+        }
+        None
+    }
+
+    pub fn remove(&mut self, k: &K) -> Option<V> {
+        let (c, Ok(i)) = self.find(k) else {
+            return None;
+        };
+        self.len -= 1;
+        let chunk = &mut self.chunks[c];
+        let (_, v) = chunk.remove(i);
+        if chunk.is_empty() {
+            self.chunks.remove(c);
+        } else if chunk.len() < chunk.capacity() / 4 {
+            chunk.shrink_to(chunk.len() * 2);
+        }
+        Some(v)
+    }
+
+    /// The entries after `after` (all, with `None`), in key order.
+    pub fn after<'a>(&'a self, after: Option<&K>) -> impl Iterator<Item = (&'a K, &'a V)> + 'a {
+        let (c, i) = match after {
+            None => (0, 0),
+            Some(k) => match self.find(k) {
+                (c, Ok(i)) => (c, i + 1),
+                (c, Err(i)) => (c, i),
+            },
+        };
+        self.chunks
+            .iter()
+            .skip(c)
+            .enumerate()
+            .flat_map(move |(n, chunk)| chunk.iter().skip(if n == 0 { i } else { 0 }))
+            .map(|(k, v)| (k, v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// The same operations on a `BTreeMap` and on a chunked map leave the same entries, in
+        /// the same order, from any starting key.
+        #[test]
+        fn behaves_as_a_btree_map(ops in prop::collection::vec((0u8..3, 0u32..2000, any::<u16>()), 1..3000)) {
+            let mut want = BTreeMap::new();
+            let mut got = ChunkedMap::default();
+            for (op, k, v) in ops {
+                match op {
+                    0 | 1 => prop_assert_eq!(got.insert(k, v), want.insert(k, v)),
+                    _ => prop_assert_eq!(got.remove(&k), want.remove(&k)),
+                }
+                prop_assert_eq!(got.get(&k), want.get(&k));
+            }
+            prop_assert_eq!(got.len(), want.len());
+            let all: Vec<_> = got.after(None).map(|(k, v)| (*k, *v)).collect();
+            prop_assert_eq!(&all, &want.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>());
+            for from in [0u32, 7, 999, 1999, 5000] {
+                let got: Vec<_> = got.after(Some(&from)).map(|(k, _)| *k).take(300).collect();
+                let want: Vec<_> = want.range(from + 1..).map(|(k, _)| *k).take(300).collect();
+                prop_assert_eq!(got, want);
+            }
+        }
+    }
+
+    #[test]
+    fn an_in_order_burst_fills_its_chunks() {
+        let mut m = ChunkedMap::default();
+        for k in 0..10 * CHUNK as u32 {
+            m.insert(k, ());
+        }
+        assert_eq!(m.chunks.len(), 10);
+        assert!(m.chunks.iter().all(|c| c.len() == CHUNK));
+    }
+}
