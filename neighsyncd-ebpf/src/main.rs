@@ -66,7 +66,7 @@ static OFFSETS: Offsets = Offsets {
 
 /// Sized by the loader (`ebpf_ring_bytes`).
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 21, 0);
 
 /// Last emitted (state class, MAC, EXT_LEARNED) per neighbor. Sized by the loader.
 ///
