@@ -4,6 +4,7 @@
 
 pub(crate) mod appdb_link;
 pub mod control;
+pub(crate) mod dense;
 pub mod dump;
 pub mod engine;
 pub mod key;

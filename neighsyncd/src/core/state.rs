@@ -12,6 +12,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
+use crate::core::dense::DenseMap;
 use crate::core::key::{IfName, LinkAddr, NeighKey};
 use crate::core::links::LinkCache;
 use crate::core::neigh::{NeighKind, NeighMsg, Origin};
@@ -156,8 +157,8 @@ pub struct Applied {
 /// allocation of their own (names are interned, MACs inline).
 #[derive(Debug, Default)]
 pub struct State {
-    kernel: HashMap<KernelId, KernelEntry>,
-    appl: HashMap<NeighKey, ApplSlot>,
+    kernel: DenseMap<KernelId, KernelEntry>,
+    appl: DenseMap<NeighKey, ApplSlot>,
     /// Dirty keys, oldest first (each once: its slot says it is queued).
     dirty: VecDeque<NeighKey>,
     route_dels: Vec<String>,
@@ -228,7 +229,11 @@ impl State {
 
     fn set_desired(&mut self, key: NeighKey, value: Option<NeighValue>) -> Option<NeighValue> {
         match value {
-            Some(v) => self.appl.entry(key).or_default().desired.replace(v),
+            Some(v) => self
+                .appl
+                .get_or_insert_with(key, Default::default)
+                .desired
+                .replace(v),
             None => self.appl.get_mut(&key).and_then(|s| s.desired.take()),
         }
     }
@@ -255,7 +260,7 @@ impl State {
     }
 
     fn mark(&mut self, key: NeighKey, now_ns: u64) {
-        let slot = self.appl.entry(key).or_default();
+        let slot = self.appl.get_or_insert_with(key, Default::default);
         if !slot.dirty {
             slot.dirty = true;
             slot.since = now_ns;
@@ -334,7 +339,7 @@ impl State {
             }
             NeighKind::New => {
                 let gen_ = self.dump.map(|w| w.gen_).unwrap_or(0);
-                let e = self.kernel.entry(id).or_insert_with(|| KernelEntry {
+                let e = self.kernel.get_or_insert_with(id, || KernelEntry {
                     ifname,
                     lladdr: LinkAddr::Absent,
                     state: 0,

@@ -5,6 +5,7 @@
 //! - `latency.rs`: event-to-APPL_DB latency quantiles at steady rates;
 //! - `cold.rs`: start-up with a large table, APPL_DB already equal or empty;
 //! - `stalled.rs`: peak memory with subscribers that stopped reading;
+//! - `snapshot.rs`: a 1M-neighbor snapshot to grpcurl at its default limits;
 //! - `resync.rs`: what lost events cost (`--resync`, separate);
 //! - `--compare`: reruns the bursts and prints the ratios to the recorded figures.
 
@@ -20,6 +21,7 @@ mod burst;
 mod cold;
 mod latency;
 mod resync;
+mod snapshot;
 mod stalled;
 
 /// The parts of a run, each a section of docs/BENCHMARKING.md.
@@ -29,10 +31,17 @@ pub enum Part {
     Latency,
     ColdStart,
     Stalled,
+    Snapshot,
 }
 
 impl Part {
-    const ALL: [Part; 4] = [Part::Burst, Part::Latency, Part::ColdStart, Part::Stalled];
+    const ALL: [Part; 5] = [
+        Part::Burst,
+        Part::Latency,
+        Part::ColdStart,
+        Part::Stalled,
+        Part::Snapshot,
+    ];
 
     fn section(self) -> &'static str {
         match self {
@@ -40,6 +49,7 @@ impl Part {
             Part::Latency => "latency",
             Part::ColdStart => "cold-start",
             Part::Stalled => "stalled",
+            Part::Snapshot => "snapshot",
         }
     }
 }
@@ -178,6 +188,13 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
                     rt.block_on(stalled::run(mode, args, N, 4, 4))?,
                 ];
                 stalled::render(&meta, &rows)
+            }
+            Part::Snapshot => {
+                // The largest size asked for: a 1M snapshot by default.
+                let n = o.sizes.iter().copied().max().unwrap_or(1_000_000);
+                neighsyncd_tests::raise_neigh_limits(u64::from(n) + 1000);
+                let (mode, args) = SOURCES[0];
+                snapshot::render(&meta, &[rt.block_on(snapshot::run(mode, args, n))?])
             }
         };
         println!("{table}");

@@ -24,7 +24,9 @@ impl State {
         let mut drift = 0;
         // In place, without a second copy of the table: slots read back are flagged ...
         for (k, t) in told {
-            let slot = self.appl.entry(NeighKey::from_appl_db(&k)).or_default();
+            let slot = self
+                .appl
+                .get_or_insert_with(NeighKey::from_appl_db(&k), Default::default);
             if slot.told != Some(t) {
                 drift += 1;
             }
@@ -40,7 +42,7 @@ impl State {
         }
         self.told_by_family = (0, 0);
         let mut due = Vec::new();
-        for (k, slot) in &mut self.appl {
+        for (k, slot) in self.appl.iter_mut() {
             if !std::mem::take(&mut slot.scratch) && slot.told.take().is_some() {
                 drift += 1;
             }
@@ -112,13 +114,17 @@ impl State {
                 }
             }
         }
+        if self.dirty.is_empty() && self.dirty.capacity() > 1 << 16 {
+            // A burst's queue (24 bytes a key) is not kept once it is drained.
+            self.dirty = VecDeque::new();
+        }
         (batch, noop)
     }
 
     /// The batch is in APPL_DB. Returns (key, value now held, dirty-since time) per operation.
     pub fn commit(&mut self, batch: Batch) -> Vec<(NeighKey, Option<NeighValue>, u64)> {
         for (key, value, _) in &batch.targets {
-            let slot = self.appl.entry(*key).or_default();
+            let slot = self.appl.get_or_insert_with(*key, Default::default);
             let old = slot.told;
             let had = old.is_some();
             slot.told = value.map(Told::Value);

@@ -42,13 +42,13 @@ impl State {
             self.forget(id, cfg, now_ns);
         }
         // Keys some kernel entry accounts for, flagged in place (no second copy of the table).
-        for (id, e) in &self.kernel {
+        for (id, e) in self.kernel.iter() {
             if let Some(slot) = self.appl.get_mut(&e.key(id)) {
                 slot.scratch = true;
             }
         }
         let (mut orphans, mut stale) = (Vec::new(), Vec::new());
-        for (k, slot) in &mut self.appl {
+        for (k, slot) in self.appl.iter_mut() {
             let accounted = std::mem::take(&mut slot.scratch);
             if slot.desired.is_some() && !accounted {
                 orphans.push(*k);

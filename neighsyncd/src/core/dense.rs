@@ -1,0 +1,223 @@
+//! A hash map for a million entries: the entries sit densely in fixed chunks, and the hash
+//! table holds only their 4-byte positions.
+//!
+//! A `HashMap` keeps its entries in its buckets, and its buckets double: at a million 72-byte
+//! entries it holds two million buckets, 150 MB for 72 MB of entries. Here the buckets are 5
+//! bytes (a position and a control byte) and the entries take what they need, in chunks of
+//! [`CHUNK`] that never move once allocated (growing never copies the table). A removal moves
+//! the last entry into the hole, so the entries stay dense.
+
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+
+use hashbrown::HashTable;
+
+/// Entries per chunk.
+const CHUNK: usize = 4096;
+
+pub struct DenseMap<K, V> {
+    chunks: Vec<Vec<(K, V)>>,
+    len: usize,
+    index: HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl<K, V> Default for DenseMap<K, V> {
+    fn default() -> Self {
+        DenseMap {
+            chunks: Vec::new(),
+            len: 0,
+            index: HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+}
+
+impl<K, V> fmt::Debug for DenseMap<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DenseMap({} entries)", self.len)
+    }
+}
+
+impl<K: Hash + Eq, V> DenseMap<K, V> {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    fn at(&self, i: u32) -> &(K, V) {
+        let i = i as usize;
+        &self.chunks[i / CHUNK][i % CHUNK]
+    }
+
+    fn at_mut(&mut self, i: u32) -> &mut (K, V) {
+        let i = i as usize;
+        &mut self.chunks[i / CHUNK][i % CHUNK]
+    }
+
+    fn position(&self, k: &K) -> Option<u32> {
+        let hash = self.hasher.hash_one(k);
+        self.index.find(hash, |&i| self.at(i).0 == *k).copied()
+    }
+
+    pub fn get(&self, k: &K) -> Option<&V> {
+        self.position(k).map(|i| &self.at(i).1)
+    }
+
+    pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
+        let i = self.position(k)?;
+        Some(&mut self.at_mut(i).1)
+    }
+
+    /// The value at `k`, inserted with `f` if there is none.
+    pub fn get_or_insert_with(&mut self, k: K, f: impl FnOnce() -> V) -> &mut V {
+        let i = match self.position(&k) {
+            Some(i) => i,
+            None => self.push(k, f()),
+        };
+        &mut self.at_mut(i).1
+    }
+
+    /// Inserts or replaces; returns the value replaced.
+    #[cfg(test)]
+    pub fn insert(&mut self, k: K, v: V) -> Option<V> {
+        match self.position(&k) {
+            Some(i) => Some(std::mem::replace(&mut self.at_mut(i).1, v)),
+            None => {
+                self.push(k, v);
+                None
+            }
+        }
+    }
+
+    fn push(&mut self, k: K, v: V) -> u32 {
+        let i = u32::try_from(self.len).unwrap_or(u32::MAX);
+        let hash = self.hasher.hash_one(&k);
+        if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        if let Some(c) = self.chunks.last_mut() {
+            c.push((k, v));
+        }
+        self.len += 1;
+        let (chunks, hasher) = (&self.chunks, &self.hasher);
+        self.index.insert_unique(hash, i, |&j| {
+            let j = j as usize;
+            hasher.hash_one(&chunks[j / CHUNK][j % CHUNK].0)
+        });
+        i
+    }
+
+    pub fn remove(&mut self, k: &K) -> Option<V> {
+        let hash = self.hasher.hash_one(k);
+        let chunks = &self.chunks;
+        let found = self.index.find_entry(hash, |&i| {
+            let i = i as usize;
+            chunks[i / CHUNK][i % CHUNK].0 == *k
+        });
+        let (i, _) = found.ok()?.remove();
+        self.take(i)
+    }
+
+    /// Takes the entry at `i` out of the chunks (its index bucket is already gone): the last
+    /// entry moves into its place, and its bucket is told so.
+    fn take(&mut self, i: u32) -> Option<V> {
+        let tail = self.chunks.last_mut().and_then(Vec::pop)?;
+        if self.chunks.last().is_some_and(Vec::is_empty) {
+            self.chunks.pop();
+        }
+        self.len -= 1;
+        let last = u32::try_from(self.len).unwrap_or(u32::MAX);
+        if i == last {
+            return Some(tail.1);
+        }
+        let moved_hash = self.hasher.hash_one(&tail.0);
+        let (_, v) = std::mem::replace(self.at_mut(i), tail);
+        if let Some(slot) = self.index.find_mut(moved_hash, |&j| j == last) {
+            *slot = i;
+        }
+        Some(v)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.chunks.iter().flatten().map(|(k, v)| (k, v))
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
+        self.chunks.iter_mut().flatten().map(|(k, v)| (&*k, v))
+    }
+
+    /// Keeps the entries `keep` accepts.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
+        let mut i = self.len;
+        while i > 0 {
+            i -= 1;
+            let at = i as u32;
+            let (k, v) = self.at_mut(at);
+            if keep(k, v) {
+                continue;
+            }
+            let hash = self.hasher.hash_one(&self.at(at).0);
+            if let Ok(bucket) = self.index.find_entry(hash, |&j| j == at) {
+                bucket.remove();
+            }
+            self.take(at);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// The same operations on a `HashMap` and a dense map leave the same entries.
+        #[test]
+        fn behaves_as_a_hash_map(ops in prop::collection::vec((0u8..5, 0u32..3000, any::<u16>()), 1..12_000)) {
+            let mut want = HashMap::new();
+            let mut got = DenseMap::default();
+            for (op, k, v) in ops {
+                match op {
+                    0 | 1 => prop_assert_eq!(got.insert(k, v), want.insert(k, v)),
+                    2 => {
+                        let g = got.get_or_insert_with(k, || v);
+                        *g = g.wrapping_add(1);
+                        let w = want.entry(k).or_insert(v);
+                        *w = w.wrapping_add(1);
+                    }
+                    3 => prop_assert_eq!(got.remove(&k), want.remove(&k)),
+                    _ => {
+                        got.retain(|k, _| k % 7 != v as u32 % 7);
+                        want.retain(|k, _| k % 7 != v as u32 % 7);
+                    }
+                }
+                prop_assert_eq!(got.get(&k), want.get(&k));
+                prop_assert_eq!(got.len(), want.len());
+            }
+            let mut all: Vec<_> = got.iter().map(|(k, v)| (*k, *v)).collect();
+            all.sort();
+            let mut expect: Vec<_> = want.into_iter().collect();
+            expect.sort();
+            prop_assert_eq!(all, expect);
+        }
+    }
+
+    #[test]
+    fn entries_fill_chunks_densely() {
+        let mut m = DenseMap::default();
+        for k in 0..3 * CHUNK as u32 + 1 {
+            m.insert(k, ());
+        }
+        for k in 0..CHUNK as u32 {
+            m.remove(&k);
+        }
+        assert_eq!(m.len(), 2 * CHUNK + 1);
+        assert_eq!(m.chunks.len(), 3);
+        assert!((0..3 * CHUNK as u32 + 1).all(|k| m.get(&k).is_some() == (k >= CHUNK as u32)));
+    }
+}
