@@ -6,7 +6,7 @@
 set -euo pipefail
 
 need_apt=()
-for pkg in redis-server iproute2 iputils-ping arping ndisc6 bpftool tcpdump curl llvm-22-dev libpolly-22-dev prometheus systemd protobuf-compiler python3-venv; do
+for pkg in redis-server iproute2 iputils-ping arping ndisc6 bpftool tcpdump curl llvm-22-dev libpolly-22-dev prometheus systemd strace supervisor protobuf-compiler python3-venv; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then
