@@ -31,7 +31,10 @@ fn expand(item: &str, groups: &mut BTreeMap<String, BTreeSet<String>>) -> BTreeS
         .args(["syscall-filter", item])
         .output()
         .expect("systemd-analyze syscall-filter");
-    assert!(out.status.success(), "systemd-analyze syscall-filter {item}");
+    assert!(
+        out.status.success(),
+        "systemd-analyze syscall-filter {item}"
+    );
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let mut set = BTreeSet::new();
     // The group's name on the first line, then its members indented (comments start with #).
@@ -102,12 +105,21 @@ async fn the_units_syscall_filter_allows_every_call_the_daemon_makes() {
     let bin = binary();
     let traced = |out: &Path| {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", lab.dut.name(), "strace", "-f", "-qq", "-c", "-o"])
-            .arg(out)
-            .arg("--")
-            .arg(&bin)
-            .arg("--redis")
-            .arg(redis.url());
+        c.args([
+            "netns",
+            "exec",
+            lab.dut.name(),
+            "strace",
+            "-f",
+            "-qq",
+            "-c",
+            "-o",
+        ])
+        .arg(out)
+        .arg("--")
+        .arg(&bin)
+        .arg("--redis")
+        .arg(redis.url());
         c
     };
     // The unit's ExecStartPre.
@@ -123,28 +135,41 @@ async fn the_units_syscall_filter_allows_every_call_the_daemon_makes() {
     let daemon_out = dir.path().join("daemon.strace");
     let mut strace = traced(&daemon_out)
         .args(["--metrics-listen", &format!("127.0.0.1:{METRICS_PORT}")])
-        .args(["--rest-listen", REST, "--grpc-listen", GRPC, "--source", "ebpf"])
+        .args([
+            "--rest-listen",
+            REST,
+            "--grpc-listen",
+            GRPC,
+            "--source",
+            "ebpf",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut orch = neighsyncd_tests::orchagent::Orchagent::new(redis.conn(0).await);
-    wait::until("the daemon ready under strace", Duration::from_secs(60), async || {
-        match lab.dut.http_get(METRICS_PORT, "/ready") {
+    wait::until(
+        "the daemon ready under strace",
+        Duration::from_secs(60),
+        async || match lab.dut.http_get(METRICS_PORT, "/ready") {
             Ok((200, _)) => Ok(()),
             other => Err(format!("{other:?}")),
-        }
-    })
+        },
+    )
     .await;
     lab.dut
         .ip("neigh add 10.0.0.2 lladdr 02:00:00:00:00:02 dev Ethernet0 nud permanent");
-    wait::until("the neighbor in APPL_DB", Duration::from_secs(30), async || {
-        if orch.sync().await.contains_key("Ethernet0:10.0.0.2") {
-            Ok(())
-        } else {
-            Err("not yet".into())
-        }
-    })
+    wait::until(
+        "the neighbor in APPL_DB",
+        Duration::from_secs(30),
+        async || {
+            if orch.sync().await.contains_key("Ethernet0:10.0.0.2") {
+                Ok(())
+            } else {
+                Err("not yet".into())
+            }
+        },
+    )
     .await;
     let daemon = child_of(strace.id()).expect("strace's tracee");
     // SAFETY: a signal to the daemon this test started (strace's child).
@@ -154,7 +179,10 @@ async fn the_units_syscall_filter_allows_every_call_the_daemon_makes() {
         if let Some(st) = strace.try_wait().unwrap() {
             break st;
         }
-        assert!(Instant::now() < deadline, "the daemon did not stop on SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(st.success(), "the daemon under strace exited {st}");

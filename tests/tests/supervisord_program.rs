@@ -42,7 +42,14 @@ impl Supervisord {
         if !status.contains("RUNNING") {
             return None;
         }
-        status.split("pid ").nth(1)?.split(',').next()?.trim().parse().ok()
+        status
+            .split("pid ")
+            .nth(1)?
+            .split(',')
+            .next()?
+            .trim()
+            .parse()
+            .ok()
     }
 }
 
@@ -62,7 +69,8 @@ async fn a_crashed_daemon_comes_back_and_a_stopped_one_stays_stopped() {
     let redis = RedisServer::start();
     let lab = Lab::new();
     let dir = tempfile::tempdir().unwrap();
-    let shipped = std::fs::read_to_string(root().join("deploy/supervisord/neighsyncd.conf")).unwrap();
+    let shipped =
+        std::fs::read_to_string(root().join("deploy/supervisord/neighsyncd.conf")).unwrap();
     let daemon_cmd = format!(
         "{} --redis {} --metrics-listen 127.0.0.1:{METRICS_PORT} --rest-listen [::1]:8080 --grpc-listen [::1]:50051 --source netlink",
         binary().display(),
@@ -75,7 +83,11 @@ async fn a_crashed_daemon_comes_back_and_a_stopped_one_stays_stopped() {
             if l.starts_with("command=/usr/bin/neighsyncd --log-target syslog") {
                 format!("command={daemon_cmd}")
             } else if l.starts_with("command=/usr/bin/neighsyncd restore") {
-                format!("command={} --redis {} restore", binary().display(), redis.url())
+                format!(
+                    "command={} --redis {} restore",
+                    binary().display(),
+                    redis.url()
+                )
             } else if l.ends_with("_logfile=syslog") {
                 l.replace("syslog", &dir.path().join("program.log").to_string_lossy())
             } else {
@@ -112,26 +124,34 @@ async fn a_crashed_daemon_comes_back_and_a_stopped_one_stays_stopped() {
         conf,
         ns: lab.dut.name().to_string(),
     };
-    wait::until("supervisord answering", Duration::from_secs(20), async || {
-        if sup.ctl(&["status"]).contains("neighsyncd") {
-            Ok(())
-        } else {
-            Err("no answer".into())
-        }
-    })
+    wait::until(
+        "supervisord answering",
+        Duration::from_secs(20),
+        async || {
+            if sup.ctl(&["status"]).contains("neighsyncd") {
+                Ok(())
+            } else {
+                Err("no answer".into())
+            }
+        },
+    )
     .await;
     // As the container does: the restore step, then the daemon.
     sup.ctl(&["start", "restore_neighbors"]);
     sup.ctl(&["start", "neighsyncd"]);
     let mut orch = Orchagent::new(redis.conn(0).await);
     let mut in_appl_db = async |key: &str| {
-        wait::until(&format!("{key} in APPL_DB"), Duration::from_secs(30), async || {
-            if orch.sync().await.contains_key(key) {
-                Ok(())
-            } else {
-                Err("not yet".into())
-            }
-        })
+        wait::until(
+            &format!("{key} in APPL_DB"),
+            Duration::from_secs(30),
+            async || {
+                if orch.sync().await.contains_key(key) {
+                    Ok(())
+                } else {
+                    Err("not yet".into())
+                }
+            },
+        )
         .await;
     };
     lab.dut
@@ -143,12 +163,14 @@ async fn a_crashed_daemon_comes_back_and_a_stopped_one_stays_stopped() {
     unsafe { libc::kill(first as i32, libc::SIGKILL) };
     lab.dut
         .ip("neigh add 10.0.0.3 lladdr 02:00:00:00:00:03 dev Ethernet0 nud permanent");
-    wait::until("neighsyncd restarted", Duration::from_secs(30), async || {
-        match sup.running_pid() {
+    wait::until(
+        "neighsyncd restarted",
+        Duration::from_secs(30),
+        async || match sup.running_pid() {
             Some(p) if p != first => Ok(()),
             other => Err(format!("{other:?}")),
-        }
-    })
+        },
+    )
     .await;
     in_appl_db("Ethernet0:10.0.0.3").await;
     // A clean stop (SIGTERM, exit 0) is not a crash: it stays stopped.

@@ -6,7 +6,13 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 /// Integration test files that name their sources themselves: one pass is enough.
-const SOURCE_PINNED: [&str; 5] = ["ebpf", "ebpf_verify", "seccomp", "supervision", "supervisord_program"];
+const SOURCE_PINNED: [&str; 5] = [
+    "ebpf",
+    "ebpf_verify",
+    "seccomp",
+    "supervision",
+    "supervisord_program",
+];
 
 /// The chaos suite's share of the run, per source: a fixed seed (the same steps every time;
 /// `cargo xtask chaos --seed N` explores others).
