@@ -2,10 +2,9 @@
 //! plane may ask of the kernel sources (the southbound carries it out), and what the sync loop
 //! needs of APPL_DB (the sonic room carries it out). Neither side sees a socket of the other.
 
-use std::collections::HashMap;
-
 use super::neigh::ResyncCause;
-use super::ops::{Fields, Op};
+use super::ops::Op;
+use super::state::Told;
 
 /// Asks the sources for a full resynchronisation (a dump, then the difference is written).
 pub trait ResyncRequests: Send + Sync {
@@ -35,10 +34,11 @@ pub trait AppDbWriter: Send {
         route_dels: &[Op],
         neigh_ops: &[Op],
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
-    /// What the consumer will hold once it has consumed everything staged, by key.
+    /// What the consumer will hold once it has consumed everything staged: each key, and what
+    /// its fields say (compact: at a million keys the read-back is one entry per neighbor).
     fn read_neighbors(
         &mut self,
-    ) -> impl Future<Output = Result<HashMap<String, Fields>, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<Vec<(String, Told)>, Self::Error>> + Send;
     /// Whether the connection still answers.
     fn ping(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send;
     /// Drops all staged state (warm start only).

@@ -122,12 +122,8 @@ impl Engine {
             }
             Input::ReadBack { entries, seed } => {
                 let n = entries.len();
-                let told = entries.into_iter().map(|(k, f)| {
-                    let t = Told::from_fields(&f);
-                    (k, t)
-                });
                 self.appdb.answered(now_ns, true);
-                let drift = self.state.replace_told(told, seed, now_ns);
+                let drift = self.state.replace_told(entries, seed, now_ns);
                 if !seed && drift > 0 {
                     out.push(Output::Note(Note::Drift(drift)));
                     out.push(Output::Count(Count::Corrections("appl_db", drift as u64)));

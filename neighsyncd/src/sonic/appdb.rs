@@ -1,7 +1,7 @@
 //! The Redis side: where the databases are, the producer protocol, and the APPL_DB connection
 //! the pipeline writes through.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use redis::AsyncConnectionConfig;
@@ -9,6 +9,7 @@ use redis::aio::MultiplexedConnection;
 
 pub use super::producer::ProducerStateTable;
 pub use crate::core::ops::{Fields, Op};
+use crate::core::state::Told;
 
 pub const NEIGH_TABLE: &str = "NEIGH_TABLE";
 pub const ROUTE_TABLE: &str = "ROUTE_TABLE";
@@ -123,11 +124,16 @@ impl AppDb {
     }
 
     /// What orchagent will hold for `NEIGH_TABLE` once it has consumed everything staged:
-    /// `NEIGH_TABLE:*` with the pending staging operations applied on top.
+    /// `NEIGH_TABLE:*` with the pending staging operations applied on top, each key with what
+    /// its fields say.
     ///
     /// Staging is read before the table: we are the only producer, so anything the consumer
     /// moves between the two reads is seen in the table, and applying it twice is harmless.
-    pub async fn read_neighbors(&mut self) -> Result<HashMap<String, Fields>, AppDbError> {
+    ///
+    /// The table is read as SCAN hands it over, a batch at a time, each key's fields turned
+    /// into a [`Told`] at once: at a million keys the read-back costs one small entry per key,
+    /// not every key's fields as strings (it runs at start and at every audit).
+    pub async fn read_neighbors(&mut self) -> Result<Vec<(String, Told)>, AppDbError> {
         let table_prefix = format!("{NEIGH_TABLE}{}", self.separator);
         let neigh = self.neigh.clone();
         let res = async {
@@ -140,28 +146,43 @@ impl AppDb {
                 .query_async(conn)
                 .await?;
             let staged = hgetall_many(conn, pending.iter().map(|k| neigh.staging_key(k))).await?;
-            let mut keys = Vec::new();
-            let mut iter: redis::AsyncIter<String> = redis::cmd("SCAN")
-                .cursor_arg(0)
-                .arg("MATCH")
-                .arg(format!("{table_prefix}*"))
-                .arg("COUNT")
-                .arg(1000)
-                .clone()
-                .iter_async(conn)
-                .await?;
-            while let Some(k) = iter.next_item().await {
-                keys.push(k?);
+            // Keys with staged operations keep their fields, to apply the staging on top.
+            let mut held: HashMap<String, Fields> = HashMap::new();
+            let pending_set: HashSet<&str> = pending.iter().map(String::as_str).collect();
+            let mut out = Vec::new();
+            let mut cursor = 0u64;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(format!("{table_prefix}*"))
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(conn)
+                    .await?;
+                let values = hgetall_many(conn, keys.iter().cloned()).await?;
+                for (k, fields) in keys.into_iter().zip(values) {
+                    let Some(key) = k.strip_prefix(&table_prefix) else {
+                        continue;
+                    };
+                    if pending_set.contains(key) {
+                        held.insert(key.to_string(), fields);
+                    } else if !fields.is_empty() {
+                        out.push((key.to_string(), Told::from_fields(&fields)));
+                    }
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            drop(iter);
-            let values = hgetall_many(conn, keys.iter().cloned()).await?;
-            let table: HashMap<String, Fields> = keys
-                .into_iter()
-                .zip(values)
-                .filter_map(|(k, v)| Some((k.strip_prefix(&table_prefix)?.to_string(), v)))
-                .collect();
-            let staged: Vec<(String, Fields)> = pending.into_iter().zip(staged).collect();
-            let out = super::producer::with_staged(table, staged, &deleted);
+            let staged: Vec<(String, Fields)> = pending.iter().cloned().zip(staged).collect();
+            for (key, fields) in super::producer::with_staged(held, staged, &deleted) {
+                out.push((key, Told::from_fields(&fields)));
+            }
+            // SCAN may return a key twice (it guarantees at least once): keep one.
+            out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            out.dedup_by(|a, b| a.0 == b.0);
             Ok(out)
         }
         .await;
@@ -205,7 +226,7 @@ impl crate::core::control::AppDbWriter for AppDb {
         AppDb::write(self, route_dels, neigh_ops).await
     }
 
-    async fn read_neighbors(&mut self) -> Result<HashMap<String, Fields>, AppDbError> {
+    async fn read_neighbors(&mut self) -> Result<Vec<(String, Told)>, AppDbError> {
         AppDb::read_neighbors(self).await
     }
 

@@ -278,7 +278,10 @@ fn run(text: &str) -> (String, bool) {
             Step::ReadBack { seed, entries } => Input::ReadBack {
                 entries: entries
                     .into_iter()
-                    .map(|(k, f)| (k, f.into_iter().collect::<HashMap<_, _>>()))
+                    .map(|(k, f)| {
+                        let t = Told::from_fields(&f.into_iter().collect::<HashMap<_, _>>());
+                        (k, t)
+                    })
                     .collect(),
                 seed,
             },

@@ -1,15 +1,14 @@
 //! The engine's inputs and outputs, and the one-line rendering scenario files record.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use crate::core::appdb_link::{AppDbOrder, AppDbReport};
 use crate::core::key::NeighKey;
 use crate::core::neigh::{KernelSide, ResyncCause, SourceEvent};
-use crate::core::ops::{Fields, Op};
+use crate::core::ops::Op;
 use crate::core::rules::{ConfigSnapshot, NeighValue, SkipReason};
 use crate::core::source_health::{SourceOrder, SourceReport};
-use crate::core::state::Batch;
+use crate::core::state::{Batch, Told};
 
 /// What the engine is told.
 #[derive(Debug)]
@@ -27,7 +26,7 @@ pub enum Input {
     /// APPL_DB's NEIGH_TABLE as read back. `seed`: at start, it also seeds what APPL_DB should
     /// hold, so a restart rewrites nothing unchanged.
     ReadBack {
-        entries: HashMap<String, Fields>,
+        entries: Vec<(String, Told)>,
         seed: bool,
     },
     /// A warm start: nothing is written until [`Input::WarmTimerFired`].
