@@ -47,23 +47,24 @@ impl State {
                 slot.scratch = true;
             }
         }
-        let (mut orphans, mut stale) = (Vec::new(), Vec::new());
+        // Then, in the same place: a key some entry wanted that none accounts for any more
+        // (an orphan) is wanted no longer; a key APPL_DB holds that nothing in the kernel
+        // accounts for (a previous run's) is due, to be deleted. No list of either is built:
+        // at a million keys each would be another 24 MB.
+        let dirty = &mut self.dirty;
         for (k, slot) in self.appl.iter_mut() {
             let accounted = std::mem::take(&mut slot.scratch);
-            if slot.desired.is_some() && !accounted {
-                orphans.push(*k);
-            } else if slot.desired.is_none() && slot.told.is_some() && !slot.dirty {
-                // APPL_DB holds it and nothing in the kernel accounts for it (a previous run's).
-                stale.push(*k);
+            let orphan = slot.desired.is_some() && !accounted;
+            let stale = slot.desired.is_none() && slot.told.is_some();
+            if orphan {
+                slot.desired = None;
+                swept += 1;
             }
-        }
-        swept += orphans.len();
-        for k in orphans {
-            self.set_desired(k, None);
-            self.mark(k, now_ns);
-        }
-        for k in stale {
-            self.mark(k, now_ns);
+            if (orphan || stale) && !slot.dirty {
+                slot.dirty = true;
+                slot.since = now_ns;
+                dirty.push_back(*k);
+            }
         }
         swept
     }
