@@ -125,15 +125,15 @@ pub fn render(meta: &Meta, rows: &[Row]) -> String {
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | `{}` | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0} | {:.0} | {:.1} | {:.0} | {:.0} |",
+            "| {} | `{}` | {} | {} | {} | {:.2} | {} | {} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0} | {:.0} | {:.1} | {:.0} | {:.0} |",
             meta.date,
             meta.command,
             r.mode,
             r.n,
             r.phase,
             r.kernel_seconds,
-            r.appl_db_seconds,
-            r.appl_db_seconds / r.kernel_seconds.max(1e-9),
+            na(r.appl_db_seconds),
+            na(r.appl_db_seconds / r.kernel_seconds.max(1e-9)),
             r.seconds,
             f64::from(r.n) / r.seconds.max(1e-9),
             r.cpu,
@@ -146,6 +146,15 @@ pub fn render(meta: &Meta, rows: &[Row]) -> String {
         );
     }
     s
+}
+
+/// Two decimals, or `n/a` (a flap storm writes nothing: no time until it is in APPL_DB).
+fn na(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.2}")
+    } else {
+        "n/a".into()
+    }
 }
 
 /// The rows a rendered table records (for `--compare`).
