@@ -47,7 +47,11 @@ fn slow_dump(pause: Duration) -> usize {
         7,
     );
     s.send(&bytes, 0).expect("send dump request");
-    let (mut buf, mut out, mut n) = (vec![0u8; 65_536], Vec::new(), 0);
+    // The kernel sizes a dump's messages by the largest buffer the socket ever read with (up
+    // to 32 KiB): 8 KiB makes ~100 entries per message, so each dump resumes ~200 times, and
+    // every resume is a chance for another namespace's delete to shift the resume point (with
+    // 64 KiB it was ~25, too few to show a skip within a minute on a loaded machine).
+    let (mut buf, mut out, mut n) = (vec![0u8; 8192], Vec::new(), 0);
     loop {
         let len = s.recv(&mut &mut buf[..], 0).expect("recv");
 
@@ -84,6 +88,12 @@ fn a_dump_of_a_static_table_skips_entries_when_another_namespace_deletes() {
             .expect("dump inside the namespace");
         counts.push(got);
         if got < n as usize {
+            eprintln!(
+                "a dump skipped {} entries after {} dumps, {} churn rounds",
+                n as usize - got,
+                counts.len(),
+                churn.rounds()
+            );
             break got;
         }
         assert!(
