@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 use neighsyncd_tests::daemon::Daemon;
 use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::orchagent::Orchagent;
-use neighsyncd_tests::redis_server::RedisServer;
 
-use super::{Meta, batch_lines, metric, proc_stats, wait_count};
+use super::{Meta, batch_lines, lab, metric, proc_stats, wait_count};
 
 #[derive(Default, Clone)]
 pub struct Row {
@@ -39,9 +38,7 @@ impl Row {
 
 /// One burst run of the daemon started with `args`: a row per phase.
 pub async fn run(mode: &str, args: &[&str], n: u32) -> anyhow::Result<Vec<Row>> {
-    let redis = RedisServer::start();
-    let lab = Lab::new();
-    lab.dut.ip("addr add 10.100.0.1/10 dev Ethernet0");
+    let (redis, lab) = lab();
     let d = Daemon::start(&lab.dut, &redis, args);
     d.wait_ready(&lab.dut).await;
     let mut orch = Orchagent::new(redis.conn(0).await);

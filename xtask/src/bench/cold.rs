@@ -6,11 +6,9 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use neighsyncd_tests::daemon::Daemon;
-use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::orchagent::Orchagent;
-use neighsyncd_tests::redis_server::RedisServer;
 
-use super::{Meta, batch_lines, metric, proc_stats, wait_count};
+use super::{Meta, batch_lines, lab, metric, proc_stats, wait_count};
 
 pub struct Row {
     pub mode: String,
@@ -23,9 +21,7 @@ pub struct Row {
 }
 
 pub async fn run(mode: &str, args: &[&str], n: u32) -> anyhow::Result<Vec<Row>> {
-    let redis = RedisServer::start();
-    let lab = Lab::new();
-    lab.dut.ip("addr add 10.100.0.1/10 dev Ethernet0");
+    let (redis, lab) = lab();
     // Permanent: the table must not age while the daemon is down.
     lab.dut
         .batch(&batch_lines(n, "add").replace("nud reachable", "nud permanent"));

@@ -10,10 +10,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use neighsyncd_tests::daemon::{Daemon, METRICS_PORT};
-use neighsyncd_tests::netns::{Lab, Netns};
-use neighsyncd_tests::redis_server::RedisServer;
+use neighsyncd_tests::netns::Netns;
 
-use super::{Meta, proc_stats};
+use super::{Meta, lab, proc_stats};
 
 pub struct Row {
     pub mode: String,
@@ -29,9 +28,7 @@ pub struct Row {
 const POOL: u32 = 1000;
 
 pub async fn run(mode: &str, args: &[&str], rate: u32, seconds: u32) -> anyhow::Result<Row> {
-    let redis = RedisServer::start();
-    let lab = Lab::new();
-    lab.dut.ip("addr add 10.100.0.1/10 dev Ethernet0");
+    let (redis, lab) = lab();
     let d = Daemon::start(&lab.dut, &redis, args);
     d.wait_ready(&lab.dut).await;
     let before = histogram(&lab.dut);

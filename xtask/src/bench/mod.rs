@@ -372,6 +372,18 @@ unsafe fn libc_sysconf_clk_tck() -> i64 {
     unsafe { sysconf(2) }
 }
 
+/// A private Redis and a fresh lab whose `Ethernet0` has an address covering every burst's
+/// neighbors (10.64.0.0/10): what each part starts from.
+pub(crate) fn lab() -> (
+    neighsyncd_tests::redis_server::RedisServer,
+    neighsyncd_tests::netns::Lab,
+) {
+    let redis = neighsyncd_tests::redis_server::RedisServer::start();
+    let lab = neighsyncd_tests::netns::Lab::new();
+    lab.dut.ip("addr add 10.100.0.1/10 dev Ethernet0");
+    (redis, lab)
+}
+
 pub(crate) fn metric(ns: &Netns, name: &str) -> f64 {
     let (_, body) = ns
         .http_get(METRICS_PORT, "/metrics")

@@ -9,11 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use neighsyncd_tests::daemon::{Daemon, GRPC};
-use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::orchagent::Orchagent;
-use neighsyncd_tests::redis_server::RedisServer;
 
-use super::{Meta, batch_lines, proc_stats, wait_count};
+use super::{Meta, batch_lines, lab, proc_stats, wait_count};
 
 pub struct Row {
     pub mode: String,
@@ -25,9 +23,7 @@ pub struct Row {
 }
 
 pub async fn run(mode: &str, args: &[&str], n: u32) -> anyhow::Result<Row> {
-    let redis = RedisServer::start();
-    let lab = Lab::new();
-    lab.dut.ip("addr add 10.100.0.1/10 dev Ethernet0");
+    let (redis, lab) = lab();
     let d = Daemon::start(&lab.dut, &redis, args);
     d.wait_ready(&lab.dut).await;
     let mut orch = Orchagent::new(redis.conn(0).await);

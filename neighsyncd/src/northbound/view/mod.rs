@@ -386,14 +386,6 @@ impl View {
         drop(inner);
         Some(self.receiver_after(seq))
     }
-
-    /// What the history holds at most, for the record: changes and their bytes (heap aside).
-    pub fn history_bound(&self) -> (usize, usize) {
-        (
-            self.history_len,
-            self.history_len * std::mem::size_of::<Delta>(),
-        )
-    }
 }
 
 mod ordered;
