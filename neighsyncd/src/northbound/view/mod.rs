@@ -279,15 +279,20 @@ impl View {
         };
         inner.seq += 1;
         let seq = inner.seq;
+        // Room is made before the push: a full history never grows past its length (a
+        // `VecDeque` one past a power of two would double).
+        while inner.history.len() >= self.history_len {
+            inner.history.pop_front();
+        }
+        if inner.history.capacity() == 0 {
+            inner.history.reserve_exact(self.history_len);
+        }
         inner.history.push_back(Delta {
             seq,
             kind,
             key,
             facts,
         });
-        while inner.history.len() > self.history_len {
-            inner.history.pop_front();
-        }
         drop(guard);
         self.notify.send_replace(seq);
     }

@@ -66,16 +66,34 @@ impl<K: Ord, V> ChunkedMap<K, V> {
         };
         self.len += 1;
         let last = c + 1 == self.chunks.len();
-        let Some(chunk) = self.chunks.get_mut(c) else {
+        let Some(len) = self.chunks.get(c).map(Vec::len) else {
             self.chunks.push(vec![(k, v)]);
             return None;
         };
-        if chunk.len() < CHUNK {
+        // Room in the next chunk for the key and this chunk's entries after it.
+        let next_takes_tail = i >= CHUNK / 2
+            && self
+                .chunks
+                .get(c + 1)
+                .is_some_and(|n| n.len() + (len - i) < CHUNK);
+        let chunk = &mut self.chunks[c];
+        if len < CHUNK {
             chunk.insert(i, (k, v));
-        } else if i == CHUNK && last {
-            // Past the end of the last, full chunk: an in-order arrival; start the next one.
+        } else if next_takes_tail {
+            // Near the end of a full chunk (a key a few places late: the kernel's and APPL_DB's
+            // updates of a burst interleave), and the next has room: the key and the tail
+            // after it move to the front of the next.
+            let (this, rest) = self.chunks.split_at_mut(c + 1);
+            let tail = this[c].drain(i..);
+            rest[0].splice(0..0, std::iter::once((k, v)).chain(tail));
+        } else if last && i >= CHUNK / 2 {
+            // Near the end of the last, full chunk: a nearly in-order arrival (the kernel's
+            // and APPL_DB's updates of a burst interleave, so a key may come a few places
+            // late). The key and the tail after it start the next chunk, leaving this one
+            // nearly full rather than both half empty.
             let mut next = Vec::with_capacity(CHUNK);
             next.push((k, v));
+            next.extend(chunk.drain(i..));
             self.chunks.push(next);
         } else {
             let mut right = chunk.split_off(CHUNK / 2);
@@ -165,5 +183,32 @@ mod tests {
         }
         assert_eq!(m.chunks.len(), 10);
         assert!(m.chunks.iter().all(|c| c.len() == CHUNK));
+    }
+
+    /// Keys that come a few places late (the kernel side and the APPL_DB side of a burst
+    /// interleave) still leave chunks nearly full.
+    #[test]
+    fn a_nearly_in_order_burst_nearly_fills_its_chunks() {
+        let mut m = ChunkedMap::default();
+        let n = 100 * CHUNK as u32;
+        // In blocks of ten, the first key of each comes last.
+        for block in (0..n).step_by(10) {
+            for k in (block + 1..block + 10).chain([block]) {
+                if k < n {
+                    m.insert(k, ());
+                }
+            }
+        }
+        assert_eq!(m.len(), n as usize);
+        let slots: usize = m.chunks.iter().map(Vec::capacity).sum();
+        assert!(
+            slots <= n as usize * 105 / 100,
+            "{slots} slots for {n} entries; (len, capacity) of the first chunks: {:?}",
+            m.chunks
+                .iter()
+                .map(|c| (c.len(), c.capacity()))
+                .take(12)
+                .collect::<Vec<_>>()
+        );
     }
 }
