@@ -63,6 +63,30 @@ impl Daemon {
         level: &str,
         envs: &[(&str, &str)],
     ) -> Daemon {
+        Self::spawn(ns, redis, &[], extra, level, envs)
+    }
+
+    /// Like [`Daemon::start`], run through `wrapper` (a command that runs its arguments, e.g.
+    /// `setpriv` with its options) inside the namespace.
+    pub fn start_wrapped(
+        ns: &Netns,
+        redis: &RedisServer,
+        wrapper: &[&str],
+        extra: &[&str],
+    ) -> Daemon {
+        let level =
+            std::env::var("NEIGHSYNCD_TEST_LOG").unwrap_or_else(|_| "neighsyncd=debug".into());
+        Self::spawn(ns, redis, wrapper, extra, &level, &[])
+    }
+
+    fn spawn(
+        ns: &Netns,
+        redis: &RedisServer,
+        wrapper: &[&str],
+        extra: &[&str],
+        level: &str,
+        envs: &[(&str, &str)],
+    ) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("nsd-daemon-")
             .tempdir()
@@ -83,6 +107,7 @@ impl Daemon {
         }
         let child = Command::new("ip")
             .args(["netns", "exec", ns.name()])
+            .args(wrapper)
             .arg(binary())
             .arg("--redis")
             .arg(redis.url())

@@ -274,3 +274,76 @@ async fn tls_and_mutual_tls_refuse_what_they_must() {
         "gRPC with a stranger's certificate"
     );
 }
+
+/// neighsyncctl over mutual TLS: in with the CA and its certificate; refused, with a reason,
+/// without a certificate or trusting another CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neighsyncctl_speaks_mutual_tls() {
+    require_lab("neighsyncctl_speaks_mutual_tls");
+    let dir = tempfile::tempdir().unwrap();
+    let ca1 = ca("neighsyncd test CA");
+    let rogue = ca("someone else");
+    let server = leaf(&ca1, "neighsyncd", true);
+    let client = leaf(&ca1, "operator", false);
+    let (cert, key, ca_file, rogue_file) = (
+        write(dir.path(), "s.crt", &server.0),
+        write(dir.path(), "s.key", &server.1),
+        write(dir.path(), "ca.crt", &ca1.cert.pem()),
+        write(dir.path(), "rogue.crt", &rogue.cert.pem()),
+    );
+    let (c_cert, c_key) = (
+        write(dir.path(), "c.crt", &client.0),
+        write(dir.path(), "c.key", &client.1),
+    );
+    let redis = RedisServer::start();
+    let lab = Lab::new();
+    let d = Daemon::start(
+        &lab.dut,
+        &redis,
+        &[
+            "--api-tls-cert",
+            &cert,
+            "--api-tls-key",
+            &key,
+            "--api-tls-client-ca",
+            &ca_file,
+        ],
+    );
+    d.wait_ready(&lab.dut).await;
+    lab.dut
+        .ip("neigh add 10.0.0.7 lladdr 02:00:00:00:00:07 dev Ethernet0 nud permanent");
+    let ctl = |args: &[&str]| {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", lab.dut.name()])
+            .arg(neighsyncd_tests::daemon::binary().with_file_name("neighsyncctl"))
+            .args(["--api", "https://[::1]:8080"])
+            .args(args)
+            .arg("arp")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    wait::until("neighsyncctl over mTLS", Duration::from_secs(10), async || {
+        match ctl(&["--cacert", &ca_file, "--cert", &c_cert, "--key", &c_key]) {
+            (true, out) if out.contains("10.0.0.7") => Ok(()),
+            (_, out) => Err(out),
+        }
+    })
+    .await;
+    let (ok, out) = ctl(&["--cacert", &ca_file]);
+    assert!(!ok, "no client certificate, yet in: {out}");
+    let (ok, out) = ctl(&["--cacert", &rogue_file, "--cert", &c_cert, "--key", &c_key]);
+    assert!(
+        !ok && out.contains("certificate"),
+        "trusting another CA, yet in (or no reason given): {out}"
+    );
+    let (ok, out) = ctl(&["--cacert", &ca_file, "--cert", &c_cert]);
+    assert!(!ok && out.contains("--cert and --key go together"), "{out}");
+}

@@ -155,3 +155,73 @@ async fn set_del_and_clear_have_sonic_effects() {
         .unwrap();
     assert_eq!(keys, ["NEIGH_TABLE:Ethernet0:10.0.0.2".to_string()].into());
 }
+
+/// The read-back (at start, after a reconnect, at every audit, and the warm reconcile) sees
+/// what orchagent will hold once it has consumed the staging: the table with pending sets and
+/// deletes applied on top. Upstream's reconcile reads `NEIGH_TABLE:*` only
+/// (docs/BEHAVIOR_DIFFERENCES.md).
+#[tokio::test]
+async fn the_read_back_applies_what_is_staged_but_not_consumed() {
+    use neighsyncd::core::rules::{Mac, NeighValue};
+    use neighsyncd::core::Told;
+    use neighsyncd::sonic::appdb::AppDb;
+
+    neighsyncd_tests::require_tool(
+        "redis-server",
+        "the_read_back_applies_what_is_staged_but_not_consumed",
+    );
+    let redis = RedisServer::start();
+    let mut c = redis.conn(0).await;
+    let p = ProducerStateTable::new("NEIGH_TABLE", 0, ":");
+    p.load_scripts(&mut c).await.unwrap();
+    let write = async |c: &mut redis::aio::MultiplexedConnection, ops: Vec<Op>| {
+        let mut pipe = redis::pipe();
+        p.append(&mut pipe, &ops);
+        pipe.query_async::<()>(c).await.unwrap();
+    };
+    // Consumed: .2 and .3 in the table.
+    write(
+        &mut c,
+        vec![
+            set("Ethernet0:10.0.0.2", "00:00:00:00:00:02"),
+            set("Ethernet0:10.0.0.3", "00:00:00:00:00:03"),
+        ],
+    )
+    .await;
+    let mut orch = neighsyncd_tests::orchagent::Orchagent::new(redis.conn(0).await);
+    let table = orch.sync().await;
+    assert_eq!(table.len(), 2, "{table:?}");
+    // Staged, not consumed: .2 deleted, .3 changed, .4 added.
+    write(
+        &mut c,
+        vec![
+            Op::Del {
+                key: "Ethernet0:10.0.0.2".into(),
+            },
+            set("Ethernet0:10.0.0.3", "00:00:00:00:00:33"),
+            set("Ethernet0:10.0.0.4", "00:00:00:00:00:04"),
+        ],
+    )
+    .await;
+    let mut appdb = AppDb::new(&redis.db_url(0), 0, ":");
+    appdb.connect().await.unwrap();
+    let got: BTreeMap<String, Told> = appdb.read_neighbors().await.unwrap().into_iter().collect();
+    let told = |m: &str| {
+        Told::Value(NeighValue {
+            mac: Mac::parse(m).unwrap(),
+            ipv6: false,
+        })
+    };
+    let want: BTreeMap<String, Told> = [
+        ("Ethernet0:10.0.0.3".to_string(), told("00:00:00:00:00:33")),
+        ("Ethernet0:10.0.0.4".to_string(), told("00:00:00:00:00:04")),
+    ]
+    .into();
+    assert_eq!(got, want, "the read-back against what orchagent will hold");
+    // And orchagent, consuming, ends with exactly that.
+    let table = orch.sync().await;
+    assert_eq!(
+        table.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+}

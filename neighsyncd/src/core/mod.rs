@@ -14,3 +14,6 @@ pub(crate) mod ops;
 pub mod rules;
 pub mod source_health;
 pub(crate) mod state;
+
+/// What APPL_DB holds for a key, as the read-back (`control::AppDbWriter::read_neighbors`) says.
+pub use state::Told;

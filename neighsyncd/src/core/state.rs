@@ -152,6 +152,14 @@ pub struct Applied {
     pub corrected: bool,
 }
 
+/// What changed on the kernel side since the last look (for the API view). Publish `gone`
+/// first: a key in both lists ends as `changed` says (looked up afresh, it may be gone too).
+pub struct Touched {
+    pub gone: Vec<NeighKey>,
+    /// Keys whose kernel entry changed, with the entry's ifindex.
+    pub changed: Vec<(NeighKey, u32)>,
+}
+
 /// Memory is a design constraint here (a million neighbors on a switch CPU): a kernel entry is
 /// ~48 bytes under a 24-byte id, an APPL_DB key ~24 bytes under a 24-byte key, with no heap
 /// allocation of their own (names are interned, MACs inline).
@@ -168,8 +176,12 @@ pub struct State {
     /// over different channels), so it must not bring the entry back.
     tombstones: HashMap<KernelId, u64>,
     generation: u64,
-    /// Kernel-side changes since the last [`State::take_touched`] (for the API view).
-    touched: Vec<(NeighKey, Option<KernelId>)>,
+    /// Kernel-side changes since the last [`State::take_touched`] (for the API view): keys
+    /// whose kernel entry changed (with its ifindex), and keys whose entry went away. Two
+    /// lists, so that a sweep of a million vanished entries is one list of keys, handed on
+    /// as it is.
+    touched: Vec<(NeighKey, u32)>,
+    gone: Vec<NeighKey>,
     track_touched: bool,
     /// APPL_DB entries per interface (the first part of the key), for metrics.
     told_by_if: HashMap<IfName, i64>,
@@ -249,13 +261,19 @@ impl State {
     }
 
     /// Keys whose kernel side changed, with the kernel entry's id when it still exists.
-    pub fn take_touched(&mut self) -> Vec<(NeighKey, Option<KernelId>)> {
-        std::mem::take(&mut self.touched)
+    pub fn take_touched(&mut self) -> Touched {
+        Touched {
+            gone: std::mem::take(&mut self.gone),
+            changed: std::mem::take(&mut self.touched),
+        }
     }
 
     fn touch(&mut self, key: NeighKey, id: Option<KernelId>) {
         if self.track_touched {
-            self.touched.push((key, id));
+            match id {
+                Some((ifindex, _)) => self.touched.push((key, ifindex)),
+                None => self.gone.push(key),
+            }
         }
     }
 

@@ -63,10 +63,20 @@ async fn ready_handler(State(s): State<Ops>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        code,
-        axum::Json(json!({"ready": ok, "failed": failed, "checks": checks})),
-    )
+    let body = neighsyncd_api::Ready {
+        ready: ok,
+        failed: failed.into_iter().map(String::from).collect(),
+        checks: checks
+            .into_iter()
+            .map(|c| neighsyncd_api::Check {
+                name: c.name.to_string(),
+                ok: c.ok,
+                critical: c.critical,
+                since: c.since,
+            })
+            .collect(),
+    };
+    (code, axum::Json(body))
 }
 
 /// Binds (the error is the caller's to report and retry), then serves until `shutdown`.

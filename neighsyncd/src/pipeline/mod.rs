@@ -199,14 +199,8 @@ impl<W: AppDbWriter> Pipeline<W> {
                     } => self.landed(key, value, since_ns),
                     Output::ApplReloaded => self.appl_reloaded(),
                     Output::Gauges => self.publish_gauges(),
-                    Output::Kernel { key, side } => {
-                        if let Some(view) = &self.view {
-                            match side {
-                                Some(side) => view.kernel_update(key, side),
-                                None => view.kernel_remove(key),
-                            }
-                        }
-                    }
+                    Output::KernelGone(keys) => self.kernel_gone(keys),
+                    Output::Kernel { key, side } => self.kernel_side(key, side),
                 }
             }
         }

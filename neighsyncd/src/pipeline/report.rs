@@ -53,6 +53,25 @@ impl<W: AppDbWriter> Pipeline<W> {
         }
     }
 
+    /// The kernel side of a neighbor, for the view (`None`: gone).
+    pub(super) fn kernel_side(&self, key: NeighKey, side: Option<crate::core::neigh::KernelSide>) {
+        if let Some(view) = &self.view {
+            match side {
+                Some(side) => view.kernel_update(key, side),
+                None => view.kernel_remove(key),
+            }
+        }
+    }
+
+    /// Neighbors the kernel no longer has, for the view.
+    pub(super) fn kernel_gone(&self, keys: Vec<NeighKey>) {
+        if let Some(view) = &self.view {
+            for key in keys {
+                view.kernel_remove(key);
+            }
+        }
+    }
+
     /// What APPL_DB holds changed wholesale (a read-back).
     pub(super) fn appl_reloaded(&self) {
         if let Some(view) = &self.view {

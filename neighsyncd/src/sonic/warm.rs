@@ -245,5 +245,7 @@ mod tests {
         assert_eq!(parse_timer("-1"), None);
         assert_eq!(parse_timer("abc"), None);
         assert_eq!(parse_timer(""), None);
+        // Strict where upstream's strtoul takes the leading digits (15): docs/BEHAVIOR_DIFFERENCES.md.
+        assert_eq!(parse_timer("15abc"), None);
     }
 }

@@ -335,6 +335,10 @@ fn canonical(lines: Vec<String>) -> Vec<String> {
             out.append(&mut ops);
             continue;
         }
+        if let Some(keys) = l.strip_prefix("kernel gone | ") {
+            run.extend(keys.split(" | ").map(|k| format!("kernel {k} gone")));
+            continue;
+        }
         if per_key(&l) {
             run.push(l);
         } else {

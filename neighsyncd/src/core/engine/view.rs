@@ -9,10 +9,15 @@ impl Engine {
         if !self.cfg.view {
             return;
         }
-        for (key, id) in self.state.take_touched() {
-            let side = id
-                .and_then(|(ifindex, ip)| Some((ifindex, self.state.kernel_entry(ifindex, &ip)?)))
-                .map(|(ifindex, e)| KernelSide {
+        let touched = self.state.take_touched();
+        if !touched.gone.is_empty() {
+            out.push(Output::KernelGone(touched.gone));
+        }
+        for (key, ifindex) in touched.changed {
+            let side = self
+                .state
+                .kernel_entry(ifindex, &key.ip)
+                .map(|e| KernelSide {
                     vrf: self.links.master_name(ifindex).map(IfName::new),
                     lladdr: e.lladdr.clone(),
                     state: e.state,

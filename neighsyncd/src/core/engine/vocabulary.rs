@@ -74,6 +74,8 @@ pub enum Output {
         key: NeighKey,
         side: Option<KernelSide>,
     },
+    /// Neighbors the kernel no longer has, for the view (a sweep can name a million).
+    KernelGone(Vec<NeighKey>),
     /// A warm start's differences are all written: the `reconciled` state is due.
     Reconciled,
     /// Something to do with the sources.
@@ -194,6 +196,13 @@ impl fmt::Display for Output {
                 ),
                 None => write!(f, "kernel {key} gone"),
             },
+            Output::KernelGone(keys) => {
+                write!(f, "kernel gone")?;
+                for k in keys {
+                    write!(f, " | {k}")?;
+                }
+                Ok(())
+            }
             Output::Reconciled => write!(f, "reconciled"),
             Output::Source(o) => write!(f, "source {o:?}"),
             Output::AppDb(o) => write!(f, "appdb {o:?}"),

@@ -36,9 +36,9 @@ fn to_pb(r: &NeighborRecord) -> pb::Neighbor {
         ip: r.ip.to_string(),
         family: r.family.to_string(),
         kernel_mac: r.kernel_mac.clone().unwrap_or_default(),
-        kernel_state: r.kernel_state.unwrap_or_default().to_string(),
+        kernel_state: r.kernel_state.as_deref().unwrap_or_default().to_string(),
         appl_db_mac: r.appl_db_mac.clone().unwrap_or_default(),
-        skip_reason: r.skip_reason.unwrap_or_default().to_string(),
+        skip_reason: r.skip_reason.as_deref().unwrap_or_default().to_string(),
         last_changed: r.last_changed.clone(),
     }
 }

@@ -15,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::Stream;
 use serde::Deserialize;
-use serde_json::json;
 use tokio::sync::watch;
 
 use super::ApiState;
@@ -36,7 +35,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.0,
-            axum::Json(json!({"code": self.1, "message": self.2})),
+            axum::Json(neighsyncd_api::ApiErrorBody {
+                code: self.1.to_string(),
+                message: self.2,
+            }),
         )
             .into_response()
     }
@@ -169,12 +171,12 @@ async fn list(
         state: q.state,
     };
     let page = s.list(&f, q.page_token.as_deref(), q.page_size)?;
-    Ok(axum::Json(json!({
-        "seq": page.seq,
-        "epoch": s.view.epoch(),
-        "neighbors": page.neighbors,
-        "next_page_token": page.next_page_token,
-    })))
+    Ok(axum::Json(neighsyncd_api::NeighborPage {
+        seq: page.seq,
+        epoch: s.view.epoch().to_string(),
+        neighbors: page.neighbors,
+        next_page_token: page.next_page_token,
+    }))
 }
 
 async fn get_one(
@@ -198,7 +200,9 @@ async fn resync(State(s): State<ApiState>) -> impl IntoResponse {
     s.resync();
     (
         StatusCode::ACCEPTED,
-        axum::Json(json!({"status": "resync requested"})),
+        axum::Json(neighsyncd_api::ResyncReply {
+            status: "resync requested".into(),
+        }),
     )
 }
 
@@ -233,17 +237,21 @@ fn event_of(epoch: &str, item: Item) -> Event {
             neighbors,
         } => Event::default()
             .event("snapshot")
-            .json_data(json!({"epoch": epoch, "seq": seq, "neighbors": neighbors}))
+            .json_data(neighsyncd_api::SnapshotChunk {
+                epoch,
+                seq,
+                neighbors,
+            })
             .unwrap_or_default(),
         Item::SnapshotEnd { epoch, seq, count } => Event::default()
             .event("snapshot_end")
             .id(format!("{epoch}:{seq}"))
-            .json_data(json!({"epoch": epoch, "seq": seq, "count": count}))
+            .json_data(neighsyncd_api::SnapshotEnd { epoch, seq, count })
             .unwrap_or_default(),
         Item::Change(c) => change_event(epoch, &c),
         Item::FellBehind { missed, seq } => Event::default()
             .event("fell_behind")
-            .json_data(json!({"missed": missed, "seq": seq}))
+            .json_data(neighsyncd_api::FellBehind { missed, seq })
             .unwrap_or_default(),
     }
 }

@@ -12,55 +12,16 @@
 //! address) and ~48 bytes of facts, from which records are rendered only when asked for.
 
 use std::collections::VecDeque;
-use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::core::key::NeighKey;
 pub use crate::core::neigh::KernelSide;
 use crate::core::rules::{Mac, NeighValue};
 
-/// One neighbor, as both sides see it. JSON field names are part of the API (stable).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct NeighborRecord {
-    /// The APPL_DB key, `<ifname>:<ip>`.
-    pub key: String,
-    pub ifname: String,
-    /// The interface's master device (its VRF), if any.
-    pub vrf: Option<String>,
-    pub ip: IpAddr,
-    /// `IPv4` or `IPv6`.
-    pub family: &'static str,
-    /// The kernel's link-layer address (lowercase), if the kernel has the neighbor.
-    pub kernel_mac: Option<String>,
-    /// The kernel's NUD state name (REACHABLE, STALE, ...), if the kernel has the neighbor. In
-    /// eBPF mode, where moves within a state class are not reported, the class's states
-    /// (`REACHABLE|STALE|DELAY`, `INCOMPLETE|FAILED`): what is really known.
-    pub kernel_state: Option<&'static str>,
-    /// What APPL_DB holds for it (`neigh` field), if anything.
-    pub appl_db_mac: Option<String>,
-    /// Why the SONiC rules skipped the kernel's last message for it.
-    pub skip_reason: Option<&'static str>,
-    /// When either side last changed (RFC 3339).
-    pub last_changed: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ChangeKind {
-    Upsert,
-    Remove,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Change {
-    pub seq: u64,
-    pub kind: ChangeKind,
-    pub record: NeighborRecord,
-}
+pub use neighsyncd_api::{Change, ChangeKind, NeighborRecord};
 
 /// What the view keeps of a neighbor: both sides, and when they last changed. Its key says
 /// the interface and the address. Records are rendered from it when asked for.
@@ -92,11 +53,11 @@ impl Facts {
             ifname: key.ifname.as_str().to_string(),
             vrf: k.and_then(|k| k.vrf).map(|v| v.as_str().to_string()),
             ip: key.ip,
-            family: if key.ip.is_ipv6() { "IPv6" } else { "IPv4" },
+            family: if key.ip.is_ipv6() { "IPv6" } else { "IPv4" }.into(),
             kernel_mac: k.and_then(|k| k.lladdr.get().map(mac_text)),
-            kernel_state: k.map(KernelSide::state_label),
+            kernel_state: k.map(|k| k.state_label().into()),
             appl_db_mac: self.appl.map(|v| v.mac.to_string()),
-            skip_reason: k.and_then(|k| k.skip_reason).map(|r| r.as_str()),
+            skip_reason: k.and_then(|k| k.skip_reason).map(|r| r.as_str().into()),
             last_changed: crate::telemetry::health::rfc3339(
                 SystemTime::UNIX_EPOCH + Duration::from_nanos(self.changed_ns),
             ),

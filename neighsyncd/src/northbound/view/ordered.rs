@@ -70,12 +70,10 @@ impl<K: Ord, V> ChunkedMap<K, V> {
             self.chunks.push(vec![(k, v)]);
             return None;
         };
+        let next_len = self.chunks.get(c + 1).map(Vec::len);
+        let prev_len = c.checked_sub(1).map(|p| self.chunks[p].len());
         // Room in the next chunk for the key and this chunk's entries after it.
-        let next_takes_tail = i >= CHUNK / 2
-            && self
-                .chunks
-                .get(c + 1)
-                .is_some_and(|n| n.len() + (len - i) < CHUNK);
+        let next_takes_tail = i >= CHUNK / 2 && next_len.is_some_and(|n| n + (len - i) < CHUNK);
         let chunk = &mut self.chunks[c];
         if len < CHUNK {
             chunk.insert(i, (k, v));
@@ -86,6 +84,22 @@ impl<K: Ord, V> ChunkedMap<K, V> {
             let (this, rest) = self.chunks.split_at_mut(c + 1);
             let tail = this[c].drain(i..);
             rest[0].splice(0..0, std::iter::once((k, v)).chain(tail));
+        } else if next_len.is_some_and(|n| n < CHUNK) {
+            // A full chunk hands its last entry to the next rather than splitting: keys that
+            // arrive in no order (a dump's) fill chunks well past half.
+            if let Some(moved) = chunk.pop() {
+                self.chunks[c + 1].insert(0, moved);
+            }
+            self.chunks[c].insert(i, (k, v));
+        } else if prev_len.is_some_and(|p| p < CHUNK) {
+            // ... or its first to the previous one (the key itself, if it goes first).
+            if i == 0 {
+                self.chunks[c - 1].push((k, v));
+            } else {
+                let moved = chunk.remove(0);
+                chunk.insert(i - 1, (k, v));
+                self.chunks[c - 1].push(moved);
+            }
         } else if last && i >= CHUNK / 2 {
             // Near the end of the last, full chunk: a nearly in-order arrival (the kernel's
             // and APPL_DB's updates of a burst interleave, so a key may come a few places
@@ -183,6 +197,24 @@ mod tests {
         }
         assert_eq!(m.chunks.len(), 10);
         assert!(m.chunks.iter().all(|c| c.len() == CHUNK));
+    }
+
+    /// Keys in no order (a dump's) fill chunks to well past half.
+    #[test]
+    fn keys_in_no_order_fill_chunks_well() {
+        let mut m = ChunkedMap::default();
+        let n: u64 = 100 * CHUNK as u64;
+        // A permutation of 0..n (n is a power of two; the multiplier is odd).
+        for i in 0..n {
+            m.insert((i * 2_654_435_761 + 12345) % n, ());
+        }
+        assert_eq!(m.len(), n as usize);
+        let slots: usize = m.chunks.iter().map(Vec::capacity).sum();
+        assert!(
+            slots <= n as usize * 125 / 100,
+            "{slots} slots for {n} entries in {} chunks",
+            m.chunks.len()
+        );
     }
 
     /// Keys that come a few places late (the kernel side and the APPL_DB side of a burst

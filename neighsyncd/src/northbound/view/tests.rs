@@ -52,7 +52,10 @@ fn changes_are_sequenced_and_snapshots_consistent() {
     let removed = rx.try_recv().unwrap().unwrap();
     assert_eq!(last.kind, ChangeKind::Upsert);
     assert_eq!(removed.kind, ChangeKind::Remove);
-    assert_eq!(removed.record.ip, "10.0.0.2".parse::<IpAddr>().unwrap());
+    assert_eq!(
+        removed.record.ip,
+        "10.0.0.2".parse::<std::net::IpAddr>().unwrap()
+    );
     assert!(v.get(&key()).is_none());
     // Resume: within history, and beyond it.
     let mut resumed = v.resume(2).unwrap();

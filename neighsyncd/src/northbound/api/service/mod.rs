@@ -74,13 +74,17 @@ impl Filter {
 
     pub(crate) fn matches(&self, r: &NeighborRecord) -> bool {
         self.interface.as_ref().is_none_or(|i| *i == r.ifname)
-            && self.family.as_ref().is_none_or(|f| f == r.family)
+            && self.family.as_ref().is_none_or(|f| *f == r.family)
             && self.vrf.as_ref().is_none_or(|v| r.vrf.as_ref() == Some(v))
             && self
                 .state
                 .as_ref()
                 // In eBPF mode a state is known up to its class ("REACHABLE|STALE|DELAY").
-                .is_none_or(|s| r.kernel_state.is_some_and(|k| k.split('|').any(|x| x == s)))
+                .is_none_or(|s| {
+                    r.kernel_state
+                        .as_deref()
+                        .is_some_and(|k| k.split('|').any(|x| x == s))
+                })
     }
 }
 
