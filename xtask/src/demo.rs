@@ -61,16 +61,31 @@ async fn demo(keep: bool) -> anyhow::Result<()> {
         .ip("neigh add fe80::50 lladdr 02:00:00:00:00:51 dev Ethernet0 nud permanent");
     println!("  ip neigh add 10.0.0.50 (permanent) and fe80::50 (link-local: skipped by default)");
     let mut orch = Orchagent::new(redis.conn(0).await);
-    let mut table = Table::new();
-    for _ in 0..100 {
-        table = orch.sync().await;
-        if table.len() >= 6 {
-            break;
-        }
+    // The five pinged neighbors and 10.0.0.50; the link-local one is skipped.
+    let want = [
+        "Ethernet0:10.0.0.2",
+        "Ethernet0:2000::2",
+        "Ethernet4:10.0.4.2",
+        "Vlan1000:192.168.0.2",
+        "Vlan1000:fc00::2",
+        "Ethernet0:10.0.0.50",
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut table = orch.sync().await;
+    while !want.iter().all(|k| table.contains_key(*k)) && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
+        table = orch.sync().await;
     }
     println!("\nAPPL_DB NEIGH_TABLE (popped like orchagent):");
     print(&table);
+    let missing: Vec<&str> = want
+        .into_iter()
+        .filter(|k| !table.contains_key(*k))
+        .collect();
+    anyhow::ensure!(
+        missing.is_empty() && !table.contains_key("Ethernet0:fe80::50"),
+        "APPL_DB is not what the demo expects: missing {missing:?}"
+    );
     println!("\nkernel (ip neigh show):\n{}", lab.dut.ip("neigh show"));
     if keep {
         println!(
