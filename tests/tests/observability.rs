@@ -245,7 +245,7 @@ fn systemd_unit_verifies() {
     let path = dir.path().join("neighsyncd.service");
     std::fs::write(
         &path,
-        unit.replace("/usr/local/bin/neighsyncd", binary().to_str().unwrap()),
+        unit.replace("/usr/bin/neighsyncd", binary().to_str().unwrap()),
     )
     .unwrap();
     let out = Command::new("systemd-analyze")

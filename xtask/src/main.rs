@@ -2,6 +2,7 @@
 
 mod bench;
 mod chaos;
+mod deb;
 mod demo;
 mod ebpf;
 mod fuzz;
@@ -18,6 +19,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// The Debian package (binaries, unit, config, completions, man pages, docs), into `--out`.
+    Deb {
+        /// Cargo profile of the binaries (`dev` makes a quick one, for tests).
+        #[arg(long, default_value = "release")]
+        profile: String,
+        #[arg(long, default_value = "target/deb")]
+        out: std::path::PathBuf,
+    },
     /// Build the eBPF object (nightly, rust-src, bpf-linker).
     BuildEbpf {
         #[arg(long)]
@@ -91,6 +100,7 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
+        Cmd::Deb { profile, out } => deb::run(&deb::Options { profile, out }).map(|_| ()),
         Cmd::BuildEbpf { release } => ebpf::build(release),
         Cmd::Test { args } => test::run(&args),
         Cmd::Demo { keep } => demo::run(keep),

@@ -6,10 +6,11 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 /// Integration test files that name their sources themselves: one pass is enough.
-const SOURCE_PINNED: [&str; 6] = [
+const SOURCE_PINNED: [&str; 7] = [
     "capabilities",
     "ebpf",
     "ebpf_verify",
+    "package",
     "seccomp",
     "supervision",
     "supervisord_program",
@@ -43,6 +44,11 @@ pub fn run(extra: &[String]) -> anyhow::Result<()> {
         "warnings",
     ]))?;
     crate::run(Command::new("cargo").args(["build", "--workspace", "--bins"]))?;
+    // The package tests/tests/package.rs installs (dev profile: the binaries just built).
+    crate::deb::run(&crate::deb::Options {
+        profile: "dev".into(),
+        out: crate::root().join("target/deb"),
+    })?;
     let mut tally = Tally::default();
     let mut ok = cargo_test("ebpf", &["--workspace", "--all-targets"], extra, &mut tally)?;
     let mut netlink = vec!["-p".to_string(), "neighsyncd-tests".to_string()];

@@ -76,8 +76,9 @@ impl Args {
         }
     }
 
-    /// The command, each option's help ending with its declared default.
-    fn command_with_defaults() -> clap::Command {
+    /// The command, each option's help ending with its declared default (also what the man
+    /// page is made from).
+    pub fn command_with_defaults() -> clap::Command {
         use clap::CommandFactory;
         Args::command().mut_args(|arg| {
             let key = arg.get_id().as_str().replace('-', "_");
