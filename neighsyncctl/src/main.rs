@@ -93,6 +93,9 @@ enum Cmd {
         /// Kernel state, e.g. REACHABLE.
         #[arg(long)]
         state: Option<String>,
+        /// Multi-ASIC: the SONiC namespace (a daemon serves one).
+        #[arg(long)]
+        namespace: Option<String>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -252,6 +255,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             family,
             vrf,
             state,
+            namespace,
             json,
         } => {
             let api = Api::new(&target(Some(timeout)))?;
@@ -262,6 +266,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     ("family", &family),
                     ("vrf", &vrf),
                     ("state", &state),
+                    ("namespace", &namespace),
                 ]),
             )?;
             if json {

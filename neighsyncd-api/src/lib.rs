@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 pub struct NeighborRecord {
     /// The APPL_DB key, `<ifname>:<ip>`.
     pub key: String,
+    /// Multi-ASIC: the SONiC namespace (`asic0`, ...) whose kernel and APPL_DB these are;
+    /// absent on a single-ASIC device.
+    #[serde(default)]
+    pub namespace: Option<String>,
     pub ifname: String,
     /// The interface's master device (its VRF), if any.
     pub vrf: Option<String>,
@@ -125,6 +129,7 @@ mod tests {
     fn a_record_round_trips_through_json() {
         let r = NeighborRecord {
             key: "Ethernet0:10.0.0.1".into(),
+            namespace: Some("asic0".into()),
             ifname: "Ethernet0".into(),
             vrf: Some("Vrf1".into()),
             ip: "10.0.0.1".parse().unwrap(),

@@ -29,6 +29,9 @@ pub mod northbound;
 pub mod pipeline;
 pub mod restore;
 pub(crate) mod runtime;
+
+/// Entering a named network namespace (`--namespace`), for the binary's `main`.
+pub use runtime::netns;
 pub mod sonic;
 pub mod southbound;
 pub mod telemetry;

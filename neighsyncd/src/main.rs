@@ -17,6 +17,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Multi-ASIC: into the namespace first, while this is the only thread.
+    let mut netns_warning = None;
+    if let Some(ns) = &cfg.namespace {
+        match neighsyncd::netns::enter(ns) {
+            Ok(w) => netns_warning = w,
+            Err(e) => {
+                eprintln!("neighsyncd: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let (log_handle, telemetry) = match neighsyncd::logging::init(
         cfg.log_format,
         &cfg.log_target,
@@ -40,6 +51,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(ns) = &cfg.namespace {
+        tracing::info!(namespace = %ns, "serving SONiC namespace {ns}");
+    }
+    if let Some(w) = netns_warning {
+        tracing::warn!("{w}");
+    }
     let result = match command {
         None => rt.block_on(neighsyncd::daemon::run(cfg, Some(log_handle))),
         Some(Command::Restore {

@@ -63,7 +63,7 @@ impl Daemon {
         level: &str,
         envs: &[(&str, &str)],
     ) -> Daemon {
-        Self::spawn(ns, redis, &[], extra, level, envs)
+        Self::spawn(ns, Some(redis), &[], extra, level, envs)
     }
 
     /// Like [`Daemon::start`], run through `wrapper` (a command that runs its arguments, e.g.
@@ -76,12 +76,23 @@ impl Daemon {
     ) -> Daemon {
         let level =
             std::env::var("NEIGHSYNCD_TEST_LOG").unwrap_or_else(|_| "neighsyncd=debug".into());
-        Self::spawn(ns, redis, wrapper, extra, &level, &[])
+        Self::spawn(ns, Some(redis), wrapper, extra, &level, &[])
     }
 
+    /// The daemon as SONiC's multi-ASIC runs it: started in the host's namespace, it enters
+    /// `ns` itself (`--namespace`, in `extra`) and finds its databases in SONiC's config
+    /// files (no `--redis`). `ns` is where the test then reaches its listeners.
+    pub fn start_sonic(ns: &Netns, extra: &[&str]) -> Daemon {
+        let level =
+            std::env::var("NEIGHSYNCD_TEST_LOG").unwrap_or_else(|_| "neighsyncd=debug".into());
+        Self::spawn(ns, None, &[], extra, &level, &[])
+    }
+
+    /// `redis`: the daemon runs in `ns` (`ip netns exec`) against it; `None`: it is started
+    /// here and `extra` says where it goes and what it talks to.
     fn spawn(
         ns: &Netns,
-        redis: &RedisServer,
+        redis: Option<&RedisServer>,
         wrapper: &[&str],
         extra: &[&str],
         level: &str,
@@ -105,12 +116,19 @@ impl Daemon {
         if !extra.contains(&"--source") {
             listeners.extend(["--source", crate::test_source()]);
         }
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns.name()])
-            .args(wrapper)
-            .arg(binary())
-            .arg("--redis")
-            .arg(redis.url())
+        let mut cmd = match redis {
+            Some(redis) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns.name()])
+                    .args(wrapper)
+                    .arg(binary())
+                    .arg("--redis")
+                    .arg(redis.url());
+                c
+            }
+            None => Command::new(binary()),
+        };
+        let child = cmd
             .args(["--metrics-listen", &format!("127.0.0.1:{METRICS_PORT}")])
             .args(["--log-level", level])
             .args(listeners)

@@ -118,6 +118,8 @@ fn parse_file(text: &str, path: String) -> Result<Options, ConfigError> {
 pub struct Config {
     /// The options as resolved (every default filled in): what `to_json` shows.
     pub options: Options,
+    /// Multi-ASIC: the SONiC namespace served (its network namespace is entered at start).
+    pub namespace: Option<String>,
     pub db: DbLayout,
     pub source: SourceKind,
     pub netlink_rcvbuf: usize,
@@ -208,9 +210,24 @@ impl Config {
 
     fn merge(a: Args, file: Options) -> Result<Config, ConfigError> {
         let o = a.options.over(file).resolved();
-        let db = match &o.redis {
-            Some(url) => DbLayout::from_url(url).map_err(|e| invalid("redis", e.to_string()))?,
-            None => DbLayout::from_sonic_file(&set(o.db_config.clone(), "db_config")?)?,
+        let namespace = o.namespace.clone().filter(|n| !n.is_empty());
+        if let Some(ns) = &namespace
+            && (ns.contains('/') || ns == "." || ns == "..")
+        {
+            return Err(invalid(
+                "namespace",
+                format!("{ns:?} is not a namespace name"),
+            ));
+        }
+        let db = match (&o.redis, &namespace) {
+            (Some(url), _) => {
+                DbLayout::from_url(url).map_err(|e| invalid("redis", e.to_string()))?
+            }
+            (None, Some(ns)) => DbLayout::from_sonic_global(
+                &set(o.db_global_config.clone(), "db_global_config")?,
+                ns,
+            )?,
+            (None, None) => DbLayout::from_sonic_file(&set(o.db_config.clone(), "db_config")?)?,
         };
         let netlink_rcvbuf = set(o.netlink_rcvbuf, "netlink_rcvbuf")?;
         if netlink_rcvbuf < 4096 {
@@ -320,6 +337,7 @@ impl Config {
             return Err(invalid("warm_restore_timeout", "must be at least 1 second"));
         }
         Ok(Config {
+            namespace,
             db,
             source: set(o.source, "source")?,
             netlink_rcvbuf,

@@ -43,6 +43,17 @@ pub struct Options {
     #[arg(long, value_name = "PATH")]
     pub db_config: Option<PathBuf>,
 
+    /// Multi-ASIC: the SONiC namespace to serve (asic0, asic1, ...), one daemon per namespace
+    /// as upstream runs it. The daemon enters the Linux network namespace of that name
+    /// (/var/run/netns/NAME) before anything else, and takes that namespace's databases from
+    /// --db-global-config. Unset: the namespace it was started in, with --db-config.
+    #[arg(long, value_name = "NAME")]
+    pub namespace: Option<String>,
+
+    /// SONiC's database_global.json (multi-ASIC), read with --namespace.
+    #[arg(long, value_name = "PATH")]
+    pub db_global_config: Option<PathBuf>,
+
     /// Where neighbor events come from.
     #[arg(long, value_enum)]
     pub source: Option<SourceKind>,
@@ -164,6 +175,10 @@ impl Options {
         Options {
             redis: None,
             db_config: Some(PathBuf::from(crate::sonic::dbconfig::DEFAULT_DB_CONFIG)),
+            namespace: None,
+            db_global_config: Some(PathBuf::from(
+                crate::sonic::dbconfig::DEFAULT_DB_GLOBAL_CONFIG,
+            )),
             source: Some(SourceKind::Auto),
             netlink_rcvbuf: Some(16 * 1024 * 1024),
             batch_max: Some(16384),

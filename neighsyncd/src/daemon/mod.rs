@@ -48,7 +48,7 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
     warn!(
         "this neighsyncd was built without its eBPF program: neighbor events come from rtnetlink only (see `neighsyncd --version`; build with the nightly toolchain and bpf-linker to embed it)"
     );
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::for_namespace(cfg.namespace.as_deref()));
     let listeners: Vec<Listener> = [
         (cfg.metrics_listen.is_some(), Listener::Metrics),
         (cfg.rest_listen.is_some(), Listener::Rest),
@@ -164,7 +164,10 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
     let appdb = AppDb::new(&cfg.db.appl.url, cfg.db.appl.id, &cfg.db.appl.separator);
     let (commands_tx, commands_rx) = mpsc::unbounded_channel();
     // The management APIs' read model (kept current by the pipeline).
-    let view = Arc::new(crate::northbound::view::View::new(VIEW_HISTORY));
+    let view = Arc::new(crate::northbound::view::View::for_namespace(
+        VIEW_HISTORY,
+        cfg.namespace.clone(),
+    ));
     let pipeline = Pipeline::new(
         PipelineConfig {
             audit_interval: cfg.audit_interval,

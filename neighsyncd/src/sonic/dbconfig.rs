@@ -7,6 +7,8 @@ use serde::Deserialize;
 
 /// SONiC's default location of the database layout.
 pub const DEFAULT_DB_CONFIG: &str = "/var/run/redis/sonic-db/database_config.json";
+/// Where multi-ASIC SONiC lists each namespace's database_config.json.
+pub const DEFAULT_DB_GLOBAL_CONFIG: &str = "/var/run/redis/sonic-db/database_global.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbConfigError {
@@ -30,6 +32,14 @@ pub enum DbConfigError {
     },
     #[error("{path}: instance {instance} has neither unix_socket_path nor hostname/port")]
     NoAddress { path: String, instance: String },
+    #[error("{path} is not a valid database_global.json: {reason}")]
+    GlobalParse { path: String, reason: String },
+    #[error("{path} lists no namespace {namespace:?} (it lists {listed:?})")]
+    UnknownNamespace {
+        path: String,
+        namespace: String,
+        listed: Vec<String>,
+    },
     #[error("redis address {0:?} must look like redis://host:port or unix:///path")]
     BadUrl(String),
 }
@@ -117,6 +127,20 @@ impl DbLayout {
             source,
         })?;
         Self::from_sonic_json(&text, &p)
+    }
+
+    /// `namespace`'s databases, as swss-common's `SonicDBConfig::initializeGlobalConfig` finds
+    /// them: database_global.json's `INCLUDES` name each namespace's database_config.json,
+    /// relative to the global file's directory (an entry without `namespace` is the host's).
+    pub fn from_sonic_global(path: &Path, namespace: &str) -> Result<DbLayout, DbConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| DbConfigError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        let include = global_include(&text, &p, namespace)?;
+        let dir = path.parent().unwrap_or_else(|| Path::new(""));
+        Self::from_sonic_file(&dir.join(include))
     }
 
     pub fn from_sonic_json(text: &str, path: &str) -> Result<DbLayout, DbConfigError> {
@@ -217,5 +241,100 @@ mod tests {
         assert!(DbLayout::from_url("http://x").is_err());
         assert!(DbLayout::from_url("unix://relative").is_err());
         assert!(DbLayout::from_url("redis://").is_err());
+    }
+}
+
+/// The `include` database_global.json gives for `namespace` ("" is the host's).
+fn global_include(text: &str, path: &str, namespace: &str) -> Result<String, DbConfigError> {
+    let bad = |reason: &str| DbConfigError::GlobalParse {
+        path: path.into(),
+        reason: reason.into(),
+    };
+    let json: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(&e.to_string()))?;
+    let includes = json
+        .get("INCLUDES")
+        .and_then(|v| v.as_array())
+        .ok_or_else(|| bad("no INCLUDES list"))?;
+    let mut listed = Vec::new();
+    for entry in includes {
+        let ns = entry
+            .get("namespace")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        let include = entry
+            .get("include")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| bad("an INCLUDES entry without `include`"))?;
+        if ns == namespace {
+            return Ok(include.to_string());
+        }
+        listed.push(ns.to_string());
+    }
+    Err(DbConfigError::UnknownNamespace {
+        path: path.into(),
+        namespace: namespace.into(),
+        listed,
+    })
+}
+
+#[cfg(test)]
+mod global_tests {
+    use super::*;
+
+    /// The layout multi-ASIC SONiC writes: the host's file, then one per ASIC namespace, each
+    /// relative to the global file's directory.
+    #[test]
+    fn each_namespace_gets_the_databases_its_include_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |rel: &str, sock: &str| {
+            let p = dir.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(
+                &p,
+                format!(
+                    r#"{{"INSTANCES": {{"redis": {{"hostname": "127.0.0.1", "port": 6379, "unix_socket_path": "{sock}"}}}},
+                        "DATABASES": {{"APPL_DB": {{"id": 0, "separator": ":", "instance": "redis"}},
+                                      "CONFIG_DB": {{"id": 4, "separator": "|", "instance": "redis"}},
+                                      "STATE_DB": {{"id": 6, "separator": "|", "instance": "redis"}}}},
+                        "VERSION": "1.0"}}"#
+                ),
+            )
+            .unwrap();
+        };
+        write(
+            "redis/sonic-db/database_config.json",
+            "/var/run/redis/redis.sock",
+        );
+        write(
+            "redis0/sonic-db/database_config.json",
+            "/var/run/redis0/redis.sock",
+        );
+        write(
+            "redis1/sonic-db/database_config.json",
+            "/var/run/redis1/redis.sock",
+        );
+        let global = dir.path().join("redis/sonic-db/database_global.json");
+        std::fs::write(
+            &global,
+            r#"{"INCLUDES": [{"include": "database_config.json"},
+                             {"namespace": "asic0", "include": "../../redis0/sonic-db/database_config.json"},
+                             {"namespace": "asic1", "include": "../../redis1/sonic-db/database_config.json"}],
+                "VERSION": "1.0"}"#,
+        )
+        .unwrap();
+        for (ns, sock) in [
+            ("", "/var/run/redis/redis.sock"),
+            ("asic0", "/var/run/redis0/redis.sock"),
+            ("asic1", "/var/run/redis1/redis.sock"),
+        ] {
+            let l = DbLayout::from_sonic_global(&global, ns).unwrap();
+            assert!(l.appl.url.contains(sock), "{ns}: {}", l.appl.url);
+            assert_eq!((l.appl.id, l.config.id, l.state.id), (0, 4, 6));
+        }
+        let e = DbLayout::from_sonic_global(&global, "asic7").unwrap_err();
+        assert!(
+            e.to_string().contains("asic7") && e.to_string().contains("asic1"),
+            "{e}"
+        );
     }
 }

@@ -31,6 +31,7 @@ const SUBSCRIBER_BUFFER: usize = 4;
 fn to_pb(r: &NeighborRecord) -> pb::Neighbor {
     pb::Neighbor {
         key: r.key.clone(),
+        namespace: r.namespace.clone().unwrap_or_default(),
         ifname: r.ifname.clone(),
         vrf: r.vrf.clone().unwrap_or_default(),
         ip: r.ip.to_string(),
@@ -59,6 +60,7 @@ fn filter_of(f: Option<pb::Filter>) -> Filter {
         family: some(f.family),
         vrf: some(f.vrf),
         state: some(f.state),
+        namespace: some(f.namespace),
     }
 }
 

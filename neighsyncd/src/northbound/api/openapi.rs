@@ -21,6 +21,7 @@ fn filter_params() -> Value {
         {"name": "interface", "in": "query", "schema": {"type": "string"}, "description": "Interface name, e.g. Ethernet0"},
         {"name": "family", "in": "query", "schema": {"type": "string", "enum": ["IPv4", "IPv6"]}},
         {"name": "vrf", "in": "query", "schema": {"type": "string"}, "description": "The interface's master device"},
+        {"name": "namespace", "in": "query", "schema": {"type": "string"}, "description": "Multi-ASIC: the SONiC namespace (a daemon serves one)"},
         {"name": "state", "in": "query", "schema": {"type": "string", "enum": ["NONE", "INCOMPLETE", "REACHABLE", "STALE", "DELAY", "PROBE", "FAILED", "NOARP", "PERMANENT", "MIXED"]}, "description": "Kernel NUD state"}
     ])
 }
@@ -50,6 +51,7 @@ pub fn document() -> Value {
                     "message": {"type": "string"}}},
                 "Neighbor": {"type": "object", "properties": {
                     "key": {"type": "string", "description": "APPL_DB key <ifname>:<ip>"},
+                    "namespace": {"type": "string", "nullable": true, "description": "Multi-ASIC: the SONiC namespace; null on a single-ASIC device"},
                     "ifname": {"type": "string"},
                     "vrf": {"type": "string", "nullable": true},
                     "ip": {"type": "string"},

@@ -149,6 +149,7 @@ struct ListQuery {
     family: Option<String>,
     vrf: Option<String>,
     state: Option<String>,
+    namespace: Option<String>,
     page_size: Option<usize>,
     page_token: Option<String>,
 }
@@ -169,6 +170,7 @@ async fn list(
         family: q.family,
         vrf: q.vrf,
         state: q.state,
+        namespace: q.namespace,
     };
     let page = s.list(&f, q.page_token.as_deref(), q.page_size)?;
     Ok(axum::Json(neighsyncd_api::NeighborPage {
@@ -217,6 +219,7 @@ struct EventsQuery {
     family: Option<String>,
     vrf: Option<String>,
     state: Option<String>,
+    namespace: Option<String>,
     /// `<epoch>:<seq>`, as the `id` of a `snapshot_end` or `change` event.
     resume_from: Option<String>,
 }
@@ -281,6 +284,7 @@ async fn events(
         family: q.family,
         vrf: q.vrf,
         state: q.state,
+        namespace: q.namespace,
     };
     let resume = q.resume_from.as_deref().map(resume_point).transpose()?;
     let sub = s.subscribe(f, resume.as_ref().map(|(e, seq)| (e.as_str(), *seq)))?;

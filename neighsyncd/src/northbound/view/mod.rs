@@ -46,10 +46,11 @@ impl Facts {
             }
     }
 
-    fn record(&self, key: &NeighKey) -> NeighborRecord {
+    fn record(&self, key: &NeighKey, namespace: Option<&str>) -> NeighborRecord {
         let k = self.kernel.as_ref();
         NeighborRecord {
             key: key.to_string(),
+            namespace: namespace.map(str::to_string),
             ifname: key.ifname.as_str().to_string(),
             vrf: k.and_then(|k| k.vrf).map(|v| v.as_str().to_string()),
             ip: key.ip,
@@ -74,11 +75,11 @@ struct Delta {
 }
 
 impl Delta {
-    fn change(&self) -> Change {
+    fn change(&self, namespace: Option<&str>) -> Change {
         Change {
             seq: self.seq,
             kind: self.kind,
-            record: self.facts.record(&self.key),
+            record: self.facts.record(&self.key, namespace),
         }
     }
 }
@@ -148,7 +149,7 @@ impl ChangeReceiver {
         }
         let delta = inner.history.get((self.next - oldest) as usize)?;
         self.next += 1;
-        Some(Ok(Arc::new(delta.change())))
+        Some(Ok(Arc::new(delta.change(self.view.namespace.as_deref()))))
     }
 }
 
@@ -158,6 +159,8 @@ pub struct View {
     notify: watch::Sender<u64>,
     history_len: usize,
     epoch: String,
+    /// Multi-ASIC: the SONiC namespace served, in every record.
+    namespace: Option<String>,
 }
 
 /// A new instance epoch: 64 random bits (hex), so that two runs of the daemon never share one.
@@ -195,6 +198,11 @@ fn unix_ns_now() -> u64 {
 impl View {
     /// `history`: how many changes are kept for subscribers to read and resume from.
     pub fn new(history: usize) -> View {
+        Self::for_namespace(history, None)
+    }
+
+    /// A view whose records name `namespace` (multi-ASIC).
+    pub fn for_namespace(history: usize, namespace: Option<String>) -> View {
         View {
             inner: RwLock::new(Inner {
                 seq: 0,
@@ -204,6 +212,7 @@ impl View {
             notify: watch::channel(0).0,
             history_len: history.max(16),
             epoch: new_epoch(),
+            namespace,
         }
     }
 
@@ -276,7 +285,12 @@ impl View {
 
     pub fn get(&self, key: &NeighKey) -> Option<NeighborRecord> {
         let inner = self.inner.read().ok()?;
-        Some(inner.entries.get(key)?.record(key))
+        Some(
+            inner
+                .entries
+                .get(key)?
+                .record(key, self.namespace.as_deref()),
+        )
     }
 
     /// The records after key `after`, in key order, that `keep` accepts: at most `limit` of
@@ -305,7 +319,7 @@ impl View {
                 return page;
             }
             last = Some(k);
-            let r = e.record(k);
+            let r = e.record(k, self.namespace.as_deref());
             if keep(&r) {
                 page.records.push(r);
             }

@@ -49,6 +49,8 @@ pub(crate) struct Filter {
     pub family: Option<String>,
     pub vrf: Option<String>,
     pub state: Option<String>,
+    /// Multi-ASIC: the SONiC namespace (a daemon serves one; another matches nothing).
+    pub namespace: Option<String>,
 }
 
 impl Filter {
@@ -74,6 +76,10 @@ impl Filter {
 
     pub(crate) fn matches(&self, r: &NeighborRecord) -> bool {
         self.interface.as_ref().is_none_or(|i| *i == r.ifname)
+            && self
+                .namespace
+                .as_ref()
+                .is_none_or(|n| r.namespace.as_ref() == Some(n))
             && self.family.as_ref().is_none_or(|f| *f == r.family)
             && self.vrf.as_ref().is_none_or(|v| r.vrf.as_ref() == Some(v))
             && self

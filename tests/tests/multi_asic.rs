@@ -1,0 +1,183 @@
+//! Multi-ASIC SONiC: one daemon per ASIC namespace, as upstream runs it, each started from
+//! the host with `--namespace` and finding its own Redis through SONiC's database_global.json.
+//! Two namespaces, two redis-servers: each APPL_DB holds its own namespace's neighbors under
+//! SONiC's rules, through bursts, and losing one Redis touches only that namespace.
+
+use std::path::Path;
+use std::time::Duration;
+
+use neighsyncd_tests::daemon::{Daemon, METRICS_PORT};
+use neighsyncd_tests::netns::Lab;
+use neighsyncd_tests::orchagent::Orchagent;
+use neighsyncd_tests::redis_server::RedisServer;
+use neighsyncd_tests::{require_lab, wait};
+
+const T: Duration = Duration::from_secs(30);
+
+/// A namespace's database_config.json: SONiC's databases on that namespace's Redis.
+fn db_config(redis: &RedisServer) -> String {
+    format!(
+        r#"{{"INSTANCES": {{"redis": {{"hostname": "127.0.0.1", "port": 6379, "unix_socket_path": "{}"}}}},
+            "DATABASES": {{"APPL_DB": {{"id": 0, "separator": ":", "instance": "redis"}},
+                          "CONFIG_DB": {{"id": 4, "separator": "|", "instance": "redis"}},
+                          "STATE_DB": {{"id": 6, "separator": "|", "instance": "redis"}}}},
+            "VERSION": "1.0"}}"#,
+        redis.socket().display()
+    )
+}
+
+/// SONiC's layout: /var/run/redis/sonic-db/database_global.json naming
+/// ../../redis<N>/sonic-db/database_config.json per namespace.
+fn sonic_db_files(dir: &Path, namespaces: &[(&str, &RedisServer)]) -> String {
+    let mut includes = vec![];
+    for (i, (ns, redis)) in namespaces.iter().enumerate() {
+        let d = dir.join(format!("redis{i}/sonic-db"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("database_config.json"), db_config(redis)).unwrap();
+        includes.push(format!(
+            r#"{{"namespace": "{ns}", "include": "../../redis{i}/sonic-db/database_config.json"}}"#
+        ));
+    }
+    let g = dir.join("redis/sonic-db");
+    std::fs::create_dir_all(&g).unwrap();
+    let global = g.join("database_global.json");
+    std::fs::write(
+        &global,
+        format!(
+            r#"{{"INCLUDES": [{}], "VERSION": "1.0"}}"#,
+            includes.join(", ")
+        ),
+    )
+    .unwrap();
+    global.display().to_string()
+}
+
+fn burst(lab: &Lab, dev: &str, second_octet: u32, from: u32, n: u32) {
+    let mut s = String::new();
+    for i in from..from + n {
+        s.push_str(&format!(
+            "neigh replace 10.{second_octet}.{}.{} lladdr 02:{second_octet:02x}:00:00:{:02x}:{:02x} dev {dev} nud permanent\n",
+            i / 250,
+            i % 250 + 2,
+            i / 256,
+            i % 256
+        ));
+    }
+    lab.dut.batch(&s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_asic_namespace_syncs_into_its_own_appl_db() {
+    require_lab("each_asic_namespace_syncs_into_its_own_appl_db");
+    let (a, b) = (Lab::new(), Lab::new());
+    let (mut ra, rb) = (RedisServer::start(), RedisServer::start());
+    let dir = tempfile::tempdir().unwrap();
+    let global = sonic_db_files(dir.path(), &[(a.dut.name(), &ra), (b.dut.name(), &rb)]);
+    let start = |lab: &Lab| {
+        Daemon::start_sonic(
+            &lab.dut,
+            &["--namespace", lab.dut.name(), "--db-global-config", &global],
+        )
+    };
+    let (da, db) = (start(&a), start(&b));
+    da.wait_ready(&a.dut).await;
+    db.wait_ready(&b.dut).await;
+
+    // Each is in its namespace, and says which in its metrics.
+    for (lab, d) in [(&a, &da), (&b, &db)] {
+        let (_, body) = lab.dut.http_get(METRICS_PORT, "/metrics").unwrap();
+        assert!(
+            body.contains(&format!("namespace=\"{}\"", lab.dut.name())),
+            "{}'s metrics are not labelled with its namespace:\n{}",
+            lab.dut.name(),
+            &body[..body.len().min(2000)]
+        );
+        assert!(d.log().contains("serving SONiC namespace"), "{}", d.tail());
+    }
+
+    // Bursts and the rules in both (a broadcast MAC and a link-local IPv6 neighbor skipped).
+    burst(&a, "Ethernet0", 1, 0, 600);
+    burst(&b, "Ethernet4", 2, 0, 400);
+    for lab in [&a, &b] {
+        lab.dut
+            .ip("neigh add 10.0.0.99 lladdr ff:ff:ff:ff:ff:ff dev Ethernet0 nud permanent");
+        lab.dut
+            .ip("neigh add fe80::99 lladdr 02:00:00:00:00:99 dev Ethernet0 nud permanent");
+    }
+    let (mut oa, mut ob) = (
+        Orchagent::new(ra.conn(0).await),
+        Orchagent::new(rb.conn(0).await),
+    );
+    wait::appl_db_equals_kernel("namespace A's APPL_DB", &mut oa, &a.dut, T).await;
+    wait::appl_db_equals_kernel("namespace B's APPL_DB", &mut ob, &b.dut, T).await;
+    let (ta, tb) = (oa.sync().await, ob.sync().await);
+    assert!(
+        ta.len() >= 600 && tb.len() >= 400,
+        "{} {}",
+        ta.len(),
+        tb.len()
+    );
+    assert!(
+        ta.keys().all(|k| !k.starts_with("Ethernet4:10.2.")),
+        "B's neighbors in A's APPL_DB"
+    );
+    assert!(
+        tb.keys().all(|k| !k.starts_with("Ethernet0:10.1.")),
+        "A's neighbors in B's APPL_DB"
+    );
+
+    // The API is partitioned by namespace: each record names its own, and a filter by another
+    // namespace finds nothing.
+    let list = |lab: &Lab, ns: &str| {
+        let (code, body) = lab
+            .dut
+            .http(
+                ("::1", 8080),
+                "GET",
+                &format!("/api/v1/neighbors?namespace={ns}&page_size=1000"),
+                &[],
+                "",
+            )
+            .unwrap();
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["neighbors"].as_array().cloned().unwrap_or_default()
+    };
+    let own = list(&a, a.dut.name());
+    assert!(own.len() >= 600, "{}", own.len());
+    assert!(
+        own.iter().all(|r| r["namespace"] == a.dut.name()),
+        "{:?}",
+        own.first()
+    );
+    assert!(
+        list(&a, b.dut.name()).is_empty(),
+        "A's API lists B's namespace"
+    );
+
+    // A's Redis is lost (restarted empty) while both namespaces change: A repairs its own
+    // APPL_DB; B never notices.
+    let b_errors = || db.metric(&b.dut, "neighsyncd_redis_errors_total", "");
+    let before = b_errors();
+    ra.restart();
+    burst(&a, "Ethernet0", 1, 600, 100);
+    burst(&b, "Ethernet4", 2, 400, 100);
+    let mut oa = Orchagent::new(ra.conn(0).await);
+    wait::appl_db_equals_kernel(
+        "namespace A's APPL_DB after its Redis restarted",
+        &mut oa,
+        &a.dut,
+        T,
+    )
+    .await;
+    wait::appl_db_equals_kernel("namespace B's APPL_DB meanwhile", &mut ob, &b.dut, T).await;
+    assert_eq!(
+        b_errors(),
+        before,
+        "namespace B saw Redis errors from A's restart"
+    );
+    assert!(
+        da.metric(&a.dut, "neighsyncd_redis_errors_total", "") > 0.0,
+        "A did not notice its Redis going away"
+    );
+}
