@@ -145,6 +145,16 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
         "neigh_tables",
         netlink::tables::watch(metrics.clone(), shutdown_rx.clone()),
     );
+    // A cold start reads APPL_DB back while the eBPF program loads and proves itself: the two
+    // take about as long as each other at 128k neighbors, and neither needs the other.
+    let prefetch = warm.is_none().then(|| {
+        let db = cfg.db.appl.clone();
+        tokio::spawn(async move {
+            let mut appdb = AppDb::new(&db.url, db.id, &db.separator);
+            appdb.connect().await.ok()?;
+            appdb.read_neighbors().await.ok()
+        })
+    });
     let attached = start_sources(
         &mut engine,
         &cfg,
@@ -160,6 +170,10 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
         dumps: dumps.clone(),
     });
     drop(tx);
+    let read_back = match prefetch {
+        Some(task) => task.await.ok().flatten(),
+        None => None,
+    };
 
     let appdb = AppDb::new(&cfg.db.appl.url, cfg.db.appl.id, &cfg.db.appl.separator);
     let (commands_tx, commands_rx) = mpsc::unbounded_channel();
@@ -182,6 +196,7 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
             events: rx,
             config: config_rx,
             commands: Some(commands_rx),
+            read_back,
         },
         Outputs {
             sources,

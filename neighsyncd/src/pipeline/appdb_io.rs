@@ -80,6 +80,11 @@ impl<W: AppDbWriter> Pipeline<W> {
     /// Reads APPL_DB back as what it was told. At start the read-back also seeds the desired
     /// state (see [`crate::core::state::State::replace_told`]).
     pub(super) async fn read_back(&mut self, seed: bool) -> Input {
+        if seed && let Some(entries) = self.prefetched.take() {
+            self.health.set_redis(true);
+            self.metrics.redis_connected.set(1);
+            return Input::ReadBack { entries, seed };
+        }
         let started = Instant::now();
         match self
             .appdb

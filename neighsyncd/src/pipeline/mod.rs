@@ -98,6 +98,9 @@ pub struct Inputs {
     pub config: watch::Receiver<Option<ConfigSnapshot>>,
     /// None: nothing sends commands (tests that drive a pipeline alone).
     pub commands: Option<mpsc::UnboundedReceiver<Command>>,
+    /// APPL_DB as read back while the sources were starting (a cold start reads it once,
+    /// beside the eBPF program's loading): the first seeding read-back uses it.
+    pub read_back: Option<Vec<(String, crate::core::state::Told)>>,
 }
 
 /// Where the engine's outputs go, besides APPL_DB.
@@ -126,6 +129,7 @@ pub struct Pipeline<W: AppDbWriter = AppDb> {
     view: Option<Arc<View>>,
     warm_plan: Option<WarmPlan>,
     warm: Option<WarmPhase>,
+    prefetched: Option<Vec<(String, crate::core::state::Told)>>,
 }
 
 impl<W: AppDbWriter> Pipeline<W> {
@@ -152,6 +156,7 @@ impl<W: AppDbWriter> Pipeline<W> {
             view: outputs.view,
             warm_plan: cfg.warm,
             warm: None,
+            prefetched: inputs.read_back,
         }
     }
 
