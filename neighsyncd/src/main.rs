@@ -17,6 +17,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // One process-wide TLS crypto provider (ring), before anything builds a TLS or HTTP
+    // client: the OTLP exporter's reqwest refuses to build without one when the workspace
+    // also builds neighsyncctl's reqwest with rustls (cargo unifies their features).
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     // Multi-ASIC: into the namespace first, while this is the only thread.
     let mut netns_warning = None;
     if let Some(ns) = &cfg.namespace {
