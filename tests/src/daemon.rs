@@ -35,6 +35,25 @@ pub fn binary() -> PathBuf {
     bin
 }
 
+/// neighsyncctl (built beside the daemon) inside `ns`: whether it succeeded, and what it
+/// printed (standard output, then standard error).
+pub fn neighsyncctl(ns: &Netns, args: &[&str]) -> (bool, String) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns.name()])
+        .arg(binary().with_file_name("neighsyncctl"))
+        .args(args)
+        .output()
+        .expect("run neighsyncctl");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 pub struct Daemon {
     child: Option<Child>,
     ns_name: String,

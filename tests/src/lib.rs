@@ -12,6 +12,11 @@ pub mod orchagent;
 pub mod redis_server;
 pub mod wait;
 
+/// The repository's root: where the docs, deploy/ and the package the tests read are.
+pub fn root() -> &'static std::path::Path {
+    std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
 /// Fails the test, saying what is missing and how to get it, unless this process may build
 /// labs (root, iproute2, redis-server). A test that cannot run must never pass: the README's
 /// test command (`cargo xtask test`, which CI runs) installs everything first.

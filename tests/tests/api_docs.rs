@@ -14,10 +14,7 @@ const DOC_TOKEN: &str = "/etc/neighsyncd/api-token";
 
 /// The command lines of each block docs/API.md marks as run by this file.
 fn doc_blocks() -> Vec<Vec<String>> {
-    let doc = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/API.md"),
-    )
-    .unwrap();
+    let doc = std::fs::read_to_string(neighsyncd_tests::root().join("docs/API.md")).unwrap();
     let lines: Vec<&str> = doc.lines().collect();
     let mut out = Vec::new();
     for (i, l) in lines.iter().enumerate() {

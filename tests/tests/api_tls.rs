@@ -313,22 +313,10 @@ async fn neighsyncctl_speaks_mutual_tls() {
     lab.dut
         .ip("neigh add 10.0.0.7 lladdr 02:00:00:00:00:07 dev Ethernet0 nud permanent");
     let ctl = |args: &[&str]| {
-        let out = std::process::Command::new("ip")
-            .args(["netns", "exec", lab.dut.name()])
-            .arg(neighsyncd_tests::daemon::binary().with_file_name("neighsyncctl"))
-            .args(["--api", "https://[::1]:8080"])
-            .args(args)
-            .arg("arp")
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
+        let mut all = vec!["--api", "https://[::1]:8080"];
+        all.extend_from_slice(args);
+        all.push("arp");
+        neighsyncd_tests::daemon::neighsyncctl(&lab.dut, &all)
     };
     wait::until(
         "neighsyncctl over mTLS",

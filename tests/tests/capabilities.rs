@@ -3,18 +3,14 @@
 //! and syncs. Without `CAP_BPF`/`CAP_PERFMON` an explicit `--source ebpf` fails at once with a
 //! clear error, and `--source auto` falls back to rtnetlink and still syncs.
 
-use std::path::Path;
 use std::time::Duration;
 
 use neighsyncd_tests::daemon::Daemon;
 use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::orchagent::Orchagent;
 use neighsyncd_tests::redis_server::RedisServer;
+use neighsyncd_tests::root;
 use neighsyncd_tests::{require_lab, require_tool, wait};
-
-fn root() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
 
 /// `nobody`: any uid but 0 would do.
 const UID: &str = "65534";

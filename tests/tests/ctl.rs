@@ -3,29 +3,16 @@
 use std::process::Command;
 use std::time::Duration;
 
-use neighsyncd_tests::daemon::{Daemon, binary};
+use neighsyncd_tests::daemon::{Daemon, binary, neighsyncctl};
 use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::redis_server::RedisServer;
 use neighsyncd_tests::{require_lab, wait};
 
-/// neighsyncctl inside the lab, talking to the REST API on the daemon's unix socket.
+/// neighsyncctl inside the lab, talking to the REST API at `api`.
 fn ctl(lab: &Lab, api: &str, args: &[&str]) -> (bool, String) {
-    let bin = binary().with_file_name("neighsyncctl");
-    let out = Command::new("ip")
-        .args(["netns", "exec", lab.dut.name()])
-        .arg(bin)
-        .args(["--api", api])
-        .args(args)
-        .output()
-        .expect("run neighsyncctl");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let mut all = vec!["--api", api];
+    all.extend_from_slice(args);
+    neighsyncctl(&lab.dut, &all)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

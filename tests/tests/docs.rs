@@ -4,11 +4,8 @@
 //! commands at all (`<!-- cmd: not commands: WHAT -->`). A command in the docs is a promise;
 //! this keeps each one either tested or openly not.
 
-use std::path::{Path, PathBuf};
-
-fn root() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
+use neighsyncd_tests::root;
+use std::path::PathBuf;
 
 struct Block {
     line: usize,

@@ -7,16 +7,10 @@ use std::time::Duration;
 use neighsyncd_tests::daemon::{Daemon, METRICS_PORT, binary};
 use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::redis_server::RedisServer;
+use neighsyncd_tests::root;
 use neighsyncd_tests::{require_lab, wait};
 
 const T: Duration = Duration::from_secs(10);
-
-fn root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_move_with_kernel_events_and_ready_follows_redis() {

@@ -7,10 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use neighsyncd_tests::require_tool;
-
-fn root() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
+use neighsyncd_tests::root;
 
 /// The newest `.deb` in target/deb.
 fn package(test: &str) -> PathBuf {

@@ -13,11 +13,8 @@ use std::time::{Duration, Instant};
 use neighsyncd_tests::daemon::{GRPC, METRICS_PORT, REST, binary};
 use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::redis_server::RedisServer;
+use neighsyncd_tests::root;
 use neighsyncd_tests::{require_lab, require_tool, wait};
-
-fn root() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
 
 /// The system calls in `item`: a name, or a `@group` expanded (recursively) by systemd itself.
 fn expand(item: &str, groups: &mut BTreeMap<String, BTreeSet<String>>) -> BTreeSet<String> {

@@ -23,6 +23,53 @@ fn grpcurl(lab: &Lab, grpcurl: &std::path::Path, args: &[&str]) -> Command {
     c
 }
 
+/// A daemon whose table holds `n` permanent IPv4 neighbors on `dev` (10.<first>.x.y), all in
+/// APPL_DB; and how many IPv4 neighbors the kernel has on `dev` (ours, and whatever the lab
+/// itself put there).
+async fn daemon_with_neighbors(
+    n: u32,
+    dev: &str,
+    first: u32,
+    deadline: Duration,
+) -> (RedisServer, Lab, Daemon, u64) {
+    raise_neigh_limits(u64::from(n) * 2);
+    let redis = RedisServer::start();
+    let lab = Lab::new();
+    let d = Daemon::start(&lab.dut, &redis, &[]);
+    d.wait_ready(&lab.dut).await;
+    let mut batch = String::with_capacity(n as usize * 80);
+    for i in 0..n {
+        batch.push_str(&format!(
+            "neigh add 10.{}.{}.{} lladdr 02:00:00:{:02x}:{:02x}:{:02x} dev {dev} nud permanent\n",
+            first + (i >> 16),
+            (i >> 8) & 255,
+            i & 255,
+            i >> 16,
+            (i >> 8) & 255,
+            i & 255
+        ));
+    }
+    lab.dut.batch(&batch);
+    wait::until(&format!("{n} neighbors in APPL_DB"), deadline, async || {
+        let got = d.metric(&lab.dut, "neighsyncd_neighbors", "family=\"IPv4\"");
+        if got >= f64::from(n) {
+            Ok(())
+        } else {
+            Err(format!("{got} of {n}"))
+        }
+    })
+    .await;
+    let expected = neighsyncd_tests::kernel::neighbors(&lab.dut)
+        .iter()
+        .filter(|k| k.dev == dev && !k.dst.contains(':'))
+        .count() as u64;
+    assert!(
+        expected >= u64::from(n),
+        "the kernel has {expected} of our {n}"
+    );
+    (redis, lab, d, expected)
+}
+
 /// grpcurl 1.8 speaks only the v1alpha reflection API: `list` and `describe` must work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcurl_lists_and_describes_the_api_by_reflection() {
@@ -69,47 +116,8 @@ async fn grpcurl_receives_a_100k_neighbor_snapshot_at_default_limits() {
     let test = "grpcurl_receives_a_100k_neighbor_snapshot_at_default_limits";
     require_lab(test);
     let tool = stock_tool("grpcurl", test);
-    raise_neigh_limits(u64::from(N) * 2);
-    let redis = RedisServer::start();
-    let lab = Lab::new();
-    let d = Daemon::start(&lab.dut, &redis, &[]);
-    d.wait_ready(&lab.dut).await;
-    let mut batch = String::with_capacity(N as usize * 80);
-    for i in 0..N {
-        batch.push_str(&format!(
-            "neigh add 10.{}.{}.{} lladdr 02:00:00:{:02x}:{:02x}:{:02x} dev Ethernet0 nud permanent\n",
-            64 + (i >> 16),
-            (i >> 8) & 255,
-            i & 255,
-            i >> 16,
-            (i >> 8) & 255,
-            i & 255
-        ));
-    }
-    lab.dut.batch(&batch);
-    wait::until(
-        "100k neighbors in APPL_DB",
-        Duration::from_secs(180),
-        async || {
-            let n = d.metric(&lab.dut, "neighsyncd_neighbors", "family=\"IPv4\"");
-            if n >= f64::from(N) {
-                Ok(())
-            } else {
-                Err(format!("{n} of {N}"))
-            }
-        },
-    )
-    .await;
-
-    // Ours, and whatever IPv4 neighbors the lab itself put on Ethernet0.
-    let expected = neighsyncd_tests::kernel::neighbors(&lab.dut)
-        .iter()
-        .filter(|n| n.dev == "Ethernet0" && !n.dst.contains(':'))
-        .count() as u64;
-    assert!(
-        expected >= u64::from(N),
-        "the kernel has {expected} of our {N}"
-    );
+    let (_redis, lab, _d, expected) =
+        daemon_with_neighbors(N, "Ethernet0", 64, Duration::from_secs(180)).await;
     let mut child = grpcurl(
         &lab,
         &tool,
@@ -194,10 +202,7 @@ async fn the_grpcurl_commands_in_the_api_docs_work() {
         &["--grpc-listen", &listen, "--api-token-file", &token_arg],
     );
     d.wait_ready(&lab.dut).await;
-    let doc = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/API.md"),
-    )
-    .unwrap();
+    let doc = std::fs::read_to_string(neighsyncd_tests::root().join("docs/API.md")).unwrap();
     let commands: Vec<&str> = doc
         .lines()
         .filter_map(|l| l.strip_prefix("    grpcurl "))
@@ -260,45 +265,8 @@ async fn python_grpcio_receives_a_50k_neighbor_snapshot_at_default_limits() {
         probe.success(),
         "{test} needs grpcio and grpcio-reflection in target/tools/venv: `bash scripts/setup.sh` installs them"
     );
-    raise_neigh_limits(u64::from(N) * 2);
-    let redis = RedisServer::start();
-    let lab = Lab::new();
-    let d = Daemon::start(&lab.dut, &redis, &[]);
-    d.wait_ready(&lab.dut).await;
-    let mut batch = String::with_capacity(N as usize * 80);
-    for i in 0..N {
-        batch.push_str(&format!(
-            "neigh add 10.{}.{}.{} lladdr 02:00:00:{:02x}:{:02x}:{:02x} dev Ethernet4 nud permanent\n",
-            80 + (i >> 16),
-            (i >> 8) & 255,
-            i & 255,
-            i >> 16,
-            (i >> 8) & 255,
-            i & 255
-        ));
-    }
-    lab.dut.batch(&batch);
-    wait::until(
-        "50k neighbors in APPL_DB",
-        Duration::from_secs(120),
-        async || {
-            let n = d.metric(&lab.dut, "neighsyncd_neighbors", "family=\"IPv4\"");
-            if n >= f64::from(N) {
-                Ok(())
-            } else {
-                Err(format!("{n} of {N}"))
-            }
-        },
-    )
-    .await;
-    let expected = neighsyncd_tests::kernel::neighbors(&lab.dut)
-        .iter()
-        .filter(|n| n.dev == "Ethernet4" && !n.dst.contains(':'))
-        .count() as u64;
-    assert!(
-        expected >= u64::from(N),
-        "the kernel has {expected} of our {N}"
-    );
+    let (_redis, lab, _d, expected) =
+        daemon_with_neighbors(N, "Ethernet4", 80, Duration::from_secs(120)).await;
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/subscribe_snapshot.py");
     let out = Command::new("ip")

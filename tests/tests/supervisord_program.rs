@@ -4,7 +4,6 @@
 //! replaced (the binary's path and arguments, syslog, and the dependent-startup plugin's start,
 //! which stock supervisord does not have: the program is started by hand instead).
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -12,11 +11,8 @@ use neighsyncd_tests::daemon::{METRICS_PORT, binary};
 use neighsyncd_tests::netns::Lab;
 use neighsyncd_tests::orchagent::Orchagent;
 use neighsyncd_tests::redis_server::RedisServer;
+use neighsyncd_tests::root;
 use neighsyncd_tests::{require_lab, require_tool, wait};
-
-fn root() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
 
 /// supervisord, killed with its programs on drop.
 struct Supervisord {
