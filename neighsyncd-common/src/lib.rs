@@ -11,6 +11,10 @@ pub const KIND_REMOVE: u8 = 1;
 /// daemon refuses records of another version (an object from another build).
 pub const RECORD_VERSION: u16 = 2;
 
+/// The most network namespaces one program serves (the `NETNS` map's size): a switch has one
+/// per ASIC.
+pub const NETNS_MAX: u32 = 256;
+
 /// NUD states for which the kernel reports a link-layer address (`NUD_VALID`): rtnetlink
 /// omits `NDA_LLADDR` in any other state, and so does the program.
 pub const NUD_VALID: u8 = 0x80 | 0x40 | 0x02 | 0x10 | 0x04 | 0x08;
@@ -96,8 +100,6 @@ pub struct Offsets {
     pub dev_addr_len: u32,
     pub dev_nd_net: u32,
     pub net_ns_inum: u32,
-    /// The daemon's own network namespace inode: events of other namespaces are dropped.
-    pub netns_inum: u32,
     /// `neighbour.flags` is a `u8` on older kernels and a `u32` on newer ones: 1 or 4.
     pub neigh_flags_size: u32,
     /// `neighbour.ha_lock`'s sequence counter, for a consistent read of `ha`.
@@ -108,6 +110,9 @@ pub struct Offsets {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DedupKey {
+    /// The network namespace's inode number: one program serves several namespaces, whose
+    /// interface indexes overlap.
+    pub netns: u32,
     pub ifindex: u32,
     pub family: u32,
     pub addr: [u8; 16],

@@ -37,12 +37,12 @@
 
 use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf};
 use aya_ebpf::macros::{map, raw_tracepoint};
-use aya_ebpf::maps::{LruHashMap, PerCpuArray, RingBuf};
+use aya_ebpf::maps::{HashMap, LruHashMap, PerCpuArray, RingBuf};
 use aya_ebpf::programs::RawTracePointContext;
 use core::intrinsics::AtomicOrdering;
 use neighsyncd_common::{
-    DedupKey, DedupValue, KIND_REMOVE, KIND_UPDATE, NUD_VALID, NeighEvent, Offsets, RECORD_VERSION,
-    class_of,
+    DedupKey, DedupValue, KIND_REMOVE, KIND_UPDATE, NETNS_MAX, NUD_VALID, NeighEvent, Offsets,
+    RECORD_VERSION, class_of,
 };
 
 /// Overridden by the loader (`EbpfLoader::override_global`).
@@ -59,7 +59,6 @@ static OFFSETS: Offsets = Offsets {
     dev_addr_len: 0,
     dev_nd_net: 0,
     net_ns_inum: 0,
-    netns_inum: 0,
     neigh_flags_size: 4,
     neigh_ha_seq: 0,
 };
@@ -67,6 +66,12 @@ static OFFSETS: Offsets = Offsets {
 /// Sized by the loader (`ebpf_ring_bytes`).
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 21, 0);
+
+/// The network namespaces served (inode numbers -> 1), filled by the loader: events of any
+/// other namespace are dropped before anything is read or reserved. One program serves every
+/// SONiC namespace a daemon serves (multi-ASIC).
+#[map]
+static NETNS: HashMap<u32, u8> = HashMap::with_max_entries(NETNS_MAX, 0);
 
 /// Last emitted (state class, MAC, EXT_LEARNED) per neighbor. Sized by the loader.
 ///
@@ -229,7 +234,8 @@ fn handle(n: *const u8, kind: u8) -> Result<(), i32> {
     let dev: *const u8 = read(n, o.neigh_dev)?;
     let net: *const u8 = read(dev, o.dev_nd_net)?;
     let inum: u32 = read(net, o.net_ns_inum)?;
-    if inum != o.netns_inum {
+    // SAFETY: the value is only tested for presence.
+    if unsafe { NETNS.get(&inum) }.is_none() {
         return Ok(());
     }
     let tbl: *const u8 = read(n, o.neigh_tbl)?;
@@ -248,6 +254,7 @@ fn handle(n: *const u8, kind: u8) -> Result<(), i32> {
     }
     let ifindex: u32 = read(dev, o.dev_ifindex)?;
     let key = DedupKey {
+        netns: inum,
         ifindex,
         family,
         addr,

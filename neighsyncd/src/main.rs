@@ -63,6 +63,9 @@ fn main() -> ExitCode {
     }
     let result = match command {
         None => rt.block_on(neighsyncd::daemon::run(cfg, Some(log_handle))),
+        Some(Command::Restore { .. }) if !cfg.namespaces.is_empty() => Err(anyhow::anyhow!(
+            "restore serves one namespace: run it once per namespace (--namespace NAME), as each swss container runs restore_neighbors.py"
+        )),
         Some(Command::Restore {
             timeout,
             check_interval,

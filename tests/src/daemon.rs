@@ -54,6 +54,16 @@ pub fn neighsyncctl(ns: &Netns, args: &[&str]) -> (bool, String) {
     )
 }
 
+/// How the harness starts a daemon.
+enum Launch<'a> {
+    /// In the namespace (`ip netns exec`), against this Redis.
+    Redis(&'a RedisServer),
+    /// In the namespace, `extra` saying what it talks to.
+    InNamespace,
+    /// Here (the host's namespace), `extra` saying where it goes and what it talks to.
+    Here,
+}
+
 pub struct Daemon {
     child: Option<Child>,
     ns_name: String,
@@ -82,7 +92,7 @@ impl Daemon {
         level: &str,
         envs: &[(&str, &str)],
     ) -> Daemon {
-        Self::spawn(ns, Some(redis), &[], extra, level, envs)
+        Self::spawn(ns, Launch::Redis(redis), &[], extra, level, envs)
     }
 
     /// Like [`Daemon::start`], run through `wrapper` (a command that runs its arguments, e.g.
@@ -95,7 +105,7 @@ impl Daemon {
     ) -> Daemon {
         let level =
             std::env::var("NEIGHSYNCD_TEST_LOG").unwrap_or_else(|_| "neighsyncd=debug".into());
-        Self::spawn(ns, Some(redis), wrapper, extra, &level, &[])
+        Self::spawn(ns, Launch::Redis(redis), wrapper, extra, &level, &[])
     }
 
     /// The daemon as SONiC's multi-ASIC runs it: started in the host's namespace, it enters
@@ -104,14 +114,21 @@ impl Daemon {
     pub fn start_sonic(ns: &Netns, extra: &[&str]) -> Daemon {
         let level =
             std::env::var("NEIGHSYNCD_TEST_LOG").unwrap_or_else(|_| "neighsyncd=debug".into());
-        Self::spawn(ns, None, &[], extra, &level, &[])
+        Self::spawn(ns, Launch::Here, &[], extra, &level, &[])
     }
 
-    /// `redis`: the daemon runs in `ns` (`ip netns exec`) against it; `None`: it is started
-    /// here and `extra` says where it goes and what it talks to.
+    /// The daemon serving several SONiC namespaces from one process (`--namespace` repeated,
+    /// in `extra`): started in `ns` (`ip netns exec`), which it stays in and where the test
+    /// reaches its listeners, it reaches into each namespace it serves.
+    pub fn start_sonic_in(ns: &Netns, extra: &[&str]) -> Daemon {
+        let level =
+            std::env::var("NEIGHSYNCD_TEST_LOG").unwrap_or_else(|_| "neighsyncd=debug".into());
+        Self::spawn(ns, Launch::InNamespace, &[], extra, &level, &[])
+    }
+
     fn spawn(
         ns: &Netns,
-        redis: Option<&RedisServer>,
+        launch: Launch<'_>,
         wrapper: &[&str],
         extra: &[&str],
         level: &str,
@@ -135,8 +152,8 @@ impl Daemon {
         if !extra.contains(&"--source") {
             listeners.extend(["--source", crate::test_source()]);
         }
-        let mut cmd = match redis {
-            Some(redis) => {
+        let mut cmd = match launch {
+            Launch::Redis(redis) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns.name()])
                     .args(wrapper)
@@ -145,7 +162,14 @@ impl Daemon {
                     .arg(redis.url());
                 c
             }
-            None => Command::new(binary()),
+            Launch::InNamespace => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns.name()])
+                    .args(wrapper)
+                    .arg(binary());
+                c
+            }
+            Launch::Here => Command::new(binary()),
         };
         let child = cmd
             .args(["--metrics-listen", &format!("127.0.0.1:{METRICS_PORT}")])

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use neighsyncd::core::neigh::{NeighKind, NeighMsg, SourceEvent, nud};
-use neighsyncd::southbound::ebpf::{EbpfConfig, EbpfSource};
+use neighsyncd::southbound::ebpf::{EbpfConfig, EbpfSource, Route};
 use neighsyncd::telemetry::metrics::Metrics;
 use neighsyncd_tests::daemon::Daemon;
 use neighsyncd_tests::kernel::{self, entry};
@@ -91,9 +91,13 @@ fn source_in(ns: &Netns, ring_bytes: u32) -> InNs {
                     lru_entries: 65_536,
                     watchdog: Duration::from_secs(60),
                 },
-                tx,
-                Box::new(|_| {}),
-                Arc::new(Metrics::new()),
+                vec![Route {
+                    netns: neighsyncd::southbound::ebpf::own_netns().unwrap(),
+                    tx,
+                    request_dump: Box::new(|_| {}),
+                    metrics: Arc::new(Metrics::new()),
+                }],
+                None,
                 shutdown,
             );
             match src {

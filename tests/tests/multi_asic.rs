@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use neighsyncd_tests::daemon::{Daemon, METRICS_PORT};
-use neighsyncd_tests::netns::Lab;
+use neighsyncd_tests::netns::{Lab, Netns};
 use neighsyncd_tests::orchagent::Orchagent;
 use neighsyncd_tests::redis_server::RedisServer;
 use neighsyncd_tests::{require_lab, wait};
@@ -178,6 +178,208 @@ async fn each_asic_namespace_syncs_into_its_own_appl_db() {
     );
     assert!(
         da.metric(&a.dut, "neighsyncd_redis_errors_total", "") > 0.0,
+        "A did not notice its Redis going away"
+    );
+}
+
+/// Every page of the API's neighbor list (following `next_page_token`), from `ns`.
+fn list_all(ns: &Netns, query: &str) -> Vec<serde_json::Value> {
+    let mut out = vec![];
+    let mut token = String::new();
+    loop {
+        let path = format!("/api/v1/neighbors?page_size=1000{query}{token}");
+        let (code, body) = ns.http(("::1", 8080), "GET", &path, &[], "").unwrap();
+        assert_eq!(code, 200, "{path}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        out.extend(v["neighbors"].as_array().cloned().unwrap_or_default());
+        match v["next_page_token"].as_str() {
+            Some(t) => token = format!("&page_token={}", t.replace('/', "%2F")),
+            None => return out,
+        }
+    }
+}
+
+/// One process, two ASIC namespaces: the daemon is started elsewhere (a third namespace,
+/// where its listeners are) and reaches into both. One eBPF program (or one rtnetlink source
+/// per namespace) feeds two engines, two writers, two APPL_DBs; the same key in both
+/// namespaces stays two neighbors; losing one namespace's Redis stalls only that namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_serves_several_asic_namespaces() {
+    require_lab("one_process_serves_several_asic_namespaces");
+    let (a, b) = (Lab::new(), Lab::new());
+    let host = Netns::new("nsdh");
+    let (mut ra, rb) = (RedisServer::start(), RedisServer::start());
+    let dir = tempfile::tempdir().unwrap();
+    let global = sonic_db_files(dir.path(), &[(a.dut.name(), &ra), (b.dut.name(), &rb)]);
+    let (na, nb) = (a.dut.name(), b.dut.name());
+    let d = Daemon::start_sonic_in(
+        &host,
+        &[
+            "--namespace",
+            na,
+            "--namespace",
+            nb,
+            "--db-global-config",
+            &global,
+        ],
+    );
+    d.wait_ready(&host).await;
+    assert!(
+        d.log().contains("serving 2 SONiC namespaces"),
+        "{}",
+        d.tail()
+    );
+    // Each namespace's source is the one asked for, and says so under its own label.
+    let source = neighsyncd_tests::test_source();
+    let (_, body) = host.http_get(METRICS_PORT, "/metrics").unwrap();
+    for ns in [na, nb] {
+        let on = body.lines().any(|l| {
+            l.starts_with("neighsyncd_source_active{")
+                && l.contains(&format!("namespace=\"{ns}\""))
+                && l.contains(&format!("source=\"{source}\""))
+                && l.ends_with(" 1")
+        });
+        assert!(on, "{ns} is not on {source}:\n{body}");
+    }
+
+    // Bursts and the rules in both; the same key in both, with different MACs.
+    burst(&a, "Ethernet0", 1, 0, 600);
+    burst(&b, "Ethernet4", 2, 0, 400);
+    // And a key with the same MAC on the same ifindex in both: the program's de-duplication
+    // must not take one namespace's event for a repeat of the other's.
+    assert_eq!(a.dut.ifindex("Ethernet0"), b.dut.ifindex("Ethernet0"));
+    for (lab, mac) in [(&a, "02:aa:00:00:00:01"), (&b, "02:bb:00:00:00:01")] {
+        lab.dut.ip(&format!(
+            "neigh add 10.0.0.50 lladdr {mac} dev Ethernet0 nud permanent"
+        ));
+        lab.dut
+            .ip("neigh add 10.0.0.51 lladdr 02:cc:00:00:00:01 dev Ethernet0 nud permanent");
+        lab.dut
+            .ip("neigh add 10.0.0.99 lladdr ff:ff:ff:ff:ff:ff dev Ethernet0 nud permanent");
+        lab.dut
+            .ip("neigh add fe80::99 lladdr 02:00:00:00:00:99 dev Ethernet0 nud permanent");
+    }
+    let (mut oa, mut ob) = (
+        Orchagent::new(ra.conn(0).await),
+        Orchagent::new(rb.conn(0).await),
+    );
+    wait::appl_db_equals_kernel("namespace A's APPL_DB", &mut oa, &a.dut, T).await;
+    wait::appl_db_equals_kernel("namespace B's APPL_DB", &mut ob, &b.dut, T).await;
+    let (ta, tb) = (oa.sync().await, ob.sync().await);
+    assert!(
+        ta.len() >= 600 && tb.len() >= 400,
+        "{} {}",
+        ta.len(),
+        tb.len()
+    );
+    assert!(
+        ta.keys().all(|k| !k.starts_with("Ethernet4:10.2.")),
+        "B's neighbors in A's APPL_DB"
+    );
+    assert!(
+        tb.keys().all(|k| !k.starts_with("Ethernet0:10.1.")),
+        "A's neighbors in B's APPL_DB"
+    );
+    let mac = |t: &neighsyncd_tests::kernel::Table| {
+        t.get("Ethernet0:10.0.0.50")
+            .and_then(|f| f.get("neigh"))
+            .cloned()
+    };
+    assert_eq!(mac(&ta).as_deref(), Some("02:aa:00:00:00:01"));
+    assert_eq!(mac(&tb).as_deref(), Some("02:bb:00:00:00:01"));
+    for t in [&ta, &tb] {
+        assert!(
+            t.contains_key("Ethernet0:10.0.0.51"),
+            "a namespace lost the shared key"
+        );
+    }
+    // With eBPF, both namespaces' live events came from the one program.
+    if source == "ebpf" {
+        for ns in [na, nb] {
+            let n = d.metric(
+                &host,
+                "neighsyncd_ebpf_events_total",
+                &format!("namespace=\"{ns}\""),
+            );
+            assert!(n >= 400.0, "{ns}: {n} eBPF events");
+        }
+    }
+
+    // One API over both: each record names its namespace, a filter keeps one, and the pages
+    // of the whole list (across the namespaces) hold every record once.
+    let own_a = list_all(&host, &format!("&namespace={na}"));
+    let own_b = list_all(&host, &format!("&namespace={nb}"));
+    assert!(
+        own_a.iter().all(|r| r["namespace"] == na),
+        "{:?}",
+        own_a.first()
+    );
+    assert!(
+        own_b.iter().all(|r| r["namespace"] == nb),
+        "{:?}",
+        own_b.first()
+    );
+    assert!(own_a.len() >= 600 && own_b.len() >= 400);
+    let whole = list_all(&host, "");
+    assert_eq!(
+        whole.len(),
+        own_a.len() + own_b.len(),
+        "the pages skip or repeat records"
+    );
+    let both: Vec<&serde_json::Value> = whole
+        .iter()
+        .filter(|r| r["key"] == "Ethernet0:10.0.0.50")
+        .collect();
+    assert_eq!(both.len(), 2, "{both:?}");
+    for ns in [na, nb] {
+        let n = d.metric(
+            &host,
+            "neighsyncd_neighbors",
+            &format!("namespace=\"{ns}\""),
+        );
+        assert!(n > 0.0, "no neighbors gauge for {ns}");
+    }
+
+    // A's Redis goes away while both namespaces change: B keeps syncing meanwhile, in the
+    // same process; A repairs its APPL_DB once its Redis is back (empty).
+    let b_errors = || {
+        d.metric(
+            &host,
+            "neighsyncd_redis_errors_total",
+            &format!("namespace=\"{nb}\""),
+        )
+    };
+    let before = b_errors();
+    ra.kill();
+    burst(&a, "Ethernet0", 1, 600, 100);
+    burst(&b, "Ethernet4", 2, 400, 100);
+    wait::appl_db_equals_kernel(
+        "namespace B's APPL_DB while A's Redis is down",
+        &mut ob,
+        &b.dut,
+        T,
+    )
+    .await;
+    ra.restart();
+    let mut oa = Orchagent::new(ra.conn(0).await);
+    wait::appl_db_equals_kernel(
+        "namespace A's APPL_DB after its Redis came back",
+        &mut oa,
+        &a.dut,
+        T,
+    )
+    .await;
+    assert_eq!(
+        b_errors(),
+        before,
+        "namespace B saw Redis errors from A's loss"
+    );
+    assert!(
+        d.metric(
+            &host,
+            "neighsyncd_redis_errors_total",
+            &format!("namespace=\"{na}\"")
+        ) > 0.0,
         "A did not notice its Redis going away"
     );
 }

@@ -43,12 +43,15 @@ pub struct Options {
     #[arg(long, value_name = "PATH")]
     pub db_config: Option<PathBuf>,
 
-    /// Multi-ASIC: the SONiC namespace to serve (asic0, asic1, ...), one daemon per namespace
-    /// as upstream runs it. The daemon enters the Linux network namespace of that name
-    /// (/var/run/netns/NAME) before anything else, and takes that namespace's databases from
-    /// --db-global-config. Unset: the namespace it was started in, with --db-config.
+    /// Multi-ASIC: the SONiC namespace(s) to serve (asic0, asic1, ...), each with its
+    /// databases from --db-global-config. One name: the daemon enters that network namespace
+    /// (/var/run/netns/NAME) before anything else, one daemon per namespace as upstream runs
+    /// it. Repeated, or `all` (every namespace database_global.json lists): one process serves
+    /// them all from where it was started. Unset: the namespace it was started in, with
+    /// --db-config.
     #[arg(long, value_name = "NAME")]
-    pub namespace: Option<String>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub namespace: Option<Vec<String>>,
 
     /// SONiC's database_global.json (multi-ASIC), read with --namespace.
     #[arg(long, value_name = "PATH")]
@@ -156,6 +159,21 @@ pub struct Options {
     /// before exiting with an error (seconds).
     #[arg(long, value_name = "SECS")]
     pub warm_restore_timeout: Option<u64>,
+}
+
+/// A key that takes a name or a list of names (`namespace = "asic0"` or `["asic0", "asic1"]`).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<OneOrMany>::deserialize(d)? {
+        None => None,
+        Some(OneOrMany::One(s)) => Some(vec![s]),
+        Some(OneOrMany::Many(v)) => Some(v),
+    })
 }
 
 /// Defaults that collide with nothing on a SONiC switch (its telemetry/gNMI services hold 8080

@@ -188,3 +188,116 @@ fn help_shows_the_declared_defaults() {
         "{help}"
     );
 }
+
+/// A database_global.json naming two namespaces' database_config.json, in a temp dir.
+fn global_config(dir: &std::path::Path) -> String {
+    for (i, port) in [(0, 6380), (1, 6381)] {
+        let d = dir.join(format!("redis{i}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("database_config.json"),
+            format!(
+                r#"{{"INSTANCES": {{"redis": {{"hostname": "127.0.0.1", "port": {port}}}}},
+                    "DATABASES": {{"APPL_DB": {{"id": 0, "separator": ":", "instance": "redis"}},
+                                  "CONFIG_DB": {{"id": 4, "separator": "|", "instance": "redis"}},
+                                  "STATE_DB": {{"id": 6, "separator": "|", "instance": "redis"}}}}}}"#
+            ),
+        )
+        .unwrap();
+    }
+    let g = dir.join("database_global.json");
+    std::fs::write(
+        &g,
+        r#"{"INCLUDES": [{"include": "redis0/database_config.json"},
+                         {"namespace": "asic0", "include": "redis0/database_config.json"},
+                         {"namespace": "asic1", "include": "redis1/database_config.json"}]}"#,
+    )
+    .unwrap();
+    g.display().to_string()
+}
+
+#[test]
+fn one_namespace_is_entered_several_are_served_from_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = global_config(dir.path());
+    let one = Config::merge(
+        args(&["--namespace", "asic1", "--db-global-config", &g]),
+        Options::default(),
+    )
+    .unwrap();
+    assert_eq!(one.namespace.as_deref(), Some("asic1"));
+    assert!(one.namespaces.is_empty());
+    assert!(one.db.appl.url.contains(":6381"), "{}", one.db.appl.url);
+    for several in [
+        args(&[
+            "--namespace",
+            "asic0",
+            "--namespace",
+            "asic1",
+            "--db-global-config",
+            &g,
+        ]),
+        args(&["--namespace", "all", "--db-global-config", &g]),
+    ] {
+        let c = Config::merge(several, Options::default()).unwrap();
+        assert_eq!(c.namespace, None, "several are not entered");
+        let served: Vec<(&str, &str)> = c
+            .namespaces
+            .iter()
+            .map(|s| (s.name.as_str(), s.db.appl.url.as_str()))
+            .collect();
+        assert_eq!(
+            served,
+            [
+                ("asic0", "redis://127.0.0.1:6380/0"),
+                ("asic1", "redis://127.0.0.1:6381/0")
+            ]
+        );
+    }
+    // The file takes a name or a list.
+    let c = Config::merge(
+        args(&["--db-global-config", &g]),
+        file(r#"namespace = ["asic0", "asic1"]"#),
+    )
+    .unwrap();
+    assert_eq!(c.namespaces.len(), 2);
+    let c = Config::merge(
+        args(&["--db-global-config", &g]),
+        file(r#"namespace = "asic0""#),
+    )
+    .unwrap();
+    assert_eq!(c.namespace.as_deref(), Some("asic0"));
+    // Refused, naming why.
+    for (bad, why) in [
+        (
+            vec!["--namespace", "asic0", "--namespace", "asic0"],
+            "named twice",
+        ),
+        (
+            vec!["--namespace", "all", "--namespace", "asic0"],
+            "stands alone",
+        ),
+        (
+            vec!["--namespace", "asic9", "--namespace", "asic0"],
+            "asic9",
+        ),
+        (
+            vec![
+                "--namespace",
+                "asic0",
+                "--namespace",
+                "asic1",
+                "--redis",
+                "redis://x:1",
+            ],
+            "db_global_config",
+        ),
+    ] {
+        let mut a = bad.clone();
+        a.extend(["--db-global-config", &g]);
+        let e = Config::merge(args(&a), Options::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(why), "{bad:?}: {e}");
+    }
+}

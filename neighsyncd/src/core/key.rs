@@ -38,10 +38,11 @@ impl IfName {
         if let Some(id) = i.ids.get(name) {
             return IfName(*id);
         }
-        // Ids stay below RAW (2^31 names would be 2^31 interfaces).
+        // Ids stay within NAME_MASK (2^24 names would be 16 million interfaces): the bits
+        // above are the partition's and RAW.
         let n = u32::try_from(i.names.len() + 1)
-            .unwrap_or(RAW - 1)
-            .min(RAW - 1);
+            .unwrap_or(NAME_MASK)
+            .min(NAME_MASK);
         let id = NonZeroU32::MIN.saturating_add(n - 1);
         let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
         i.names.push(name);
@@ -57,7 +58,7 @@ impl IfName {
 
     pub fn as_str(self) -> &'static str {
         let i = interner().read().unwrap_or_else(PoisonError::into_inner);
-        let n = (self.0.get() & !RAW) as usize;
+        let n = (self.0.get() & NAME_MASK) as usize;
         i.names.get(n.wrapping_sub(1)).copied().unwrap_or("")
     }
 }
@@ -76,6 +77,12 @@ impl fmt::Debug for IfName {
 
 /// Marks a [`NeighKey`] that is not `<ifname>:<ip>`: its name part holds the key whole.
 const RAW: u32 = 1 << 31;
+/// The bits of an [`IfName`] id that name it; above them, a key's partition (below RAW).
+const NAME_MASK: u32 = (1 << 24) - 1;
+const PART_SHIFT: u32 = 24;
+const PART_MASK: u32 = !NAME_MASK & !RAW;
+/// How many partitions (namespaces served by one process) a key can tell apart.
+pub const PARTITIONS: usize = 1 << (31 - PART_SHIFT);
 
 /// A `NEIGH_TABLE` key, `<ifname>:<ip>`, as a value. Ordered by interface (in the order
 /// names were first seen), then address.
@@ -112,6 +119,25 @@ impl NeighKey {
     /// Not a neighbor's key (see [`NeighKey::from_appl_db`]).
     pub fn is_raw(&self) -> bool {
         self.ifname.0.get() & RAW != 0
+    }
+
+    /// This key in partition `part` (the namespace it is of, when one process serves several):
+    /// keys of different partitions differ, and order by partition first. The key's text does
+    /// not change. Partitions at or beyond [`PARTITIONS`] are refused.
+    pub fn in_partition(self, part: usize) -> Option<NeighKey> {
+        let part = u32::try_from(part)
+            .ok()
+            .filter(|p| (*p as usize) < PARTITIONS)?;
+        let id = (self.ifname.0.get() & !PART_MASK) | (part << PART_SHIFT);
+        Some(NeighKey {
+            ifname: IfName(NonZeroU32::new(id)?),
+            ip: self.ip,
+        })
+    }
+
+    /// The partition this key is in (0 unless put in another).
+    pub fn partition(&self) -> usize {
+        ((self.ifname.0.get() & PART_MASK) >> PART_SHIFT) as usize
     }
 
     /// Reads `<ifname>:<ip>` without interning: `None` if no such interface was ever seen.
@@ -204,6 +230,17 @@ mod tests {
         let raw = NeighKey::from_appl_db("no-address-here");
         assert!(raw.is_raw() && !k.is_raw());
         assert_eq!(raw.to_string(), "no-address-here");
+        // Partitions: the same text, a different key, ordered by partition first.
+        let k3 = k.in_partition(3).unwrap();
+        assert_eq!((k3.partition(), k.partition()), (3, 0));
+        assert_ne!(k3, k);
+        assert_eq!(k3.to_string(), k.to_string());
+        assert_eq!(k3.in_partition(0), Some(k));
+        assert!(NeighKey::parse("zz-key-test:10.0.0.1").unwrap() < k3);
+        let raw5 = raw.in_partition(5).unwrap();
+        assert!(raw5.is_raw() && raw5.partition() == 5);
+        assert_eq!(raw5.to_string(), "no-address-here");
+        assert_eq!(k.in_partition(PARTITIONS), None);
         assert_eq!(NeighKey::from_appl_db("Ethernet0-key-test:fe80::1"), k);
     }
 

@@ -12,34 +12,42 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::core::engine::{Engine, EngineConfig};
-use crate::core::neigh::SourceEvent;
-use crate::core::source_health::{SourceReport, Wanted};
+use crate::core::source_health::SourceReport;
 use crate::northbound::listeners;
+use crate::northbound::view::View;
 use crate::pipeline::{
     Command, Commands, Inputs, Outputs, Pipeline, PipelineConfig, PipelineError, WarmPlan,
 };
 use crate::runtime::tasks::Tasks;
 use crate::sonic::appdb::AppDb;
-use crate::sonic::config_db;
+use crate::sonic::dbconfig::DbLayout;
 use crate::sonic::warm::{WarmDb, WarmState};
 use crate::southbound::ebpf::{ConsumerError, ConsumerTask};
-use crate::southbound::netlink::{self, NetlinkConfig};
 use crate::southbound::supervisor::SourceGaveUp;
 use crate::telemetry::health::{Health, Listener};
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::{Metrics, MetricsSet};
 
+mod partition;
 mod sources;
-use sources::{Sources, start_sources};
+use partition::Spec;
+use sources::{SharedEbpf, Sources, start_sources};
 
-/// Events queued between the source and the pipeline. When full, the source stops reading and
-/// the kernel socket buffer absorbs the burst (an overflow there triggers a resync).
-const EVENT_QUEUE: usize = 65_536;
 /// Changes kept for API subscribers resuming from a sequence number.
 const VIEW_HISTORY: usize = 32_768;
 
 /// How long shutdown waits for every task to end after the pipeline has written what it could.
 const JOIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Resync requests from the APIs, for every namespace served.
+struct AllNamespaces(Vec<Commands>);
+
+impl crate::core::control::ResyncRequests for AllNamespaces {
+    fn request_resync(&self, cause: crate::core::neigh::ResyncCause) {
+        for c in &self.0 {
+            c.request_resync(cause);
+        }
+    }
+}
 
 pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyhow::Result<()> {
     crate::runtime::fault::announce();
@@ -48,7 +56,20 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
     warn!(
         "this neighsyncd was built without its eBPF program: neighbor events come from rtnetlink only (see `neighsyncd --version`; build with the nightly toolchain and bpf-linker to embed it)"
     );
-    let metrics = Arc::new(Metrics::for_namespace(cfg.namespace.as_deref()));
+    let specs = Spec::all(&cfg)?;
+    let several = !cfg.namespaces.is_empty();
+    if several {
+        let names: Vec<&str> = specs.iter().filter_map(|s| s.name.as_deref()).collect();
+        info!(namespaces = ?names, "serving {} SONiC namespaces from one process", names.len());
+    }
+    // Each namespace's metrics, labelled with it; exposed as one.
+    let metrics: Vec<Arc<Metrics>> = specs
+        .iter()
+        .map(|s| Arc::new(Metrics::for_namespace(s.name.as_deref())))
+        .collect();
+    let all_metrics = MetricsSet::new(metrics.clone());
+    // Process-wide counters (the listeners') go with the first namespace's.
+    let process_metrics = metrics[0].clone();
     let listeners: Vec<Listener> = [
         (cfg.metrics_listen.is_some(), Listener::Metrics),
         (cfg.rest_listen.is_some(), Listener::Rest),
@@ -57,7 +78,12 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
     .into_iter()
     .filter_map(|(on, l)| on.then_some(l))
     .collect();
-    let health = Arc::new(Health::with_listeners(&listeners));
+    let mut health = Health::with_listeners(&listeners);
+    if several {
+        let names: Vec<String> = specs.iter().filter_map(|s| s.name.clone()).collect();
+        health = health.with_parts(&names);
+    }
+    let health = Arc::new(health);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = Tasks::new(shutdown_rx.clone());
     tasks.spawn(
@@ -73,14 +99,14 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
         .profiler
         .then(|| crate::northbound::profile::Profiler::new(auth.clone()));
     if let Some(addr) = cfg.metrics_listen {
-        let (m, h, stop) = (metrics.clone(), health.clone(), shutdown_rx.clone());
+        let (m, h, stop) = (all_metrics.clone(), health.clone(), shutdown_rx.clone());
         tasks.spawn(
             "metrics_listener",
             listeners::keep_serving(
                 Listener::Metrics,
                 addr.to_string(),
                 health.clone(),
-                metrics.clone(),
+                process_metrics.clone(),
                 shutdown_rx.clone(),
                 move || {
                     crate::northbound::http::serve(
@@ -95,9 +121,10 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
         );
     }
 
-    // Warm start is decided before anything is read or written (swss' AppRestartAssist).
+    // Warm start is decided before anything is read or written (swss' AppRestartAssist), in
+    // every namespace.
     let warm = tokio::select! {
-        w = warm_start_check(&cfg) => w?,
+        w = futures::future::try_join_all(specs.iter().map(|s| warm_start_check(&s.db))) => w?,
         _ = stopped(shutdown_rx.clone()) => {
             tasks.join(JOIN_TIMEOUT).await;
             return Ok(());
@@ -105,110 +132,100 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
     };
 
     if let Some(handle) = log {
+        // The log level is the process's: the first namespace's CONFIG_DB sets it.
         tasks.spawn_until_shutdown(
             "log_level_watch",
-            crate::log_level::watch(cfg.db.config.clone(), handle, cfg.log_level.clone()),
+            crate::log_level::watch(specs[0].db.config.clone(), handle, cfg.log_level.clone()),
         );
     }
-    let (config_tx, config_rx) = watch::channel(None);
-    tasks.spawn_until_shutdown(
-        "config_db_watch",
-        config_db::watch(
-            cfg.db.config.clone(),
-            cfg.ignore_interfaces.clone(),
-            cfg.config_db_poll,
-            config_tx,
-            metrics.clone(),
-        ),
-    );
 
-    let (tx, rx) = mpsc::channel::<SourceEvent>(EVENT_QUEUE);
-    let wanted = Wanted::from(cfg.source);
-    let mut engine = Engine::new(EngineConfig {
-        batch_max: cfg.batch_max,
-        source: wanted,
-        view: false,
-    });
-    // Links and dumps always come over rtnetlink; neighbor events from eBPF when it loads.
-    let (dumps, netlink_task) = netlink::spawn(
-        NetlinkConfig {
-            rcvbuf_bytes: cfg.netlink_rcvbuf,
-            subscribe_neigh: wanted == Wanted::Netlink,
-        },
-        tx.clone(),
-        metrics.clone(),
-        shutdown_rx.clone(),
-    )
-    .context("cannot start the rtnetlink source")?;
-    // The kernel's neighbor tables near their limits are worth an alert (gc_thresh3).
-    tasks.spawn(
-        "neigh_tables",
-        netlink::tables::watch(metrics.clone(), shutdown_rx.clone()),
-    );
-    // A cold start reads APPL_DB back while the eBPF program loads and proves itself: the two
-    // take about as long as each other at 128k neighbors, and neither needs the other.
-    let prefetch = warm.is_none().then(|| {
-        let db = cfg.db.appl.clone();
-        tokio::spawn(async move {
-            let mut appdb = AppDb::new(&db.url, db.id, &db.separator);
-            appdb.connect().await.ok()?;
-            appdb.read_neighbors().await.ok()
-        })
-    });
-    let attached = start_sources(
-        &mut engine,
-        &cfg,
-        tx.clone(),
-        &dumps,
-        &metrics,
-        &health,
-        shutdown_rx.clone(),
-    )
-    .await?;
-    let sources = Arc::new(Sources {
-        ebpf: std::sync::Mutex::new(attached.ebpf),
-        dumps: dumps.clone(),
-    });
-    drop(tx);
-    let read_back = match prefetch {
-        Some(task) => task.await.ok().flatten(),
-        None => None,
-    };
+    let mut started = Vec::with_capacity(specs.len());
+    for ((spec, w), m) in specs.iter().zip(&warm).zip(&metrics) {
+        started.push(partition::start(
+            &cfg,
+            spec,
+            w.is_none(),
+            m,
+            &mut tasks,
+            &shutdown_rx,
+        )?);
+    }
+    // One eBPF program for every namespace (when the source policy loads it).
+    let routes = started
+        .iter()
+        .zip(&specs)
+        .zip(&metrics)
+        .map(|((st, spec), m)| st.route(spec, m.clone()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut ebpf = SharedEbpf::new(routes, specs[0].netns.clone());
+    for (i, st) in started.iter_mut().enumerate() {
+        start_sources(
+            &mut st.engine,
+            &cfg,
+            &mut ebpf,
+            &st.dumps,
+            &metrics[i],
+            &health.part(i),
+            shutdown_rx.clone(),
+        )
+        .await?;
+    }
+    ebpf.settle();
 
-    let appdb = AppDb::new(&cfg.db.appl.url, cfg.db.appl.id, &cfg.db.appl.separator);
-    let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-    // The management APIs' read model (kept current by the pipeline).
-    let view = Arc::new(crate::northbound::view::View::for_namespace(
-        VIEW_HISTORY,
-        cfg.namespace.clone(),
-    ));
-    let pipeline = Pipeline::new(
-        PipelineConfig {
-            audit_interval: cfg.audit_interval,
-            warm: warm.map(|db| WarmPlan {
-                db,
-                restore_timeout: cfg.warm_restore_timeout,
-            }),
-        },
-        engine,
-        appdb,
-        Inputs {
-            events: rx,
-            config: config_rx,
-            commands: Some(commands_rx),
-            read_back,
-        },
-        Outputs {
-            sources,
-            metrics: metrics.clone(),
-            health: health.clone(),
-            view: Some(view.clone()),
-        },
-    );
+    // The management APIs' read model (kept current by the pipelines), one partition per
+    // namespace.
+    let view = Arc::new(if several {
+        View::for_namespaces(
+            VIEW_HISTORY,
+            specs.iter().filter_map(|s| s.name.clone()).collect(),
+        )
+    } else {
+        View::for_namespace(VIEW_HISTORY, cfg.namespace.clone())
+    });
+    let mut pipelines = Vec::new();
+    let mut netlinks = Vec::new();
+    let mut commands = Vec::new();
+    for (i, ((mut st, spec), w)) in started.into_iter().zip(&specs).zip(warm).enumerate() {
+        st.tx = None;
+        let read_back = st.read_back().await;
+        let appdb = AppDb::new(&spec.db.appl.url, spec.db.appl.id, &spec.db.appl.separator);
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let pipeline = Pipeline::new(
+            PipelineConfig {
+                audit_interval: cfg.audit_interval,
+                warm: w.map(|db| WarmPlan {
+                    db,
+                    restore_timeout: cfg.warm_restore_timeout,
+                }),
+            },
+            st.engine,
+            appdb,
+            Inputs {
+                events: st.events,
+                config: st.config,
+                commands: Some(commands_rx),
+                read_back,
+            },
+            Outputs {
+                sources: Arc::new(Sources {
+                    ebpf: ebpf.program.clone(),
+                    dumps: st.dumps.clone(),
+                }),
+                metrics: metrics[i].clone(),
+                health: health.part(i),
+                view: Some(view.part(i)),
+            },
+        );
+        pipelines.push(pipeline);
+        netlinks.push(st.netlink);
+        commands.push(commands_tx);
+    }
     let api_state = crate::northbound::api::ApiState {
         view: view.clone(),
-        metrics: metrics.clone(),
-        resync: Arc::new(Commands(commands_tx.clone())),
+        metrics: all_metrics.clone(),
+        resync: Arc::new(AllNamespaces(
+            commands.iter().cloned().map(Commands).collect(),
+        )),
         config: Arc::new(cfg.to_json()),
         auth,
     };
@@ -228,7 +245,7 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
                 Listener::Grpc,
                 addr.to_string(),
                 health.clone(),
-                metrics.clone(),
+                process_metrics.clone(),
                 shutdown_rx.clone(),
                 move || {
                     let (addr, state, tls, stop) =
@@ -248,7 +265,7 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
                 Listener::Rest,
                 addr.to_string(),
                 health.clone(),
-                metrics.clone(),
+                process_metrics.clone(),
                 shutdown_rx.clone(),
                 move || {
                     crate::northbound::api::rest::serve(
@@ -262,12 +279,15 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
         );
     }
 
-    let pipeline = tokio::spawn(pipeline.run(shutdown_rx.clone()));
+    let pipelines = pipelines
+        .into_iter()
+        .map(|p| tokio::spawn(p.run(shutdown_rx.clone())))
+        .collect();
     let result = supervise(
-        pipeline,
-        netlink_task,
-        attached.consumer,
-        commands_tx,
+        pipelines,
+        netlinks,
+        ebpf.consumer.take(),
+        commands,
         shutdown_rx.clone(),
     )
     .await;
@@ -278,33 +298,42 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
     Ok(())
 }
 
-/// Runs until the pipeline ends (shutdown, or an error), telling it meanwhile what becomes of
-/// the sources: the rtnetlink supervisor giving up, or the eBPF consumer dying. What follows
-/// (a fallback, a stop) is the engine's source policy.
+/// Runs until a namespace's pipeline ends (shutdown, or an error), telling the pipelines
+/// meanwhile what becomes of their sources: a namespace's rtnetlink supervisor giving up (its
+/// own), or the eBPF consumer dying (every namespace's). What follows (a fallback, a stop) is
+/// each engine's source policy.
 async fn supervise(
-    mut pipeline: tokio::task::JoinHandle<Result<(), PipelineError>>,
-    mut netlink: tokio::task::JoinHandle<Result<(), SourceGaveUp>>,
+    pipelines: Vec<tokio::task::JoinHandle<Result<(), PipelineError>>>,
+    netlinks: Vec<tokio::task::JoinHandle<Result<(), SourceGaveUp>>>,
     mut consumer: Option<ConsumerTask>,
-    commands: mpsc::UnboundedSender<Command>,
+    commands: Vec<mpsc::UnboundedSender<Command>>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let mut netlink_done = false;
+    // Each namespace's rtnetlink source reports to its own pipeline.
+    let mut netlinks: futures::stream::FuturesUnordered<_> = netlinks
+        .into_iter()
+        .enumerate()
+        .map(|(i, h)| async move { (i, h.await) })
+        .collect();
+    let mut pipelines = futures::future::select_all(pipelines);
+    use futures::StreamExt;
     loop {
         tokio::select! {
-            r = &mut pipeline => {
+            (r, _, _) = &mut pipelines => {
                 return match r {
                     Ok(r) => r.map_err(anyhow::Error::from),
                     Err(e) => Err(anyhow::anyhow!("the sync pipeline panicked: {e}")),
                 };
             }
-            r = &mut netlink, if !netlink_done => {
-                netlink_done = true;
+            Some((i, r)) = netlinks.next() => {
                 let why = match r {
                     Ok(Ok(())) => continue,
                     Ok(Err(gave_up)) => gave_up.to_string(),
                     Err(e) => format!("the rtnetlink source supervisor died: {e}"),
                 };
-                let _ = commands.send(Command::Source(SourceReport::NetlinkGaveUp(why)));
+                if let Some(c) = commands.get(i) {
+                    let _ = c.send(Command::Source(SourceReport::NetlinkGaveUp(why)));
+                }
             }
             r = wait_consumer(&mut consumer) => {
                 consumer = None;
@@ -317,7 +346,9 @@ async fn supervise(
                 if *shutdown.borrow() {
                     continue;
                 }
-                let _ = commands.send(Command::Source(SourceReport::EbpfFailed(why)));
+                for c in &commands {
+                    let _ = c.send(Command::Source(SourceReport::EbpfFailed(why.clone())));
+                }
             }
         }
     }
@@ -338,12 +369,12 @@ async fn stopped(mut shutdown: watch::Receiver<bool>) {
 
 /// Connects to STATE_DB and CONFIG_DB (retrying while Redis is not up yet) and runs
 /// `checkWarmStart`. Returns the warm-restart handles when this is a warm start.
-async fn warm_start_check(cfg: &Config) -> anyhow::Result<Option<WarmDb>> {
+async fn warm_start_check(db: &DbLayout) -> anyhow::Result<Option<WarmDb>> {
     let mut delay = std::time::Duration::from_millis(100);
     let mut db = loop {
         let conns = async {
-            let state = crate::sonic::appdb::connect(&cfg.db.state.url).await?;
-            let config = crate::sonic::appdb::connect(&cfg.db.config.url).await?;
+            let state = crate::sonic::appdb::connect(&db.state.url).await?;
+            let config = crate::sonic::appdb::connect(&db.config.url).await?;
             Ok::<_, redis::RedisError>((state, config))
         }
         .await;
@@ -351,9 +382,9 @@ async fn warm_start_check(cfg: &Config) -> anyhow::Result<Option<WarmDb>> {
             Ok((state, config)) => {
                 break WarmDb {
                     state,
-                    state_sep: cfg.db.state.separator.clone(),
+                    state_sep: db.state.separator.clone(),
                     config,
-                    config_sep: cfg.db.config.separator.clone(),
+                    config_sep: db.config.separator.clone(),
                 };
             }
             Err(e) => {

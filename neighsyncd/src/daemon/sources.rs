@@ -1,26 +1,33 @@
 //! The sources at start-up and while running: the engine's source policy decides (see
 //! `core::source_health`); this carries its orders out: load the eBPF program and wait for its
 //! self-check, attach a source, detach eBPF and join rtnetlink's neighbor group.
+//!
+//! One program serves every namespace the process serves: the first namespace's order loads
+//! it, and every other namespace's policy is told the same outcome.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::{Config, SourceKind};
 use crate::core::control::{ResyncRequests, SourceControl};
 use crate::core::engine::{Engine, Input, LiveSource, Output};
-use crate::core::neigh::{ResyncCause, SourceEvent};
+use crate::core::neigh::ResyncCause;
 use crate::core::source_health::{SourceOrder, SourceReport};
-use crate::southbound::ebpf::{ConsumerTask, EbpfConfig, EbpfError, EbpfSource};
+use crate::runtime::netns::Netns;
+use crate::southbound::ebpf::{ConsumerTask, EbpfConfig, EbpfError, EbpfSource, Route};
 use crate::southbound::netlink::DumpRequester;
 use crate::telemetry::health::Health;
 use crate::telemetry::metrics::Metrics;
 
-/// The sources as the pipeline controls them: moving live neighbor events from eBPF to
-/// rtnetlink detaches the program and joins the neighbor group.
+/// The process's eBPF program, shared by the namespaces it serves.
+pub(super) type Program = Arc<Mutex<Option<EbpfSource>>>;
+
+/// A namespace's sources as its pipeline controls them: moving live neighbor events from
+/// eBPF to rtnetlink detaches the program and joins the neighbor group.
 pub(super) struct Sources {
-    pub(super) ebpf: std::sync::Mutex<Option<EbpfSource>>,
+    pub(super) ebpf: Program,
     pub(super) dumps: DumpRequester,
 }
 
@@ -32,6 +39,8 @@ impl ResyncRequests for Sources {
 
 impl SourceControl for Sources {
     fn switch_to_netlink(&self) -> u64 {
+        // Every namespace falls back together (the consumer they share died): the first
+        // detaches the program.
         if let Ok(mut e) = self.ebpf.lock() {
             e.take();
         }
@@ -44,23 +53,126 @@ impl SourceControl for Sources {
     }
 }
 
-/// What the start-up left attached.
-pub(super) struct Attached {
-    pub(super) ebpf: Option<EbpfSource>,
-    pub(super) consumer: Option<ConsumerTask>,
+/// What loading the program came to, told to every namespace's policy.
+#[derive(Clone)]
+enum Outcome {
+    Unavailable { reason: &'static str, why: String },
+    Verdict(Result<(), String>),
 }
 
-/// Carries out the source policy's start-up orders: load the eBPF program when wanted, wait
-/// for its self-check, and attach the source the engine chooses; then the first dump.
+/// The one eBPF program: loaded on the first order, its outcome remembered for the others.
+pub(super) struct SharedEbpf {
+    /// Where each namespace's records go (taken by the load).
+    routes: Option<Vec<Route>>,
+    /// The first namespace's, where the canary is planted (`None`: the process's own).
+    canary_netns: Option<Arc<Netns>>,
+    outcome: Option<Outcome>,
+    pub(super) program: Program,
+    pub(super) consumer: Option<ConsumerTask>,
+    /// How many namespaces attached it.
+    attached: usize,
+}
+
+impl SharedEbpf {
+    pub(super) fn new(routes: Vec<Route>, canary_netns: Option<Arc<Netns>>) -> SharedEbpf {
+        SharedEbpf {
+            routes: Some(routes),
+            canary_netns,
+            outcome: None,
+            program: Arc::new(Mutex::new(None)),
+            consumer: None,
+            attached: 0,
+        }
+    }
+
+    /// Loads the program (once) and waits for its self-check: what the policy is told.
+    async fn load(&mut self, cfg: &Config, shutdown: watch::Receiver<bool>) -> Vec<SourceReport> {
+        let outcome = match &self.outcome {
+            Some(o) => o.clone(),
+            None => {
+                let o = self.load_once(cfg, shutdown).await;
+                self.outcome = Some(o.clone());
+                o
+            }
+        };
+        match outcome {
+            Outcome::Unavailable { reason, why } => {
+                vec![SourceReport::EbpfUnavailable { reason, why }]
+            }
+            Outcome::Verdict(v) => vec![SourceReport::EbpfLoaded, SourceReport::EbpfVerdict(v)],
+        }
+    }
+
+    async fn load_once(&mut self, cfg: &Config, shutdown: watch::Receiver<bool>) -> Outcome {
+        let routes = self.routes.take().unwrap_or_default();
+        let started = EbpfSource::start(
+            &EbpfConfig {
+                ring_bytes: cfg.ebpf_ring_bytes,
+                lru_entries: cfg.ebpf_lru_entries,
+                watchdog: cfg.ebpf_watchdog,
+            },
+            routes,
+            self.canary_netns.clone(),
+            shutdown,
+        );
+        let started = match started {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "eBPF source unavailable");
+                let reason = match e {
+                    EbpfError::NotBuilt => "ebpf_not_built",
+                    EbpfError::Btf(_) => "ebpf_no_btf",
+                    EbpfError::Offsets(_) | EbpfError::Layout(_) => "ebpf_layout",
+                    _ => "ebpf_load_failed",
+                };
+                let why = e.to_string();
+                return Outcome::Unavailable { reason, why };
+            }
+        };
+        if let Ok(mut p) = self.program.lock() {
+            *p = Some(started.source);
+        }
+        self.consumer = Some(started.consumer);
+        // No eBPF record reaches a pipeline before the program has proven itself.
+        let verdict = match tokio::time::timeout(
+            crate::southbound::ebpf::canary::DEADLINE + std::time::Duration::from_secs(1),
+            started.verified,
+        )
+        .await
+        {
+            Ok(Ok(v)) => v,
+            Ok(Err(_)) => Err("the consumer ended before its verdict".into()),
+            Err(_) => Err("no verdict in time".into()),
+        };
+        if let Err(why) = &verdict {
+            warn!(reason = %why, "the eBPF program failed its self-check");
+        }
+        Outcome::Verdict(verdict)
+    }
+
+    /// After every namespace attached its source: a program none of them took is detached.
+    pub(super) fn settle(&mut self) {
+        if self.attached == 0 {
+            if let Ok(mut p) = self.program.lock() {
+                p.take();
+            }
+            self.consumer = None;
+        }
+    }
+}
+
+/// Carries out one namespace's source policy at start-up: load the eBPF program when wanted
+/// (or take the outcome another namespace's load had), and attach the source the engine
+/// chooses; then the first dump.
 pub(super) async fn start_sources(
     engine: &mut Engine,
     cfg: &Config,
-    tx: mpsc::Sender<SourceEvent>,
+    ebpf: &mut SharedEbpf,
     dumps: &DumpRequester,
-    metrics: &Arc<Metrics>,
+    metrics: &Metrics,
     health: &Health,
     shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<Attached> {
+) -> anyhow::Result<()> {
     let mut tell = |report| -> Vec<SourceOrder> {
         engine
             .handle(crate::southbound::monotonic_ns(), Input::Source(report))
@@ -71,72 +183,23 @@ pub(super) async fn start_sources(
             })
             .collect()
     };
-    let mut attached = Attached {
-        ebpf: None,
-        consumer: None,
-    };
     let mut orders = std::collections::VecDeque::from(tell(SourceReport::Start));
     while let Some(order) = orders.pop_front() {
         match order {
             SourceOrder::LoadEbpf => {
-                let requester = dumps.clone();
-                let started = EbpfSource::start(
-                    &EbpfConfig {
-                        ring_bytes: cfg.ebpf_ring_bytes,
-                        lru_entries: cfg.ebpf_lru_entries,
-                        watchdog: cfg.ebpf_watchdog,
-                    },
-                    tx.clone(),
-                    Box::new(move |cause| requester.lost(cause)),
-                    metrics.clone(),
-                    shutdown.clone(),
-                );
-                let started = match started {
-                    Ok(s) => s,
-                    Err(e) => {
-                        warn!(error = %e, "eBPF source unavailable");
-                        let reason = match e {
-                            EbpfError::NotBuilt => "ebpf_not_built",
-                            EbpfError::Btf(_) => "ebpf_no_btf",
-                            EbpfError::Offsets(_) | EbpfError::Layout(_) => "ebpf_layout",
-                            _ => "ebpf_load_failed",
-                        };
-                        let why = e.to_string();
-                        orders.extend(tell(SourceReport::EbpfUnavailable { reason, why }));
-                        continue;
-                    }
-                };
-                attached.ebpf = Some(started.source);
-                attached.consumer = Some(started.consumer);
-                orders.extend(tell(SourceReport::EbpfLoaded));
-                // No eBPF record reaches the pipeline before the program has proven itself.
-                let verdict = match tokio::time::timeout(
-                    crate::southbound::ebpf::canary::DEADLINE + std::time::Duration::from_secs(1),
-                    started.verified,
-                )
-                .await
-                {
-                    Ok(Ok(v)) => v,
-                    Ok(Err(_)) => Err("the consumer ended before its verdict".into()),
-                    Err(_) => Err("no verdict in time".into()),
-                };
-                if let Err(why) = &verdict {
-                    warn!(reason = %why, "the eBPF program failed its self-check");
+                for report in ebpf.load(cfg, shutdown.clone()).await {
+                    orders.extend(tell(report));
                 }
-                orders.extend(tell(SourceReport::EbpfVerdict(verdict)));
             }
             SourceOrder::Attach { source, reason } => {
                 if source == LiveSource::Netlink {
-                    // Detach whatever was loaded; join the neighbor group (unless the socket
-                    // was opened in it).
-                    attached = Attached {
-                        ebpf: None,
-                        consumer: None,
-                    };
+                    // Join the neighbor group (unless the socket was opened in it).
                     if cfg.source != SourceKind::Netlink {
                         info!(reason, "using rtnetlink for neighbor events");
                         dumps.subscribe_neighbors();
                     }
+                } else {
+                    ebpf.attached += 1;
                 }
                 // Settled: now the first dump (after any subscription it needs).
                 dumps.request(ResyncCause::Startup);
@@ -151,5 +214,5 @@ pub(super) async fn start_sources(
             SourceOrder::FallBack { .. } => {} // only once running
         }
     }
-    Ok(attached)
+    Ok(())
 }

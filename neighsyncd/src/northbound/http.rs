@@ -12,17 +12,17 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::telemetry::health::{Health, rfc3339};
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::MetricsSet;
 
 #[derive(Clone)]
 struct Ops {
-    metrics: Arc<Metrics>,
+    metrics: MetricsSet,
     health: Arc<Health>,
 }
 
 /// `profiler`: serve `/debug/pprof/profile` (for the API token's holder).
 pub(crate) fn router(
-    metrics: Arc<Metrics>,
+    metrics: MetricsSet,
     health: Arc<Health>,
     profiler: Option<super::profile::Profiler>,
 ) -> Router {
@@ -57,7 +57,11 @@ async fn health_handler(State(s): State<Ops>) -> impl IntoResponse {
 
 async fn ready_handler(State(s): State<Ops>) -> impl IntoResponse {
     let (ok, checks) = s.health.readiness();
-    let failed: Vec<&str> = checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.name.clone())
+        .collect();
     let code = if ok {
         StatusCode::OK
     } else {
@@ -65,11 +69,11 @@ async fn ready_handler(State(s): State<Ops>) -> impl IntoResponse {
     };
     let body = neighsyncd_api::Ready {
         ready: ok,
-        failed: failed.into_iter().map(String::from).collect(),
+        failed,
         checks: checks
             .into_iter()
             .map(|c| neighsyncd_api::Check {
-                name: c.name.to_string(),
+                name: c.name,
                 ok: c.ok,
                 critical: c.critical,
                 since: c.since,
@@ -82,7 +86,7 @@ async fn ready_handler(State(s): State<Ops>) -> impl IntoResponse {
 /// Binds (the error is the caller's to report and retry), then serves until `shutdown`.
 pub(crate) async fn serve(
     addr: SocketAddr,
-    metrics: Arc<Metrics>,
+    metrics: MetricsSet,
     health: Arc<Health>,
     profiler: Option<super::profile::Profiler>,
     shutdown: watch::Receiver<bool>,

@@ -24,7 +24,7 @@ use crate::core::engine::{Engine, Input, Output};
 use crate::core::neigh::{ResyncCause, SourceEvent};
 use crate::core::rules::ConfigSnapshot;
 use crate::core::source_health::{SourceOrder, SourceReport};
-use crate::northbound::view::View;
+use crate::northbound::view::ViewPart;
 use crate::sonic::appdb::AppDb;
 use crate::sonic::warm::{WarmDb, WarmError, WarmState};
 use crate::southbound::monotonic_ns;
@@ -109,7 +109,7 @@ pub struct Outputs {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     /// The management APIs' read model, kept current when there is one.
-    pub view: Option<Arc<View>>,
+    pub view: Option<ViewPart>,
 }
 
 /// The async shell around the [`Engine`]: it owns the channels, the APPL_DB connection, the
@@ -126,7 +126,7 @@ pub struct Pipeline<W: AppDbWriter = AppDb> {
     config_rx: watch::Receiver<Option<ConfigSnapshot>>,
     /// When the engine's ordered reconnect is due.
     retry_at: Option<tokio::time::Instant>,
-    view: Option<Arc<View>>,
+    view: Option<ViewPart>,
     warm_plan: Option<WarmPlan>,
     warm: Option<WarmPhase>,
     prefetched: Option<Vec<(String, crate::core::state::Told)>>,

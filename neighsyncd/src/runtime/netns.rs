@@ -75,3 +75,66 @@ fn remount_sys() -> std::io::Result<()> {
         ))
     }
 }
+
+/// A network namespace the daemon reaches into without entering it: one process serving
+/// several SONiC namespaces. Its sockets are made by a short-lived thread that enters the
+/// namespace; a socket stays in the namespace it was made in, whichever thread then uses it.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+    file: std::fs::File,
+    inode: u32,
+}
+
+impl Netns {
+    /// Opens `/var/run/netns/NAME` (entering it needs CAP_SYS_ADMIN).
+    pub fn open(name: &str) -> Result<Netns, NetnsError> {
+        use std::os::unix::fs::MetadataExt;
+        let path = format!("{NETNS_DIR}/{name}");
+        let open_err = |source| NetnsError::Open {
+            path: path.clone(),
+            source,
+        };
+        let file = std::fs::File::open(&path).map_err(open_err)?;
+        // The nsfs inode number is the namespace's `ns.inum`, what the eBPF program sees.
+        let inode = file.metadata().map_err(open_err)?.ino() as u32;
+        Ok(Netns {
+            name: name.to_string(),
+            file,
+            inode,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn inode(&self) -> u32 {
+        self.inode
+    }
+
+    /// Runs `f` on a thread inside this namespace, and returns what it returns.
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> std::io::Result<T> {
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name(format!("netns-{}", self.name))
+                .spawn_scoped(s, || {
+                    // SAFETY: setns on a descriptor we own; it moves only this new thread.
+                    if unsafe { libc::setns(self.file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(f())
+                })?
+                .join()
+                .map_err(|_| std::io::Error::other("a thread in the namespace panicked"))?
+        })
+    }
+}
+
+/// Runs `f` in `netns`, or right here when it is `None` (the namespace the process is in).
+pub fn within<T: Send>(netns: Option<&Netns>, f: impl FnOnce() -> T + Send) -> std::io::Result<T> {
+    match netns {
+        Some(n) => n.run(f),
+        None => Ok(f()),
+    }
+}

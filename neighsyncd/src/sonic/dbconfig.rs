@@ -143,6 +143,24 @@ impl DbLayout {
         Self::from_sonic_file(&dir.join(include))
     }
 
+    /// Every ASIC namespace database_global.json lists, in its order (the host's entry, which
+    /// has no `namespace`, is not one).
+    pub fn global_namespaces(path: &Path) -> Result<Vec<String>, DbConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| DbConfigError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        // Asking for a namespace no entry has lists them all.
+        match global_include(&text, &p, "\0") {
+            Err(DbConfigError::UnknownNamespace { listed, .. }) => {
+                Ok(listed.into_iter().filter(|n| !n.is_empty()).collect())
+            }
+            Err(e) => Err(e),
+            Ok(_) => Ok(Vec::new()),
+        }
+    }
+
     pub fn from_sonic_json(text: &str, path: &str) -> Result<DbLayout, DbConfigError> {
         let json: Json = serde_json::from_str(text).map_err(|source| DbConfigError::Parse {
             path: path.into(),

@@ -8,7 +8,9 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
-    pub name: &'static str,
+    /// What is checked; `<namespace>/<check>` for a namespace's own checks when one process
+    /// serves several.
+    pub name: String,
     pub ok: bool,
     /// Whether readiness depends on it: neighbor sync does; a management listener does not
     /// (it is retried while neighbors keep flowing).
@@ -39,14 +41,14 @@ impl Flag {
         }
     }
 
-    fn check(&self, name: &'static str, critical: bool) -> Check {
+    fn check(&self, name: impl Into<String>, critical: bool) -> Check {
         let since = self
             .since
             .lock()
             .map(|s| *s)
             .unwrap_or(SystemTime::UNIX_EPOCH);
         Check {
-            name,
+            name: name.into(),
             ok: self.ok.load(Ordering::SeqCst),
             critical,
             since: rfc3339(since),
@@ -111,6 +113,9 @@ pub struct Health {
     /// Listeners: `None` when not configured.
     listeners: [Option<Flag>; 3],
     started: SystemTime,
+    /// Multi-ASIC, one process for several namespaces: each namespace's own health (its
+    /// Redis, its sources, its sync), all of which readiness needs. Empty otherwise.
+    parts: Vec<(String, std::sync::Arc<Health>)>,
 }
 
 impl Default for Health {
@@ -124,6 +129,7 @@ impl Default for Health {
             warm_restart: Flag::new(true),
             listeners: [None, None, None],
             started: SystemTime::now(),
+            parts: Vec::new(),
         }
     }
 }
@@ -136,6 +142,34 @@ impl Health {
             h.listeners[*l as usize] = Some(Flag::new(false));
         }
         h
+    }
+
+    /// With a health of its own for each of these namespaces (see [`Health::part`]).
+    pub fn with_parts(mut self, names: &[String]) -> Health {
+        self.parts = names
+            .iter()
+            .map(|n| (n.clone(), std::sync::Arc::new(Health::default())))
+            .collect();
+        self
+    }
+
+    /// The health namespace `i` reports into: its own with parts, else this one.
+    pub fn part(self: &std::sync::Arc<Self>, i: usize) -> std::sync::Arc<Health> {
+        match self.parts.get(i) {
+            Some((_, h)) => h.clone(),
+            None => self.clone(),
+        }
+    }
+
+    fn core_checks(&self, prefix: &str) -> [Check; 5] {
+        let name = |n: &str| format!("{prefix}{n}");
+        [
+            self.redis.check(name("redis"), true),
+            self.source_attached.check(name("source_attached"), true),
+            self.sources_alive.check(name("sources_alive"), true),
+            self.synced.check(name("initial_sync"), true),
+            self.warm_restart.check(name("warm_restart"), true),
+        ]
     }
 
     pub fn set_redis(&self, ok: bool) {
@@ -166,13 +200,13 @@ impl Health {
 
     /// Ready when every critical check passes; every check is listed.
     pub fn readiness(&self) -> (bool, Vec<Check>) {
-        let mut checks = vec![
-            self.redis.check("redis", true),
-            self.source_attached.check("source_attached", true),
-            self.sources_alive.check("sources_alive", true),
-            self.synced.check("initial_sync", true),
-            self.warm_restart.check("warm_restart", true),
-        ];
+        let mut checks = Vec::new();
+        if self.parts.is_empty() {
+            checks.extend(self.core_checks(""));
+        }
+        for (ns, h) in &self.parts {
+            checks.extend(h.core_checks(&format!("{ns}/")));
+        }
         for l in Listener::ALL {
             if let Some(f) = &self.listeners[l as usize] {
                 checks.push(f.check(l.as_str(), false));
@@ -221,5 +255,27 @@ mod tests {
         assert!(!checks.iter().any(|c| c.name == "grpc_listener"));
         h.set_sources_alive(false);
         assert!(!h.readiness().0);
+    }
+
+    #[test]
+    fn with_parts_every_namespace_must_be_ready() {
+        let h = std::sync::Arc::new(Health::default().with_parts(&["a".into(), "b".into()]));
+        for i in 0..2 {
+            let p = h.part(i);
+            p.set_redis(true);
+            p.set_source_attached(true);
+            p.set_source_synced(true);
+        }
+        assert!(h.readiness().0);
+        h.part(1).set_redis(false);
+        let (ok, checks) = h.readiness();
+        assert!(!ok);
+        let failed: Vec<&str> = checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(failed, ["b/redis"]);
+        assert!(!checks.iter().any(|c| c.name == "redis"));
     }
 }

@@ -7,6 +7,7 @@ use prometheus::{
 
 use crate::core::neigh::ResyncCause;
 use crate::core::rules::SkipReason;
+pub use crate::telemetry::exposition::MetricsSet;
 
 /// The stable reasons bad kernel input is skipped for.
 pub const MALFORMED_REASONS: [&str; 10] = [

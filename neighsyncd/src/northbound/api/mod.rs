@@ -13,13 +13,13 @@ use std::sync::Arc;
 
 use crate::core::control::ResyncRequests;
 use crate::northbound::view::View;
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::MetricsSet;
 
 /// What the API handlers share.
 #[derive(Clone)]
 pub struct ApiState {
     pub view: Arc<View>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: MetricsSet,
     /// Where `POST /api/v1/resync` (and gRPC `Resync`) goes.
     pub resync: Arc<dyn ResyncRequests>,
     /// The effective configuration, as served by `/api/v1/config`.
@@ -37,7 +37,7 @@ impl ApiState {
         }
         ApiState {
             view,
-            metrics: Arc::new(Metrics::new()),
+            metrics: MetricsSet::one(Arc::new(crate::telemetry::metrics::Metrics::new())),
             resync: Arc::new(NoSource),
             config: Arc::new(serde_json::json!({})),
             auth: Arc::new(auth::Auth::new(None, true).expect("no token file to read")),

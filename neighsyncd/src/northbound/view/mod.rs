@@ -149,7 +149,9 @@ impl ChangeReceiver {
         }
         let delta = inner.history.get((self.next - oldest) as usize)?;
         self.next += 1;
-        Some(Ok(Arc::new(delta.change(self.view.namespace.as_deref()))))
+        Some(Ok(Arc::new(
+            delta.change(self.view.namespace_of(&delta.key)),
+        )))
     }
 }
 
@@ -159,8 +161,9 @@ pub struct View {
     notify: watch::Sender<u64>,
     history_len: usize,
     epoch: String,
-    /// Multi-ASIC: the SONiC namespace served, in every record.
-    namespace: Option<String>,
+    /// Multi-ASIC: the SONiC namespace of each partition (see [`View::part`]), in every
+    /// record of it.
+    namespaces: Vec<Option<String>>,
 }
 
 /// A new instance epoch: 64 random bits (hex), so that two runs of the daemon never share one.
@@ -203,6 +206,16 @@ impl View {
 
     /// A view whose records name `namespace` (multi-ASIC).
     pub fn for_namespace(history: usize, namespace: Option<String>) -> View {
+        Self::with_partitions(history, vec![namespace])
+    }
+
+    /// A view of several namespaces (one process serving several), partition `i` being
+    /// `namespaces[i]`'s: one table, one sequence of changes, every record naming its own.
+    pub fn for_namespaces(history: usize, namespaces: Vec<String>) -> View {
+        Self::with_partitions(history, namespaces.into_iter().map(Some).collect())
+    }
+
+    fn with_partitions(history: usize, namespaces: Vec<Option<String>>) -> View {
         View {
             inner: RwLock::new(Inner {
                 seq: 0,
@@ -212,7 +225,49 @@ impl View {
             notify: watch::channel(0).0,
             history_len: history.max(16),
             epoch: new_epoch(),
-            namespace,
+            namespaces,
+        }
+    }
+
+    /// The namespace of `key`'s partition.
+    fn namespace_of(&self, key: &NeighKey) -> Option<&str> {
+        self.namespaces.get(key.partition())?.as_deref()
+    }
+
+    /// How many partitions (namespaces) the view holds.
+    pub fn partitions(&self) -> usize {
+        self.namespaces.len()
+    }
+
+    /// The partition of namespace `ns`.
+    pub fn partition_of(&self, ns: &str) -> Option<usize> {
+        self.namespaces
+            .iter()
+            .position(|n| n.as_deref() == Some(ns))
+    }
+
+    /// Where partition `i`'s pipeline writes: every key it gives is put in partition `i`.
+    pub fn part(self: &Arc<Self>, i: usize) -> ViewPart {
+        ViewPart {
+            view: self.clone(),
+            part: i,
+        }
+    }
+
+    /// A page token for `key`: its text, with its partition before a `/` (which no interface
+    /// name holds) when that is not the first.
+    pub fn token(&self, key: &NeighKey) -> String {
+        match key.partition() {
+            0 => key.to_string(),
+            p => format!("{p}/{key}"),
+        }
+    }
+
+    /// The key a [`View::token`] stands for; `None` when no such interface was ever seen.
+    pub fn parse_token(&self, token: &str) -> Option<NeighKey> {
+        match token.split_once('/') {
+            Some((p, key)) => NeighKey::parse_existing(key)?.in_partition(p.parse().ok()?),
+            None => NeighKey::parse_existing(token),
         }
     }
 
@@ -285,12 +340,7 @@ impl View {
 
     pub fn get(&self, key: &NeighKey) -> Option<NeighborRecord> {
         let inner = self.inner.read().ok()?;
-        Some(
-            inner
-                .entries
-                .get(key)?
-                .record(key, self.namespace.as_deref()),
-        )
+        Some(inner.entries.get(key)?.record(key, self.namespace_of(key)))
     }
 
     /// The records after key `after`, in key order, that `keep` accepts: at most `limit` of
@@ -319,7 +369,7 @@ impl View {
                 return page;
             }
             last = Some(k);
-            let r = e.record(k, self.namespace.as_deref());
+            let r = e.record(k, self.namespace_of(k));
             if keep(&r) {
                 page.records.push(r);
             }
@@ -367,6 +417,9 @@ impl View {
         Some(self.receiver_after(seq))
     }
 }
+
+mod part;
+pub use part::ViewPart;
 
 mod ordered;
 use ordered::ChunkedMap;

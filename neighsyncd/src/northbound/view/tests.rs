@@ -104,3 +104,55 @@ fn moves_within_a_state_class_are_no_change_where_only_the_class_is_known() {
     v.kernel_update(key(), side(1, STALE));
     assert_eq!(v.seq(), 2, "the exact state is news");
 }
+
+#[test]
+fn partitions_keep_the_same_key_apart_and_name_their_namespace() {
+    use crate::core::neigh::nud::REACHABLE;
+    let v = Arc::new(View::for_namespaces(
+        16,
+        vec!["asic0".into(), "asic1".into()],
+    ));
+    let (_, mut rx) = v.subscribe();
+    v.part(1).kernel_update(key(), side(2, REACHABLE));
+    v.part(0).kernel_update(key(), side(1, REACHABLE));
+    let page = v.page(None, 10, 10, |_| true);
+    let seen: Vec<(Option<&str>, &str, Option<&str>)> = page
+        .records
+        .iter()
+        .map(|r| {
+            (
+                r.namespace.as_deref(),
+                r.key.as_str(),
+                r.kernel_mac.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                Some("asic0"),
+                "Ethernet0:10.0.0.2",
+                Some("02:00:00:00:00:01")
+            ),
+            (
+                Some("asic1"),
+                "Ethernet0:10.0.0.2",
+                Some("02:00:00:00:00:02")
+            ),
+        ],
+        "one record per namespace, in namespace order"
+    );
+    let first = rx.try_recv().unwrap().unwrap();
+    assert_eq!(first.record.namespace.as_deref(), Some("asic1"));
+    // Page tokens carry the partition.
+    let k1 = key().in_partition(1).unwrap();
+    assert_eq!(v.token(&k1), "1/Ethernet0:10.0.0.2");
+    assert_eq!(v.parse_token(&v.token(&k1)), Some(k1));
+    assert_eq!(v.parse_token(&v.token(&key())), Some(key()));
+    assert_eq!(v.partition_of("asic1"), Some(1));
+    // One namespace's removal leaves the other's.
+    v.part(0).kernel_remove(key());
+    assert!(v.get(&key()).is_none());
+    assert!(v.get(&k1).is_some());
+}

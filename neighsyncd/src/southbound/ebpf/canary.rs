@@ -21,6 +21,7 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
 use crate::core::neigh::{NeighKind, NeighMsg, SourceEvent};
+use crate::runtime::netns::{Netns, within};
 use crate::southbound::parse::{Parsed, encode};
 
 pub const IP: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0x6e73, 0x6401);
@@ -66,8 +67,9 @@ fn full(lo: u32) -> NeighbourMessage {
 }
 
 impl Canary {
-    pub fn open() -> Result<Canary, CanaryError> {
-        let mut socket = Socket::new(NETLINK_ROUTE)?;
+    /// The canary's socket, in `netns` (`None`: the process's own namespace).
+    pub fn open(netns: Option<&Netns>) -> Result<Canary, CanaryError> {
+        let mut socket = within(netns, || Socket::new(NETLINK_ROUTE))??;
         socket.bind(&SocketAddr::new(0, 0))?;
         let tv = libc::timeval {
             tv_sec: 1,
@@ -87,7 +89,7 @@ impl Canary {
             return Err(io::Error::last_os_error().into());
         }
         // SAFETY: a NUL-terminated name.
-        let lo = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
+        let lo = within(netns, || unsafe { libc::if_nametoindex(c"lo".as_ptr()) })?;
         if lo == 0 {
             return Err(io::Error::last_os_error().into());
         }

@@ -14,9 +14,11 @@ use aya::Ebpf;
 use tokio::sync::mpsc;
 
 use crate::core::neigh::{ResyncCause, SourceEvent};
+use crate::runtime::netns::Netns;
 use crate::telemetry::metrics::Metrics;
 
 pub use consumer::{ConsumerError, Record, Verified, decode, to_neigh_msg};
+pub use offsets::own_netns;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EbpfError {
@@ -81,6 +83,24 @@ pub struct Started {
     pub verified: Verified,
 }
 
+/// Fills the program's namespace filter. Fault injection (`ebpf_silent`): a filter that
+/// matches none of them, as a program reading the wrong namespace would.
+fn serve_namespaces(ebpf: &mut Ebpf, inodes: impl Iterator<Item = u32>) -> Result<(), EbpfError> {
+    let map = ebpf
+        .map_mut("NETNS")
+        .ok_or_else(|| EbpfError::Map("NETNS", "missing".into()))?;
+    let mut netns: aya::maps::HashMap<_, u32, u8> =
+        aya::maps::HashMap::try_from(map).map_err(|e| EbpfError::Map("NETNS", e.to_string()))?;
+    let silent = crate::runtime::fault::get("ebpf_silent").is_some();
+    for inode in inodes {
+        let inode = if silent { inode.wrapping_add(1) } else { inode };
+        netns
+            .insert(inode, 1, 0)
+            .map_err(|e| EbpfError::Map("NETNS", e.to_string()))?;
+    }
+    Ok(())
+}
+
 #[cfg(neighsyncd_ebpf)]
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("NEIGHSYNCD_EBPF_OBJECT_PATH"));
 #[cfg(not(neighsyncd_ebpf))]
@@ -93,18 +113,39 @@ const TRACEPOINTS: [&str; 3] = [
     "neigh_cleanup_and_release",
 ];
 
+/// Where the records of one served network namespace go.
+pub struct Route {
+    /// The namespace's inode number (what the program reads as `ns.inum`).
+    pub netns: u32,
+    pub tx: mpsc::Sender<SourceEvent>,
+    /// Called when this namespace's events were lost (ring overflow): its resync.
+    pub request_dump: Box<dyn Fn(ResyncCause) + Send + Sync>,
+    pub metrics: Arc<Metrics>,
+}
+
 impl EbpfSource {
     /// Loads, resolves offsets, attaches, and spawns the ring-buffer consumer on the current
-    /// runtime. `request_dump` is called when events were lost (ring overflow).
+    /// runtime. One program serves every namespace in `routes` (at least one); the canary
+    /// that proves it is planted in the first, which is `canary_netns` (`None`: the process's
+    /// own namespace).
     pub fn start(
         cfg: &EbpfConfig,
-        tx: mpsc::Sender<SourceEvent>,
-        request_dump: Box<dyn Fn(ResyncCause) + Send + Sync>,
-        metrics: Arc<Metrics>,
+        routes: Vec<Route>,
+        canary_netns: Option<Arc<Netns>>,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Started, EbpfError> {
         if OBJECT.is_empty() {
             return Err(EbpfError::NotBuilt);
+        }
+        if routes.is_empty() || routes.len() > neighsyncd_common::NETNS_MAX as usize {
+            return Err(EbpfError::Map(
+                "NETNS",
+                format!(
+                    "{} namespaces: one program serves 1 to {}",
+                    routes.len(),
+                    neighsyncd_common::NETNS_MAX
+                ),
+            ));
         }
         let offsets = offsets::resolve()?;
         tracing::info!(?offsets, "eBPF: kernel struct offsets from BTF");
@@ -117,6 +158,7 @@ impl EbpfSource {
             .map_max_entries("DEDUP", cfg.lru_entries)
             .load(OBJECT)
             .map_err(|e| EbpfError::Load(e.to_string()))?;
+        serve_namespaces(&mut ebpf, routes.iter().map(|r| r.netns))?;
         for tp in TRACEPOINTS {
             let prog: &mut aya::programs::RawTracePoint = ebpf
                 .program_mut(tp)
@@ -132,10 +174,9 @@ impl EbpfSource {
         let stats = Arc::new(EbpfStats::default());
         let spawned = consumer::spawn(
             &mut ebpf,
-            tx,
-            request_dump,
+            routes,
+            canary_netns,
             stats.clone(),
-            metrics,
             cfg.watchdog,
             shutdown,
         )?;

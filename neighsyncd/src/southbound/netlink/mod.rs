@@ -27,6 +27,7 @@ use super::monotonic_ns;
 use super::parse::{Parsed, encode, parse_datagram};
 use crate::core::dump::{Attempt, Family, Outcome, Planner, Step};
 use crate::core::neigh::{ResyncCause, SourceEvent};
+use crate::runtime::netns::Netns;
 use crate::telemetry::metrics::Metrics;
 
 mod requests;
@@ -57,6 +58,8 @@ pub struct NetlinkConfig {
     pub rcvbuf_bytes: usize,
     /// Subscribe to neighbor notifications (off when the eBPF source delivers them).
     pub subscribe_neigh: bool,
+    /// The network namespace the sockets are made in (`None`: the process's own).
+    pub netns: Option<Arc<Netns>>,
 }
 
 /// The requests channel's receiving end, shared so that a restarted source takes it over.
@@ -115,6 +118,7 @@ pub(crate) struct Source {
     /// Reopened when a dump in flight is aborted (the kernel then drops what it had left).
     dumps: Arc<AsyncFd<NlSocket>>,
     dump_rcvbuf: usize,
+    netns: Option<Arc<Netns>>,
     tx: mpsc::Sender<SourceEvent>,
     metrics: Arc<Metrics>,
     planner: Planner,
@@ -141,9 +145,10 @@ impl Source {
         let groups = RTMGRP_LINK | if subscribe_neigh { RTMGRP_NEIGH } else { 0 };
         let dump_rcvbuf = DUMP_RCVBUF.max(cfg.rcvbuf_bytes);
         Ok(Source {
-            events: Arc::new(open(groups, cfg.rcvbuf_bytes)?),
-            dumps: Arc::new(open(0, dump_rcvbuf)?),
+            events: Arc::new(open(cfg.netns.as_deref(), groups, cfg.rcvbuf_bytes)?),
+            dumps: Arc::new(open(cfg.netns.as_deref(), 0, dump_rcvbuf)?),
             dump_rcvbuf,
+            netns: cfg.netns.clone(),
             tx,
             metrics,
             planner: Planner::default(),
@@ -267,7 +272,7 @@ impl Source {
                 .dump_attempts
                 .with_label_values(&["partial"])
                 .inc();
-            match open(0, self.dump_rcvbuf) {
+            match open(self.netns.as_deref(), 0, self.dump_rcvbuf) {
                 Ok(s) => self.dumps = Arc::new(s),
                 // Keep the old socket: what is left of the aborted dump carries a stale
                 // sequence number and is dropped; the next request waits for it to end.

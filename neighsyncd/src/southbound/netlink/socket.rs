@@ -10,6 +10,7 @@ use tokio::io::unix::AsyncFd;
 use tracing::{debug, warn};
 
 use super::NetlinkError;
+use crate::runtime::netns::{Netns, within};
 
 pub(super) struct NlSocket(pub(super) Socket);
 
@@ -22,8 +23,15 @@ impl AsRawFd for NlSocket {
 /// The dump socket's receive buffer: large enough for any dump message.
 pub(super) const DUMP_RCVBUF: usize = 4 * 1024 * 1024;
 
-pub(super) fn open(groups: u32, rcvbuf: usize) -> Result<AsyncFd<NlSocket>, NetlinkError> {
-    let mut socket = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Open)?;
+/// A NETLINK_ROUTE socket in `netns` (`None`: the process's own), bound to `groups`.
+pub(super) fn open(
+    netns: Option<&Netns>,
+    groups: u32,
+    rcvbuf: usize,
+) -> Result<AsyncFd<NlSocket>, NetlinkError> {
+    let mut socket = within(netns, || Socket::new(NETLINK_ROUTE))
+        .and_then(|s| s)
+        .map_err(NetlinkError::Open)?;
     socket
         .bind(&SocketAddr::new(0, groups))
         .map_err(NetlinkError::Bind)?;

@@ -14,6 +14,7 @@ use tracing::debug;
 
 use super::socket::{Recv, open, recv};
 use crate::core::dump::{Family, TableStats};
+use crate::runtime::netns::Netns;
 use crate::southbound::parse::{Parsed, encode, parse_datagram};
 use crate::telemetry::metrics::Metrics;
 
@@ -24,7 +25,12 @@ const READ_TIMEOUT: Duration = Duration::from_secs(2);
 const SEQ: u32 = 1;
 
 /// Reads the tables every [`POLL`] until shutdown, exporting what they say.
-pub async fn watch(metrics: Arc<Metrics>, mut shutdown: watch::Receiver<bool>) {
+/// `netns`: whose tables (`None`: the process's own namespace).
+pub async fn watch(
+    metrics: Arc<Metrics>,
+    netns: Option<Arc<Netns>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -32,7 +38,7 @@ pub async fn watch(metrics: Arc<Metrics>, mut shutdown: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = crate::runtime::tasks::shutdown_signalled(&mut shutdown) => return,
         }
-        match tokio::time::timeout(READ_TIMEOUT, read()).await {
+        match tokio::time::timeout(READ_TIMEOUT, read(netns.as_deref())).await {
             Ok(Ok(tables)) => {
                 for (family, stats) in tables {
                     metrics.kernel_table(family_label(family), &stats);
@@ -52,8 +58,8 @@ fn family_label(f: Family) -> &'static str {
 }
 
 /// One `RTM_GETNEIGHTBL` dump: each family's statistics.
-async fn read() -> std::io::Result<Vec<(Family, TableStats)>> {
-    let sock = open(0, 1 << 20).map_err(std::io::Error::other)?;
+async fn read(netns: Option<&Netns>) -> std::io::Result<Vec<(Family, TableStats)>> {
+    let sock = open(netns, 0, 1 << 20).map_err(std::io::Error::other)?;
     let request = encode(
         RouteNetlinkMessage::GetNeighbourTable(NeighbourTableMessage::default()),
         NLM_F_REQUEST | NLM_F_DUMP,

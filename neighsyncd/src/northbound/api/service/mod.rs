@@ -136,7 +136,7 @@ impl ApiState {
         // A token is a key this daemon handed out: its interface is known here.
         let after = after
             .map(|t| {
-                NeighKey::parse_existing(t).ok_or_else(|| {
+                self.view.parse_token(t).ok_or_else(|| {
                     ServiceError::InvalidArgument(format!("page token {t:?}: not a key of ours"))
                 })
             })
@@ -147,7 +147,7 @@ impl ApiState {
         Ok(Page {
             seq: page.seq,
             neighbors: page.records,
-            next_page_token: page.resume_after.map(|k| k.to_string()),
+            next_page_token: page.resume_after.map(|k| self.view.token(&k)),
         })
     }
 
@@ -158,7 +158,11 @@ impl ApiState {
             .map_err(|_| ServiceError::InvalidArgument(format!("{ip:?} is not an IP address")))?;
         let missing = || ServiceError::NotFound(format!("no neighbor {ifname}:{ip}"));
         let ifname = IfName::existing(ifname).ok_or_else(missing)?;
-        self.view.get(&NeighKey { ifname, ip }).ok_or_else(missing)
+        // Serving several namespaces, the first that has it.
+        let key = NeighKey { ifname, ip };
+        (0..self.view.partitions())
+            .find_map(|p| self.view.get(&key.in_partition(p)?))
+            .ok_or_else(missing)
     }
 
     /// The daemon's counters: `{metric: value}` or `{metric: {"label=value,...": value}}`.
@@ -216,10 +220,10 @@ impl ApiState {
 }
 
 /// The counters of `metrics` as JSON (see [`ApiState::stats`]).
-fn stats_json(metrics: &crate::telemetry::metrics::Metrics) -> serde_json::Value {
+fn stats_json(metrics: &crate::telemetry::metrics::MetricsSet) -> serde_json::Value {
     use serde_json::json;
     let mut out = serde_json::Map::new();
-    for fam in metrics.registry.gather() {
+    for fam in metrics.gather() {
         let name = fam
             .name()
             .strip_prefix("neighsyncd_")

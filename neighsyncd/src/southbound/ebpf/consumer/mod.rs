@@ -12,14 +12,14 @@ use aya::maps::{MapData, PerCpuArray, RingBuf};
 use neighsyncd_common::{KIND_REMOVE, NeighEvent, RECORD_VERSION};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use super::canary::{self, Canary, CanaryError};
-use super::{EbpfError, EbpfStats};
+use super::{EbpfError, EbpfStats, Route};
 use crate::core::key::LinkAddr;
 use crate::core::neigh::{NeighKind, NeighMsg, Origin, ResyncCause, SourceEvent};
-use crate::telemetry::metrics::Metrics;
+use crate::runtime::netns::Netns;
 
 /// See `Consumer::serve`: the drop counter is read at least this often while events flow ...
 const DROPS_EVERY: Duration = Duration::from_millis(10);
@@ -109,13 +109,11 @@ pub struct Spawned {
     pub verified: Verified,
 }
 
-#[allow(clippy::too_many_arguments)]
 pub fn spawn(
     ebpf: &mut Ebpf,
-    tx: mpsc::Sender<SourceEvent>,
-    request_dump: Box<dyn Fn(ResyncCause) + Send + Sync>,
+    routes: Vec<Route>,
+    canary_netns: Option<Arc<Netns>>,
     stats: Arc<EbpfStats>,
-    metrics: Arc<Metrics>,
     watchdog: Duration,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Spawned, EbpfError> {
@@ -134,10 +132,9 @@ pub fn spawn(
     let (verified_tx, verified) = oneshot::channel();
     let consumer = Consumer {
         drops,
-        tx,
-        request_dump,
+        routes,
+        canary_netns,
         stats,
-        metrics,
         watchdog,
         verified: Some(verified_tx),
         held: Some(Vec::new()),
@@ -151,20 +148,72 @@ pub fn spawn(
     })
 }
 
-/// Reads every record there is. Returns how many were uncertain (a resync answers them).
-fn drain(ring: &mut RingBuf<MapData>, batch: &mut Vec<SourceEvent>) -> u64 {
-    let mut uncertain = 0;
+/// The network namespace a record is from (its inode number), read without trusting the
+/// rest of it; `None` for a record too short to say.
+pub fn record_netns(bytes: &[u8]) -> Option<u32> {
+    const AT: usize = std::mem::offset_of!(NeighEvent, netns);
+    let b = bytes.get(AT..AT + 4)?;
+    Some(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Which route a record goes to: its namespace's; anything unreadable to the first, which
+/// counts it.
+fn route_of(routes: &[Route], bytes: &[u8]) -> usize {
+    match routes {
+        [_] => 0,
+        _ => record_netns(bytes)
+            .and_then(|ns| routes.iter().position(|r| r.netns == ns))
+            .unwrap_or(0),
+    }
+}
+
+/// Reads every record there is, each with the index of its route. Returns the routes that
+/// had uncertain records (a resync answers them), as a bit per route index below 64 and one
+/// for every route beyond.
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    routes: &[Route],
+    batch: &mut Vec<(usize, SourceEvent)>,
+) -> Uncertain {
+    let mut uncertain = Uncertain::default();
     while let Some(item) = ring.next() {
-        batch.push(match decode(&item) {
-            Record::Neigh(m) => SourceEvent::Neigh(m),
-            Record::Uncertain(_) => {
-                uncertain += 1;
-                continue;
-            }
-            Record::Bad(reason) => SourceEvent::Malformed(reason),
-        });
+        let route = route_of(routes, &item);
+        batch.push((
+            route,
+            match decode(&item) {
+                Record::Neigh(m) => SourceEvent::Neigh(m),
+                Record::Uncertain(_) => {
+                    uncertain.add(route);
+                    continue;
+                }
+                Record::Bad(reason) => SourceEvent::Malformed(reason),
+            },
+        ));
     }
     uncertain
+}
+
+/// The routes whose records were uncertain in a drain.
+#[derive(Debug, Default, Clone, Copy)]
+struct Uncertain {
+    count: u64,
+    routes: u64,
+}
+
+impl Uncertain {
+    fn add(&mut self, route: usize) {
+        self.count += 1;
+        self.routes |= 1u64.checked_shl(route as u32).unwrap_or(u64::MAX);
+    }
+
+    fn merge(&mut self, other: Uncertain) {
+        self.count += other.count;
+        self.routes |= other.routes;
+    }
+
+    fn has(&self, route: usize) -> bool {
+        self.routes & 1u64.checked_shl(route as u32).unwrap_or(u64::MAX) != 0
+    }
 }
 
 fn drop_total(drops: &PerCpuArray<MapData, u64>) -> u64 {
@@ -179,17 +228,17 @@ struct Probe {
 
 struct Consumer {
     drops: PerCpuArray<MapData, u64>,
-    tx: mpsc::Sender<SourceEvent>,
-    request_dump: Box<dyn Fn(ResyncCause) + Send + Sync>,
+    /// Where each served namespace's records go; the canary is the first's.
+    routes: Vec<Route>,
+    canary_netns: Option<Arc<Netns>>,
     stats: Arc<EbpfStats>,
-    metrics: Arc<Metrics>,
     /// Silence this long makes the consumer plant the canary again.
     watchdog: Duration,
     /// The start-up verdict, until it is given.
     verified: Option<oneshot::Sender<Result<(), String>>>,
     /// Records read before the program was proven: forwarded once it is, dropped if not (a
     /// program that reads the wrong offsets must not write a single key).
-    held: Option<Vec<SourceEvent>>,
+    held: Option<Vec<(usize, SourceEvent)>>,
     probe: Option<Probe>,
     canary: Option<Canary>,
     last_record: Instant,
@@ -236,36 +285,40 @@ impl Consumer {
             }
             let stalled = stall_after.is_some_and(|d| started.elapsed() >= d);
             let mut batch = Vec::new();
-            let mut uncertain = 0;
+            let mut uncertain = Uncertain::default();
             let mut ticked = false;
             tokio::select! {
                 _ = crate::runtime::tasks::shutdown_signalled(shutdown) => return Ok(()),
                 guard = fd.readable_mut(), if !stalled => {
                     let mut guard = guard.map_err(ConsumerError::Ring)?;
-                    uncertain += drain(guard.get_inner_mut(), &mut batch);
+                    uncertain.merge(drain(guard.get_inner_mut(), &self.routes, &mut batch));
                     guard.clear_ready();
                     // A record submitted between the last read and clear_ready() would wait for
                     // the next wakeup: read once more after clearing.
-                    uncertain += drain(fd.get_mut(), &mut batch);
+                    uncertain.merge(drain(fd.get_mut(), &self.routes, &mut batch));
                 }
                 // The timer drains too, so nothing waits longer than a tick.
                 _ = tick.tick() => {
                     ticked = true;
                     if !stalled {
-                        uncertain += drain(fd.get_mut(), &mut batch);
+                        uncertain.merge(drain(fd.get_mut(), &self.routes, &mut batch));
                     }
                 }
             }
             let read_drops =
                 ticked || batch.len() >= LARGE_DRAIN || drops_read.elapsed() >= DROPS_EVERY;
-            if !batch.is_empty() || uncertain > 0 {
+            if !batch.is_empty() || uncertain.count > 0 {
                 self.last_record = Instant::now();
             }
             consumed += batch.len() as u64;
             self.stats
                 .events
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            self.metrics.ebpf_events.inc_by(batch.len() as u64);
+            for (route, _) in &batch {
+                if let Some(r) = self.routes.get(*route) {
+                    r.metrics.ebpf_events.inc();
+                }
+            }
             self.check_canary(&batch)?;
             if self.forward(batch).await.is_err() {
                 return Ok(());
@@ -277,22 +330,34 @@ impl Consumer {
                 seen_drops = total;
                 if lost > 0 {
                     self.stats.drops.fetch_add(lost, Ordering::Relaxed);
-                    self.metrics.ringbuf_drops.inc_by(lost);
+                    // Whose events were lost is unknown: every namespace counts the drops of
+                    // the ring they share, and resynchronises.
+                    for r in &self.routes {
+                        r.metrics.ringbuf_drops.inc_by(lost);
+                    }
                     warn!(
                         lost,
                         "eBPF ring buffer overflowed: events lost, resynchronising"
                     );
-                    if self.lost(ResyncCause::RingbufOverflow).await.is_err() {
+                    if self
+                        .lost(|_| true, ResyncCause::RingbufOverflow)
+                        .await
+                        .is_err()
+                    {
                         return Ok(());
                     }
                 }
             }
-            if uncertain > 0 {
+            if uncertain.count > 0 {
                 warn!(
-                    uncertain,
+                    uncertain = uncertain.count,
                     "a neighbor's link-layer address kept changing while read; resynchronising"
                 );
-                if self.lost(ResyncCause::UncertainRead).await.is_err() {
+                if self
+                    .lost(|route| uncertain.has(route), ResyncCause::UncertainRead)
+                    .await
+                    .is_err()
+                {
                     return Ok(());
                 }
             }
@@ -300,12 +365,12 @@ impl Consumer {
         }
     }
 
-    async fn lost(&self, cause: ResyncCause) -> Result<(), ()> {
-        self.tx
-            .send(SourceEvent::Lost(cause))
-            .await
-            .map_err(|_| ())?;
-        (self.request_dump)(cause);
+    /// Events of the routes `which` accepts were lost: each is told, and resynchronises.
+    async fn lost(&self, which: impl Fn(usize) -> bool, cause: ResyncCause) -> Result<(), ()> {
+        for (_, r) in self.routes.iter().enumerate().filter(|(i, _)| which(*i)) {
+            r.tx.send(SourceEvent::Lost(cause)).await.map_err(|_| ())?;
+            (r.request_dump)(cause);
+        }
         Ok(())
     }
 
@@ -313,7 +378,9 @@ impl Consumer {
     fn plant(&mut self) -> Result<(), ConsumerError> {
         let canary = match self.canary.as_mut() {
             Some(c) => c,
-            None => self.canary.insert(Canary::open()?),
+            None => self
+                .canary
+                .insert(Canary::open(self.canary_netns.as_deref())?),
         };
         let kernel = canary.plant()?;
         self.probe = Some(Probe {
@@ -324,12 +391,15 @@ impl Consumer {
     }
 
     /// The program's record of the canary, against the kernel's answer.
-    fn check_canary(&mut self, batch: &[SourceEvent]) -> Result<(), ConsumerError> {
+    fn check_canary(&mut self, batch: &[(usize, SourceEvent)]) -> Result<(), ConsumerError> {
         let (Some(probe), Some(canary)) = (&self.probe, self.canary.as_mut()) else {
             return Ok(());
         };
+        // The canary is planted in the first route's namespace.
         let Some(record) = batch.iter().find_map(|ev| match ev {
-            SourceEvent::Neigh(m) if canary.is_canary(m) && m.kind == NeighKind::New => Some(m),
+            (0, SourceEvent::Neigh(m)) if canary.is_canary(m) && m.kind == NeighKind::New => {
+                Some(m)
+            }
             _ => None,
         }) else {
             return Ok(());
@@ -349,7 +419,7 @@ impl Consumer {
     }
 
     /// Forwards what was read; holds it while the program is not yet proven.
-    async fn forward(&mut self, batch: Vec<SourceEvent>) -> Result<(), ()> {
+    async fn forward(&mut self, batch: Vec<(usize, SourceEvent)>) -> Result<(), ()> {
         let events = match self.held.take() {
             Some(mut held) => {
                 held.extend(batch);
@@ -361,8 +431,10 @@ impl Consumer {
             }
             None => batch,
         };
-        for ev in events {
-            self.tx.send(ev).await.map_err(|_| ())?;
+        for (route, ev) in events {
+            if let Some(r) = self.routes.get(route) {
+                r.tx.send(ev).await.map_err(|_| ())?;
+            }
         }
         Ok(())
     }

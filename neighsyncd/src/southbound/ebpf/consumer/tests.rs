@@ -44,6 +44,9 @@ fn records_convert_and_garbage_is_refused() {
     assert_eq!(m.kind, NeighKind::New);
     assert_eq!(m.origin, Origin::Live { ts_ns: 7 });
     assert!(to_neigh_msg(&bytes[..10]).is_none());
+    // Its namespace, read without trusting the rest (what routes it in a multi-ASIC daemon).
+    assert_eq!(record_netns(bytes), Some(1));
+    assert_eq!(record_netns(&bytes[..10]), None);
     // Another build's record, and an uncertain one, are not taken as they are.
     let mut other = ev;
     other.version = RECORD_VERSION + 1;
