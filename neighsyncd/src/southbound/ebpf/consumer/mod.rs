@@ -17,9 +17,14 @@ use tracing::{info, warn};
 
 use super::canary::{self, Canary, CanaryError};
 use super::{EbpfError, EbpfStats, Route};
+
+mod routes;
 use crate::core::key::LinkAddr;
 use crate::core::neigh::{NeighKind, NeighMsg, Origin, ResyncCause, SourceEvent};
 use crate::runtime::netns::Netns;
+#[cfg(test)]
+use routes::record_netns;
+use routes::{Uncertain, route_of};
 
 /// See `Consumer::serve`: the drop counter is read at least this often while events flow ...
 const DROPS_EVERY: Duration = Duration::from_millis(10);
@@ -148,25 +153,6 @@ pub fn spawn(
     })
 }
 
-/// The network namespace a record is from (its inode number), read without trusting the
-/// rest of it; `None` for a record too short to say.
-pub fn record_netns(bytes: &[u8]) -> Option<u32> {
-    const AT: usize = std::mem::offset_of!(NeighEvent, netns);
-    let b = bytes.get(AT..AT + 4)?;
-    Some(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-/// Which route a record goes to: its namespace's; anything unreadable to the first, which
-/// counts it.
-fn route_of(routes: &[Route], bytes: &[u8]) -> usize {
-    match routes {
-        [_] => 0,
-        _ => record_netns(bytes)
-            .and_then(|ns| routes.iter().position(|r| r.netns == ns))
-            .unwrap_or(0),
-    }
-}
-
 /// Reads every record there is, each with the index of its route. Returns the routes that
 /// had uncertain records (a resync answers them), as a bit per route index below 64 and one
 /// for every route beyond.
@@ -191,29 +177,6 @@ fn drain(
         ));
     }
     uncertain
-}
-
-/// The routes whose records were uncertain in a drain.
-#[derive(Debug, Default, Clone, Copy)]
-struct Uncertain {
-    count: u64,
-    routes: u64,
-}
-
-impl Uncertain {
-    fn add(&mut self, route: usize) {
-        self.count += 1;
-        self.routes |= 1u64.checked_shl(route as u32).unwrap_or(u64::MAX);
-    }
-
-    fn merge(&mut self, other: Uncertain) {
-        self.count += other.count;
-        self.routes |= other.routes;
-    }
-
-    fn has(&self, route: usize) -> bool {
-        self.routes & 1u64.checked_shl(route as u32).unwrap_or(u64::MAX) != 0
-    }
 }
 
 fn drop_total(drops: &PerCpuArray<MapData, u64>) -> u64 {
