@@ -97,6 +97,7 @@ async fn every_call_health_reflection_and_the_subscription() {
                 .get_neighbor(pb::GetNeighborRequest {
                     ifname: "Ethernet0".into(),
                     ip: "10.0.0.5".into(),
+                    ..Default::default()
                 })
                 .await
                 .unwrap()
@@ -105,6 +106,7 @@ async fn every_call_health_reflection_and_the_subscription() {
                 .get_neighbor(pb::GetNeighborRequest {
                     ifname: "Ethernet0".into(),
                     ip: "10.0.0.99".into(),
+                    ..Default::default()
                 })
                 .await
                 .unwrap_err()
@@ -113,6 +115,7 @@ async fn every_call_health_reflection_and_the_subscription() {
                 .get_neighbor(pb::GetNeighborRequest {
                     ifname: "Ethernet0".into(),
                     ip: "nope".into(),
+                    ..Default::default()
                 })
                 .await
                 .unwrap_err()

@@ -331,6 +331,16 @@ async fn one_process_serves_several_asic_namespaces() {
         .filter(|r| r["key"] == "Ethernet0:10.0.0.50")
         .collect();
     assert_eq!(both.len(), 2, "{both:?}");
+    // One key by namespace; without one, the first namespace's.
+    let one = |query: &str| {
+        let path = format!("/api/v1/neighbors/Ethernet0/10.0.0.50{query}");
+        let (code, body) = host.http(("::1", 8080), "GET", &path, &[], "").unwrap();
+        assert_eq!(code, 200, "{path}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        (v["namespace"].clone(), v["kernel_mac"].clone())
+    };
+    assert_eq!(one(&format!("?namespace={nb}")), (nb.into(), "02:bb:00:00:00:01".into()));
+    assert_eq!(one(""), (na.into(), "02:aa:00:00:00:01".into()));
     for ns in [na, nb] {
         let n = d.metric(
             &host,

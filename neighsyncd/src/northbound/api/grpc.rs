@@ -128,7 +128,8 @@ impl Neighsyncd for Service {
         req: Request<pb::GetNeighborRequest>,
     ) -> Result<Response<pb::Neighbor>, Status> {
         let r = req.into_inner();
-        let n = self.state.get(&r.ifname, &r.ip).map_err(status)?;
+        let ns = (!r.namespace.is_empty()).then_some(r.namespace.as_str());
+        let n = self.state.get(&r.ifname, &r.ip, ns).map_err(status)?;
         Ok(Response::new(to_pb(&n)))
     }
 

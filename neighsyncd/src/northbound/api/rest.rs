@@ -181,13 +181,23 @@ async fn list(
     }))
 }
 
+/// `GET /api/v1/neighbors/{ifname}/{ip}`'s query.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GetQuery {
+    /// Multi-ASIC, a daemon serving several: whose neighbor (unset: the first that has it).
+    namespace: Option<String>,
+}
+
 async fn get_one(
     State(s): State<ApiState>,
     path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
+    q: Result<Query<GetQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     // A path axum cannot decode (invalid percent-encoding, not UTF-8) is a JSON error too.
     let Path((ifname, ip)) = path.map_err(|e| bad_request(e.body_text()))?;
-    Ok(axum::Json(s.get(&ifname, &ip)?))
+    let Query(q) = q.map_err(|e| bad_request(e.body_text()))?;
+    Ok(axum::Json(s.get(&ifname, &ip, q.namespace.as_deref())?))
 }
 
 async fn stats(State(s): State<ApiState>) -> impl IntoResponse {

@@ -151,16 +151,32 @@ impl ApiState {
         })
     }
 
-    /// One neighbor by interface name and IP address text.
-    pub(crate) fn get(&self, ifname: &str, ip: &str) -> Result<NeighborRecord, ServiceError> {
+    /// One neighbor by interface name and IP address text; serving several namespaces,
+    /// `namespace`'s, or (`None`) the first namespace's that has it.
+    pub(crate) fn get(
+        &self,
+        ifname: &str,
+        ip: &str,
+        namespace: Option<&str>,
+    ) -> Result<NeighborRecord, ServiceError> {
         let ip: IpAddr = ip
             .parse()
             .map_err(|_| ServiceError::InvalidArgument(format!("{ip:?} is not an IP address")))?;
         let missing = || ServiceError::NotFound(format!("no neighbor {ifname}:{ip}"));
         let ifname = IfName::existing(ifname).ok_or_else(missing)?;
-        // Serving several namespaces, the first that has it.
         let key = NeighKey { ifname, ip };
-        (0..self.view.partitions())
+        let parts = match namespace {
+            Some(ns) => {
+                let p = self
+                    .view
+                    .partition_of(ns)
+                    .ok_or_else(|| ServiceError::NotFound(format!("no namespace {ns:?} here")))?;
+                p..p + 1
+            }
+            None => 0..self.view.partitions(),
+        };
+        parts
+            .into_iter()
             .find_map(|p| self.view.get(&key.in_partition(p)?))
             .ok_or_else(missing)
     }

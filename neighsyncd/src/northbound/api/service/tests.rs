@@ -78,11 +78,11 @@ fn bad_arguments_are_refused_with_a_reason() {
         );
     }
     assert!(matches!(
-        s.get("Ethernet0", "not-an-ip"),
+        s.get("Ethernet0", "not-an-ip", None),
         Err(ServiceError::InvalidArgument(_))
     ));
     assert!(matches!(
-        s.get("Ethernet0", "10.9.9.9"),
+        s.get("Ethernet0", "10.9.9.9", None),
         Err(ServiceError::NotFound(_))
     ));
 }
