@@ -1,7 +1,8 @@
-//! Multi-ASIC SONiC: one daemon per ASIC namespace, as upstream runs it, each started from
-//! the host with `--namespace` and finding its own Redis through SONiC's database_global.json.
-//! Two namespaces, two redis-servers: each APPL_DB holds its own namespace's neighbors under
-//! SONiC's rules, through bursts, and losing one Redis touches only that namespace.
+//! Multi-ASIC SONiC. One daemon per ASIC namespace, as upstream runs it, each started from
+//! the host with `--namespace` and finding its own Redis through SONiC's database_global.json;
+//! and one process serving several namespaces. Two namespaces, two redis-servers: each APPL_DB
+//! holds its own namespace's neighbors under SONiC's rules, through bursts; losing one Redis
+//! touches only that namespace; each keeps its own warm-restart contract.
 
 use std::path::Path;
 use std::time::Duration;
@@ -339,7 +340,10 @@ async fn one_process_serves_several_asic_namespaces() {
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         (v["namespace"].clone(), v["kernel_mac"].clone())
     };
-    assert_eq!(one(&format!("?namespace={nb}")), (nb.into(), "02:bb:00:00:00:01".into()));
+    assert_eq!(
+        one(&format!("?namespace={nb}")),
+        (nb.into(), "02:bb:00:00:00:01".into())
+    );
     assert_eq!(one(""), (na.into(), "02:aa:00:00:00:01".into()));
     for ns in [na, nb] {
         let n = d.metric(
@@ -391,5 +395,112 @@ async fn one_process_serves_several_asic_namespaces() {
             &format!("namespace=\"{na}\"")
         ) > 0.0,
         "A did not notice its Redis going away"
+    );
+}
+
+async fn warm_table(
+    c: &mut redis::aio::MultiplexedConnection,
+) -> std::collections::BTreeMap<String, String> {
+    redis::cmd("HGETALL")
+        .arg("WARM_RESTART_TABLE|neighsyncd")
+        .query_async(c)
+        .await
+        .unwrap()
+}
+
+/// Each namespace served by one process keeps its own warm-restart contract: warm restart
+/// enabled in one namespace's STATE_DB reconciles that namespace (handing orchagent only
+/// what changed while the daemon was down) while the other starts cold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_keeps_each_namespace_s_warm_restart_contract() {
+    require_lab("one_process_keeps_each_namespace_s_warm_restart_contract");
+    let (a, b) = (Lab::new(), Lab::new());
+    let host = Netns::new("nsdh");
+    let (ra, rb) = (RedisServer::start(), RedisServer::start());
+    let dir = tempfile::tempdir().unwrap();
+    let global = sonic_db_files(dir.path(), &[(a.dut.name(), &ra), (b.dut.name(), &rb)]);
+    let args = [
+        "--namespace",
+        a.dut.name(),
+        "--namespace",
+        b.dut.name(),
+        "--db-global-config",
+        &global,
+    ];
+    burst(&a, "Ethernet0", 1, 0, 20);
+    burst(&b, "Ethernet4", 2, 0, 20);
+    let mut d = Daemon::start_sonic_in(&host, &args);
+    d.wait_ready(&host).await;
+    let (mut oa, mut ob) = (
+        Orchagent::new(ra.conn(0).await),
+        Orchagent::new(rb.conn(0).await),
+    );
+    wait::appl_db_equals_kernel("namespace A's APPL_DB", &mut oa, &a.dut, T).await;
+    wait::appl_db_equals_kernel("namespace B's APPL_DB", &mut ob, &b.dut, T).await;
+    assert!(d.stop().success());
+
+    // Warm restart in A only; one neighbor goes in each namespace while the daemon is down.
+    let (mut sa, mut sb) = (ra.conn(6).await, rb.conn(6).await);
+    for (key, field) in [
+        ("WARM_RESTART_ENABLE_TABLE|swss", "enable"),
+        ("NEIGH_RESTORE_TABLE|Flags", "restored"),
+    ] {
+        let _: () = redis::cmd("HSET")
+            .arg(key)
+            .arg(field)
+            .arg("true")
+            .query_async(&mut sa)
+            .await
+            .unwrap();
+    }
+    a.dut.ip("neigh del 10.1.0.2 dev Ethernet0");
+    b.dut.ip("neigh del 10.2.0.2 dev Ethernet4");
+    let (before_a, before_b) = (oa.writes(), ob.writes());
+    let d = Daemon::start_sonic_in(&host, &args);
+    d.wait_ready(&host).await;
+    wait::appl_db_equals_kernel(
+        "namespace A's APPL_DB after a warm start",
+        &mut oa,
+        &a.dut,
+        T,
+    )
+    .await;
+    wait::appl_db_equals_kernel(
+        "namespace B's APPL_DB after a cold start",
+        &mut ob,
+        &b.dut,
+        T,
+    )
+    .await;
+    let handed_a: Vec<(String, bool)> = oa.seen[before_a..]
+        .iter()
+        .map(|(k, f)| (k.clone(), f.is_empty()))
+        .collect();
+    assert_eq!(
+        handed_a,
+        [("Ethernet0:10.1.0.2".to_string(), true)],
+        "a warm restart hands orchagent only what changed"
+    );
+    assert!(ob.writes() > before_b, "B's cold start wrote nothing");
+    let (wa, wb) = (warm_table(&mut sa).await, warm_table(&mut sb).await);
+    assert_eq!(
+        wa.get("state").map(String::as_str),
+        Some("reconciled"),
+        "{wa:?}"
+    );
+    assert_eq!(
+        wa.get("restore_count").map(String::as_str),
+        Some("1"),
+        "{wa:?}"
+    );
+    assert_eq!(
+        wb.get("restore_count").map(String::as_str),
+        Some("0"),
+        "{wb:?}"
+    );
+    assert_ne!(
+        wb.get("state").map(String::as_str),
+        Some("reconciled"),
+        "{wb:?}"
     );
 }
