@@ -99,6 +99,10 @@ pub struct Ready {
     /// The names of the checks that fail.
     pub failed: Vec<String>,
     pub checks: Vec<Check>,
+    /// Hot standby (`ha`): `leader` or `standby`; absent without it. A standby is ready
+    /// ("standby-ready") when it could take over at once: synced, its source attached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// One readiness check.

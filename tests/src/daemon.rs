@@ -67,6 +67,9 @@ enum Launch<'a> {
 pub struct Daemon {
     child: Option<Child>,
     ns_name: String,
+    /// Where its metrics and `/ready` are, in its namespace (`--metrics-listen` in `extra`,
+    /// or [`METRICS_PORT`]).
+    metrics_port: u16,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -171,8 +174,16 @@ impl Daemon {
             }
             Launch::Here => Command::new(binary()),
         };
+        let metrics_port = extra
+            .iter()
+            .position(|a| *a == "--metrics-listen")
+            .and_then(|i| extra.get(i + 1))
+            .and_then(|a| a.rsplit(':').next()?.parse().ok())
+            .unwrap_or(METRICS_PORT);
+        if !extra.contains(&"--metrics-listen") {
+            cmd.args(["--metrics-listen", &format!("127.0.0.1:{METRICS_PORT}")]);
+        }
         let child = cmd
-            .args(["--metrics-listen", &format!("127.0.0.1:{METRICS_PORT}")])
             .args(["--log-level", level])
             .args(listeners)
             .envs(envs.iter().copied())
@@ -184,6 +195,7 @@ impl Daemon {
         Daemon {
             child: Some(child),
             ns_name: ns.name().to_string(),
+            metrics_port,
             log,
             _dir: dir,
         }
@@ -201,7 +213,7 @@ impl Daemon {
     pub async fn wait_ready(&self, ns: &Netns) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok((200, _)) = ns.http_get(METRICS_PORT, "/ready") {
+            if let Ok((200, _)) = ns.http_get(self.metrics_port, "/ready") {
                 return;
             }
             if Instant::now() > deadline {
@@ -219,7 +231,7 @@ impl Daemon {
     /// `cause="netlink_overrun"`).
     pub fn metric(&self, ns: &Netns, name: &str, labels: &str) -> f64 {
         let (_, body) = ns
-            .http_get(METRICS_PORT, "/metrics")
+            .http_get(self.metrics_port, "/metrics")
             .unwrap_or((0, String::new()));
         body.lines()
             .filter(|l| !l.starts_with('#'))
@@ -230,6 +242,19 @@ impl Daemon {
             .filter(|l| l.contains(labels))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+
+    /// Where its metrics and `/ready` are (in its namespace).
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port
+    }
+
+    /// `/ready`'s status and body.
+    pub fn ready(&self, ns: &Netns) -> (u16, serde_json::Value) {
+        match ns.http_get(self.metrics_port, "/ready") {
+            Ok((code, body)) => (code, serde_json::from_str(&body).unwrap_or_default()),
+            Err(_) => (0, serde_json::Value::Null),
+        }
     }
 
     pub fn tail(&self) -> String {
@@ -273,6 +298,23 @@ impl Daemon {
                 return None;
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Freezes it (SIGSTOP), as a process descheduled for long would be.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Thaws it (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            // SAFETY: a signal to a child we spawned and have not reaped.
+            unsafe { libc::kill(c.id() as i32, sig) };
         }
     }
 

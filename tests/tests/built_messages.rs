@@ -106,6 +106,7 @@ async fn vrf_unknown_ifindex_and_malformed_records() {
         AppDb::new(&redis.db_url(0), 0, ":"),
         Inputs {
             read_back: None,
+            ha: None,
             events: rx,
             config: cfg_rx,
             commands: None,

@@ -49,7 +49,7 @@ async fn set_del_and_clear_have_sonic_effects() {
         let mut c = wc.clone();
         async move {
             let mut pipe = redis::pipe();
-            p.append(&mut pipe, &ops);
+            p.append(&mut pipe, &ops, None);
             pipe.query_async::<()>(&mut c).await.unwrap();
         }
     };
@@ -176,7 +176,7 @@ async fn the_read_back_applies_what_is_staged_but_not_consumed() {
     p.load_scripts(&mut c).await.unwrap();
     let write = async |c: &mut redis::aio::MultiplexedConnection, ops: Vec<Op>| {
         let mut pipe = redis::pipe();
-        p.append(&mut pipe, &ops);
+        p.append(&mut pipe, &ops, None);
         pipe.query_async::<()>(c).await.unwrap();
     };
     // Consumed: .2 and .3 in the table.

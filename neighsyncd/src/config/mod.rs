@@ -148,6 +148,8 @@ pub struct Config {
     pub ebpf_lru_entries: u32,
     pub ebpf_watchdog: Duration,
     pub warm_restore_timeout: Duration,
+    /// Hot standby (`ha`): the lease's timing; `None` without it.
+    pub ha: Option<crate::core::ha::HaTiming>,
 }
 
 fn api_listen(key: &'static str, v: String) -> Result<Option<ListenAddr>, ConfigError> {
@@ -323,7 +325,25 @@ impl Config {
         if warm_restore_timeout == 0 {
             return Err(invalid("warm_restore_timeout", "must be at least 1 second"));
         }
+        let ha = if set(o.ha, "ha")? {
+            if !namespaces.is_empty() {
+                return Err(invalid(
+                    "ha",
+                    "serves one namespace per process: run a pair per namespace",
+                ));
+            }
+            Some(
+                crate::core::ha::HaTiming::new(
+                    Duration::from_millis(set(o.ha_lease_ms, "ha_lease_ms")?),
+                    Duration::from_millis(set(o.ha_renew_ms, "ha_renew_ms")?),
+                )
+                .map_err(|e| invalid("ha_lease_ms", e))?,
+            )
+        } else {
+            None
+        };
         Ok(Config {
+            ha,
             namespace,
             namespaces,
             db,

@@ -159,6 +159,22 @@ pub struct Options {
     /// before exiting with an error (seconds).
     #[arg(long, value_name = "SECS")]
     pub warm_restore_timeout: Option<u64>,
+
+    /// Hot standby: run as one of two (or more) daemons with the same databases; a lease in
+    /// STATE_DB elects the one that writes APPL_DB, the others stay warm and take over when
+    /// it goes (docs/UPGRADE.md). `--ha` alone means true.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub ha: Option<bool>,
+
+    /// With `ha`: how long the leader's lease lasts without renewal (milliseconds): the longest
+    /// a dead leader goes unreplaced.
+    #[arg(long, value_name = "MS")]
+    pub ha_lease_ms: Option<u64>,
+
+    /// With `ha`: how often the leader renews its lease, and a standby tries for it
+    /// (milliseconds); at most a third of `ha_lease_ms`.
+    #[arg(long, value_name = "MS")]
+    pub ha_renew_ms: Option<u64>,
 }
 
 /// A key that takes a name or a list of names (`namespace = "asic0"` or `["asic0", "asic1"]`).
@@ -221,6 +237,9 @@ impl Options {
             ebpf_lru_entries: Some(262_144),
             ebpf_watchdog: Some(60),
             warm_restore_timeout: Some(180),
+            ha: Some(false),
+            ha_lease_ms: Some(3000),
+            ha_renew_ms: Some(500),
         }
     }
 

@@ -43,4 +43,10 @@ pub trait AppDbWriter: Send {
     fn ping(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send;
     /// Drops all staged state (warm start only).
     fn clear_staging(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Hot standby: writes from now on carry a leader's fencing token (or none).
+    fn set_fence(&mut self, _token: Option<u64>) {}
+    /// Whether a failed call was APPL_DB refusing a stale leader's write (see `core::ha`).
+    fn is_fenced(_e: &Self::Error) -> bool {
+        false
+    }
 }

@@ -167,6 +167,7 @@ impl Engine {
                 out.push(Output::Dump(ResyncCause::Audit));
                 self.appdb.audit();
             }
+            Input::TakeOver => self.appdb.audit(),
             Input::WarmTimerFired => {
                 if self.warm == Warm::Holding {
                     out.push(Output::Note(Note::WarmTimerExpired {

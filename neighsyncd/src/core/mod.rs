@@ -7,6 +7,7 @@ pub mod control;
 pub(crate) mod dense;
 pub mod dump;
 pub mod engine;
+pub mod ha;
 pub mod key;
 pub(crate) mod links;
 pub mod neigh;

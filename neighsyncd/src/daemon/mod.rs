@@ -16,7 +16,7 @@ use crate::core::source_health::SourceReport;
 use crate::northbound::listeners;
 use crate::northbound::view::View;
 use crate::pipeline::{
-    Command, Commands, Inputs, Outputs, Pipeline, PipelineConfig, PipelineError, WarmPlan,
+    Command, Commands, HaLink, Inputs, Outputs, Pipeline, PipelineConfig, PipelineError, WarmPlan,
 };
 use crate::runtime::tasks::Tasks;
 use crate::sonic::appdb::AppDb;
@@ -27,6 +27,7 @@ use crate::southbound::supervisor::SourceGaveUp;
 use crate::telemetry::health::{Health, Listener};
 use crate::telemetry::metrics::{Metrics, MetricsSet};
 
+mod ha;
 mod partition;
 mod sources;
 use partition::Spec;
@@ -121,10 +122,29 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
         );
     }
 
+    // Hot standby: who leads is decided first; only the leader writes, the warm-restart
+    // state included.
+    let mut election = None;
+    let mut ha_link = None;
+    if let Some(timing) = cfg.ha {
+        let (mut e, role) =
+            ha::Election::new(&specs[0].db, timing, metrics[0].clone(), health.part(0));
+        e.first_round(shutdown_rx.clone()).await;
+        let (fenced_tx, fenced_rx) = mpsc::unbounded_channel();
+        ha_link = Some(HaLink {
+            role,
+            fenced: fenced_tx,
+        });
+        election = Some((e, fenced_rx));
+    }
+    let writes = election.as_ref().is_none_or(|(e, _)| e.role().writes());
+
     // Warm start is decided before anything is read or written (swss' AppRestartAssist), in
-    // every namespace.
+    // every namespace (by the leader, with hot standby).
     let warm = tokio::select! {
-        w = futures::future::try_join_all(specs.iter().map(|s| warm_start_check(&s.db))) => w?,
+        w = futures::future::try_join_all(specs.iter().map(|s| async move {
+            if writes { warm_start_check(&s.db).await } else { Ok(None) }
+        })) => w?,
         _ = stopped(shutdown_rx.clone()) => {
             tasks.join(JOIN_TIMEOUT).await;
             return Ok(());
@@ -205,6 +225,7 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
                 config: st.config,
                 commands: Some(commands_rx),
                 read_back,
+                ha: ha_link.take(),
             },
             Outputs {
                 sources: Arc::new(Sources {
@@ -279,6 +300,10 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
         );
     }
 
+    // The election runs until the pipeline has written what it had: a leader then releases
+    // the lease, and a standby takes over at once.
+    let (election_stop, election_stopped) = watch::channel(false);
+    let election = election.map(|(e, fenced)| tokio::spawn(e.run(fenced, election_stopped)));
     let pipelines = pipelines
         .into_iter()
         .map(|p| tokio::spawn(p.run(shutdown_rx.clone())))
@@ -292,6 +317,10 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
     )
     .await;
     let _ = shutdown_tx.send(true);
+    if let Some(task) = election {
+        let _ = election_stop.send(true);
+        let _ = tokio::time::timeout(JOIN_TIMEOUT, task).await;
+    }
     tasks.join(JOIN_TIMEOUT).await;
     result?;
     info!("neighsyncd stopped");

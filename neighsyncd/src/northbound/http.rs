@@ -70,6 +70,7 @@ async fn ready_handler(State(s): State<Ops>) -> impl IntoResponse {
     let body = neighsyncd_api::Ready {
         ready: ok,
         failed,
+        role: s.health.role().map(String::from),
         checks: checks
             .into_iter()
             .map(|c| neighsyncd_api::Check {

@@ -29,6 +29,11 @@ impl<W: AppDbWriter> Pipeline<W> {
     pub(super) async fn connect(&mut self) -> Input {
         match self.appdb.connect().await {
             Ok(()) => Input::AppDb(AppDbReport::Connected),
+            Err(e) if W::is_fenced(&e) => {
+                // Connect again at once, as a standby (no token to raise).
+                self.fenced(0, &e);
+                self.unreachable("APPL_DB holds a newer leader's token", &e)
+            }
             Err(e) => self.unreachable("cannot connect to APPL_DB", &e),
         }
     }
@@ -39,6 +44,11 @@ impl<W: AppDbWriter> Pipeline<W> {
             Op::Del { .. } => (s, d + 1),
         });
         let n_routes = batch.route_dels.len();
+        if !self.role.writes() {
+            // A standby: the leader writes the same. What it would have written is noted as
+            // written; taking over reads APPL_DB back and writes the difference.
+            return Input::Written(batch);
+        }
         let started = Instant::now();
         let span = tracing::info_span!(
             "appdb_write",
@@ -68,6 +78,11 @@ impl<W: AppDbWriter> Pipeline<W> {
                     ?rtt,
                     "APPL_DB batch written"
                 );
+                Input::Written(batch)
+            }
+            Err(e) if W::is_fenced(&e) => {
+                // The newer leader owns APPL_DB and reads it back when it takes over.
+                self.fenced(n_sets + n_dels + n_routes as u64, &e);
                 Input::Written(batch)
             }
             Err(e) => {

@@ -9,6 +9,8 @@
 
 mod appdb_io;
 mod report;
+mod standby;
+pub use standby::HaLink;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use tracing::{error, info, warn};
 use crate::core::appdb_link::{AppDbOrder, AppDbReport, LIVENESS};
 use crate::core::control::{AppDbWriter, ResyncRequests, SourceControl};
 use crate::core::engine::{Engine, Input, Output};
+use crate::core::ha::Role;
 use crate::core::neigh::{ResyncCause, SourceEvent};
 use crate::core::rules::ConfigSnapshot;
 use crate::core::source_health::{SourceOrder, SourceReport};
@@ -101,6 +104,8 @@ pub struct Inputs {
     /// APPL_DB as read back while the sources were starting (a cold start reads it once,
     /// beside the eBPF program's loading): the first seeding read-back uses it.
     pub read_back: Option<Vec<(String, crate::core::state::Told)>>,
+    /// Hot standby: the election's role for this daemon (`None`: the only writer).
+    pub ha: Option<HaLink>,
 }
 
 /// Where the engine's outputs go, besides APPL_DB.
@@ -130,6 +135,9 @@ pub struct Pipeline<W: AppDbWriter = AppDb> {
     warm_plan: Option<WarmPlan>,
     warm: Option<WarmPhase>,
     prefetched: Option<Vec<(String, crate::core::state::Told)>>,
+    ha: Option<HaLink>,
+    /// What this daemon is to APPL_DB (a standby writes nothing).
+    role: Role,
 }
 
 impl<W: AppDbWriter> Pipeline<W> {
@@ -137,11 +145,16 @@ impl<W: AppDbWriter> Pipeline<W> {
     pub fn new(
         cfg: PipelineConfig,
         mut engine: Engine,
-        appdb: W,
+        mut appdb: W,
         inputs: Inputs,
         outputs: Outputs,
     ) -> Pipeline<W> {
         engine.report_kernel_side(outputs.view.is_some());
+        if let Some(ha) = &inputs.ha {
+            let role = ha.role.borrow().clone();
+            appdb.set_fence(role.token());
+            outputs.health.set_role(role.as_str());
+        }
         Pipeline {
             audit_interval: cfg.audit_interval,
             engine,
@@ -157,6 +170,12 @@ impl<W: AppDbWriter> Pipeline<W> {
             warm_plan: cfg.warm,
             warm: None,
             prefetched: inputs.read_back,
+            role: inputs
+                .ha
+                .as_ref()
+                .map(|h| h.role.borrow().clone())
+                .unwrap_or(Role::Single),
+            ha: inputs.ha,
         }
     }
 
@@ -322,6 +341,7 @@ impl<W: AppDbWriter> Pipeline<W> {
                     self.drive(connected).await?;
                 }
                 _ = liveness.tick() => self.drive(Input::Tick).await?,
+                _ = standby::role_change(&mut self.ha) => self.role_changed().await?,
                 _ = tick(&mut audit), if audit.is_some() => self.drive(Input::AuditDue).await?,
                 res = restore_wait(&mut self.warm), if restoring => {
                     let (db, timer) = res?;

@@ -24,6 +24,9 @@ pub enum AppDbError {
     NotConnected,
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// A hot-standby leader's write refused: a newer leader's token holds APPL_DB's fence.
+    #[error("APPL_DB refused the write: a newer leader holds the fence ({0})")]
+    Fenced(String),
 }
 
 /// Opens a multiplexed connection with bounded connect and response times.
@@ -45,6 +48,8 @@ pub struct AppDb {
     conn: Option<MultiplexedConnection>,
     pub neigh: ProducerStateTable,
     pub route: ProducerStateTable,
+    /// A hot-standby leader's fencing token: every write carries it (see `core::ha`).
+    fence: Option<u64>,
 }
 
 impl AppDb {
@@ -55,6 +60,7 @@ impl AppDb {
             conn: None,
             neigh: ProducerStateTable::new(NEIGH_TABLE, db_id, separator),
             route: ProducerStateTable::new(ROUTE_TABLE, db_id, separator),
+            fence: None,
         }
     }
 
@@ -65,8 +71,21 @@ impl AppDb {
     pub async fn connect(&mut self) -> Result<(), AppDbError> {
         let mut conn = connect(&self.url).await?;
         self.neigh.load_scripts(&mut conn).await?;
+        // A leader raises the fence on every connect: an APPL_DB that restarted empty has none.
+        if let Some(token) = self.fence
+            && !super::lease::raise_fence(&mut conn, token).await?
+        {
+            return Err(AppDbError::Fenced(format!(
+                "token {token} is not the newest"
+            )));
+        }
         self.conn = Some(conn);
         Ok(())
+    }
+
+    /// Writes from now on carry `token` (a hot-standby leader's), or none.
+    pub fn set_fence(&mut self, token: Option<u64>) {
+        self.fence = token;
     }
 
     pub fn disconnect(&mut self) {
@@ -92,12 +111,14 @@ impl AppDb {
     /// Writes route deletes, then neighbor operations, in one round trip.
     pub async fn write(&mut self, route_dels: &[Op], neigh_ops: &[Op]) -> Result<(), AppDbError> {
         let mut pipe = redis::pipe();
-        self.route.append(&mut pipe, route_dels);
-        self.neigh.append(&mut pipe, neigh_ops);
+        self.route.append(&mut pipe, route_dels, self.fence);
+        self.neigh.append(&mut pipe, neigh_ops, self.fence);
         let res = async {
             let conn = self.conn()?;
-            pipe.query_async::<()>(conn).await?;
-            Ok(())
+            match pipe.query_async::<()>(conn).await {
+                Err(e) if super::lease::is_fenced(&e) => Err(AppDbError::Fenced(e.to_string())),
+                r => Ok(r?),
+            }
         }
         .await;
         self.check(res)
@@ -232,6 +253,14 @@ impl crate::core::control::AppDbWriter for AppDb {
 
     async fn ping(&mut self) -> Result<(), AppDbError> {
         AppDb::ping(self).await
+    }
+
+    fn set_fence(&mut self, token: Option<u64>) {
+        AppDb::set_fence(self, token)
+    }
+
+    fn is_fenced(e: &AppDbError) -> bool {
+        matches!(e, AppDbError::Fenced(_))
     }
 
     async fn clear_staging(&mut self) -> Result<(), AppDbError> {

@@ -6,5 +6,6 @@ pub mod appdb;
 pub(crate) mod config_db;
 pub mod consumer;
 pub mod dbconfig;
+pub mod lease;
 pub(crate) mod producer;
 pub(crate) mod warm;

@@ -66,6 +66,37 @@ end
 return added
 "#;
 
+/// [`BATCH_LUA`] for a hot-standby leader (`core::ha`): first, APPL_DB's fence must hold the
+/// leader's token, or nothing at all is written and the script answers `NEIGHSYNCD_FENCED`.
+/// `KEYS`: channel, key set, del set, fence, then one staging hash per op. `ARGV`: the
+/// notification, the token, then the ops as in [`BATCH_LUA`].
+const FENCED_BATCH_LUA: &str = r#"
+if redis.call('GET', KEYS[4]) ~= ARGV[2] then
+    return redis.error_reply('NEIGHSYNCD_FENCED token ' .. ARGV[2] .. ' is not the newest leader')
+end
+local added = 0
+local a = 3
+for i = 5, #KEYS do
+    local kind = ARGV[a]
+    local key = ARGV[a + 1]
+    local n = tonumber(ARGV[a + 2])
+    a = a + 3
+    added = added + redis.call('SADD', KEYS[2], key)
+    if kind == 'D' then
+        redis.call('SADD', KEYS[3], key)
+        redis.call('DEL', KEYS[i])
+    end
+    for j = 0, n - 1 do
+        redis.call('HSET', KEYS[i], ARGV[a + j * 2], ARGV[a + j * 2 + 1])
+    end
+    a = a + n * 2
+end
+if added > 0 then
+    redis.call('PUBLISH', KEYS[1], ARGV[1])
+end
+return added
+"#;
+
 /// Drops all staged state of the table (warm-start registration only): the key set, every
 /// `_T*` staging hash and the del set.
 const CLEAR_LUA: &str = r#"
@@ -90,6 +121,7 @@ pub struct ProducerStateTable {
     del_set: String,
     staging_prefix: String,
     batch: Script,
+    fenced: Script,
     clear: Script,
 }
 
@@ -103,6 +135,7 @@ impl ProducerStateTable {
             del_set: format!("{table}_DEL_SET"),
             staging_prefix: format!("_{table}{separator}"),
             batch: Script::new(BATCH_LUA),
+            fenced: Script::new(FENCED_BATCH_LUA),
             clear: Script::new(CLEAR_LUA),
         }
     }
@@ -130,25 +163,40 @@ impl ProducerStateTable {
     /// Loads the scripts (after every connect), so that EVALSHA in pipelines finds them.
     pub async fn load_scripts(&self, conn: &mut MultiplexedConnection) -> RedisResult<()> {
         let mut p = redis::pipe();
-        for code in [BATCH_LUA, CLEAR_LUA] {
+        for code in [BATCH_LUA, FENCED_BATCH_LUA, CLEAR_LUA] {
             p.cmd("SCRIPT").arg("LOAD").arg(code).ignore();
         }
         p.query_async::<()>(conn).await
     }
 
-    /// Appends the operations to a pipeline, [`OPS_PER_SCRIPT`] per atomic script call.
-    pub fn append(&self, pipe: &mut Pipeline, ops: &[Op]) {
+    /// Appends the operations to a pipeline, [`OPS_PER_SCRIPT`] per atomic script call; with
+    /// `fence` (a hot-standby leader's token), each call refuses to write unless APPL_DB's
+    /// fence holds that token.
+    pub fn append(&self, pipe: &mut Pipeline, ops: &[Op], fence: Option<u64>) {
         for chunk in ops.chunks(OPS_PER_SCRIPT) {
             let cmd = pipe.cmd("EVALSHA");
-            cmd.arg(self.batch.get_hash())
-                .arg(3 + chunk.len())
-                .arg(&self.channel)
-                .arg(&self.key_set)
-                .arg(&self.del_set);
+            match fence {
+                None => cmd
+                    .arg(self.batch.get_hash())
+                    .arg(3 + chunk.len())
+                    .arg(&self.channel)
+                    .arg(&self.key_set)
+                    .arg(&self.del_set),
+                Some(_) => cmd
+                    .arg(self.fenced.get_hash())
+                    .arg(4 + chunk.len())
+                    .arg(&self.channel)
+                    .arg(&self.key_set)
+                    .arg(&self.del_set)
+                    .arg(super::lease::FENCE_KEY),
+            };
             for op in chunk {
                 cmd.arg(self.staging_key(op.key()));
             }
             cmd.arg(NOTIFICATION);
+            if let Some(token) = fence {
+                cmd.arg(token.to_string());
+            }
             for op in chunk {
                 match op {
                     Op::Set { key, fields } => {

@@ -116,6 +116,8 @@ pub struct Health {
     /// Multi-ASIC, one process for several namespaces: each namespace's own health (its
     /// Redis, its sources, its sync), all of which readiness needs. Empty otherwise.
     parts: Vec<(String, std::sync::Arc<Health>)>,
+    /// Hot standby: `leader` or `standby` (`None` without `ha`).
+    role: Mutex<Option<&'static str>>,
 }
 
 impl Default for Health {
@@ -130,6 +132,7 @@ impl Default for Health {
             listeners: [None, None, None],
             started: SystemTime::now(),
             parts: Vec::new(),
+            role: Mutex::new(None),
         }
     }
 }
@@ -170,6 +173,18 @@ impl Health {
             self.synced.check(name("initial_sync"), true),
             self.warm_restart.check(name("warm_restart"), true),
         ]
+    }
+
+    /// Hot standby: what this daemon is now (`leader`, `standby`).
+    pub fn set_role(&self, role: &'static str) {
+        if let Ok(mut r) = self.role.lock() {
+            *r = Some(role);
+        }
+    }
+
+    /// Hot standby: what this daemon is (`None` without `ha`).
+    pub fn role(&self) -> Option<&'static str> {
+        self.role.lock().ok().and_then(|r| *r)
     }
 
     pub fn set_redis(&self, ok: bool) {

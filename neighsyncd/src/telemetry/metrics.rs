@@ -75,37 +75,39 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     pub config_reloads: IntCounter,
     pub stage_seconds: HistogramVec,
+    /// Hot standby's, registered with `ha` only ([`Metrics::enable_ha`]).
+    pub(super) ha: std::sync::OnceLock<super::ha_metrics::HaMetrics>,
 }
 
-fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+pub(super) fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help).namespace("neighsyncd"), labels)
         .expect("static metric definition");
     r.register(Box::new(c.clone())).expect("unique metric name");
     c
 }
 
-fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+pub(super) fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::with_opts(Opts::new(name, help).namespace("neighsyncd"))
         .expect("static metric definition");
     r.register(Box::new(c.clone())).expect("unique metric name");
     c
 }
 
-fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+pub(super) fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::with_opts(Opts::new(name, help).namespace("neighsyncd"))
         .expect("static metric definition");
     r.register(Box::new(g.clone())).expect("unique metric name");
     g
 }
 
-fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+pub(super) fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help).namespace("neighsyncd"), labels)
         .expect("static metric definition");
     r.register(Box::new(g.clone())).expect("unique metric name");
     g
 }
 
-fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+pub(super) fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
     let h = Histogram::with_opts(
         HistogramOpts::new(name, help)
             .namespace("neighsyncd")
@@ -317,6 +319,7 @@ impl Metrics {
                 h
             },
             registry: r,
+            ha: std::sync::OnceLock::new(),
         };
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])

@@ -3,5 +3,6 @@
 //! metrics as one.
 
 pub mod exposition;
+pub mod ha_metrics;
 pub mod health;
 pub mod metrics;

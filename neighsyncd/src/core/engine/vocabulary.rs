@@ -46,6 +46,9 @@ pub enum Input {
     AuditDue,
     /// A management API asks for a resync: a dump, then the difference is written.
     ResyncRequested(ResyncCause),
+    /// Hot standby: this daemon now leads. What it wrote as standby was only noted (the
+    /// leader wrote it): APPL_DB is read back, and the difference written.
+    TakeOver,
 }
 
 /// What the shell is asked to do or report.

@@ -1,0 +1,342 @@
+//! Hot standby (`--ha`): two daemons on one kernel and one Redis, one leader writing APPL_DB
+//! through its fencing token, one standby ready to take over. Every scenario ends with
+//! APPL_DB equal to the kernel; the takeover times are printed.
+
+use std::time::{Duration, Instant};
+
+use neighsyncd_tests::daemon::Daemon;
+use neighsyncd_tests::netns::Lab;
+use neighsyncd_tests::orchagent::Orchagent;
+use neighsyncd_tests::redis_server::RedisServer;
+use neighsyncd_tests::{require_lab, wait};
+
+const T: Duration = Duration::from_secs(30);
+/// A short lease, so that ten takeovers fit in a test: 1.2 s, renewed every 300 ms.
+const LEASE: [&str; 4] = ["--ha-lease-ms", "1200", "--ha-renew-ms", "300"];
+
+/// Daemon `i` of the pair (its own listeners in the shared namespace).
+fn start(lab: &Lab, redis: &RedisServer, i: u16) -> Daemon {
+    let metrics = format!("127.0.0.1:{}", 9191 + i);
+    let rest = format!("[::1]:{}", 8181 + i);
+    let grpc = format!("[::1]:{}", 50151 + i);
+    let mut args = vec![
+        "--ha",
+        "--metrics-listen",
+        &metrics,
+        "--rest-listen",
+        &rest,
+        "--grpc-listen",
+        &grpc,
+    ];
+    args.extend(LEASE);
+    Daemon::start(&lab.dut, redis, &args)
+}
+
+/// `/ready`'s role, when it answers.
+fn role(d: &Daemon, lab: &Lab) -> Option<String> {
+    d.ready(&lab.dut).1["role"].as_str().map(String::from)
+}
+
+/// Waits until `d` is ready (`/ready` 200) in `want`'s role.
+async fn wait_role(d: &Daemon, lab: &Lab, want: &str) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        let (code, body) = d.ready(&lab.dut);
+        if code == 200 && body["role"] == want {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < T,
+            "not {want} and ready within {T:?}: {code} {body}\n{}",
+            d.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Which of the two leads, once exactly one does (and the other stands by, ready).
+async fn leader_of(pair: &[Option<Daemon>; 2], lab: &Lab) -> usize {
+    let t0 = Instant::now();
+    loop {
+        let roles: Vec<Option<String>> = pair
+            .iter()
+            .map(|d| d.as_ref().and_then(|d| role(d, lab)))
+            .collect();
+        let leaders: Vec<usize> = (0..2)
+            .filter(|i| roles[*i].as_deref() == Some("leader"))
+            .collect();
+        if leaders.len() == 1 && roles[1 - leaders[0]].as_deref() == Some("standby") {
+            return leaders[0];
+        }
+        assert!(t0.elapsed() < T, "no single leader within {T:?}: {roles:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `ip -batch` lines replacing neighbors `0..n` with MACs of `round`.
+fn burst_lines(round: u32, n: u32) -> String {
+    let mut s = String::new();
+    for i in 0..n {
+        s.push_str(&format!(
+            "neigh replace 10.0.{}.{} lladdr 02:{round:02x}:00:00:{:02x}:{:02x} dev Ethernet0 nud permanent\n",
+            i / 250,
+            i % 250 + 3,
+            i / 256,
+            i % 256
+        ));
+    }
+    s
+}
+
+/// `ip -n NS -batch` of `lines` on a thread of its own (a burst the test acts during).
+fn spawn_batch(lab: &Lab, lines: String) -> std::thread::JoinHandle<()> {
+    let ns = lab.dut.name().to_string();
+    std::thread::spawn(move || {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), lines).unwrap();
+        let st = std::process::Command::new("ip")
+            .args(["-n", &ns, "-batch"])
+            .arg(f.path())
+            .status()
+            .unwrap();
+        assert!(st.success(), "ip -batch failed");
+    })
+}
+
+/// NEIGH_TABLE sets a daemon wrote, from its log after byte `from` (a standby writes none).
+fn sets_logged(d: &Daemon, from: usize) -> u64 {
+    let log = d.log();
+    log.get(from..)
+        .unwrap_or("")
+        .lines()
+        .filter(|l| l.contains("APPL_DB batch written"))
+        .filter_map(|l| {
+            let at = l.find(" sets=")? + " sets=".len();
+            l[at..].split(' ').next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// Waits until `d`'s NEIGH_TABLE sets pass `n` (the burst is being written).
+async fn wait_sets(d: &Daemon, lab: &Lab, n: f64) {
+    let t0 = Instant::now();
+    while d.metric(
+        &lab.dut,
+        "neighsyncd_appdb_operations_total",
+        "op=\"set\",table=\"NEIGH_TABLE\"",
+    ) < n
+    {
+        assert!(
+            t0.elapsed() < T,
+            "the leader wrote nothing of the burst\n{}",
+            d.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_killed_mid_burst_ten_times_loses_nothing() {
+    require_lab("the_leader_killed_mid_burst_ten_times_loses_nothing");
+    let lab = Lab::new();
+    let redis = RedisServer::start();
+    let mut pair = [Some(start(&lab, &redis, 0)), Some(start(&lab, &redis, 1))];
+    let mut orch = Orchagent::new(redis.conn(0).await);
+    let mut takeovers = vec![];
+    for round in 1..=10u32 {
+        let l = leader_of(&pair, &lab).await;
+        let leader = pair[l].as_mut().unwrap();
+        let before = leader.metric(
+            &lab.dut,
+            "neighsyncd_appdb_operations_total",
+            "op=\"set\",table=\"NEIGH_TABLE\"",
+        );
+        let burst = spawn_batch(&lab, burst_lines(round, 10_000));
+        wait_sets(leader, &lab, before + 1000.0).await;
+        leader.kill();
+        let killed_at = Instant::now();
+        burst.join().unwrap();
+        let standby = pair[1 - l].as_ref().unwrap();
+        wait_role(standby, &lab, "leader").await;
+        takeovers.push(killed_at.elapsed());
+        wait::appl_db_equals_kernel(
+            &format!("APPL_DB after round {round}'s leader was killed"),
+            &mut orch,
+            &lab.dut,
+            T,
+        )
+        .await;
+        // The killed one comes back, as the standby.
+        pair[l] = Some(start(&lab, &redis, l as u16));
+        wait_role(pair[l].as_ref().unwrap(), &lab, "standby").await;
+    }
+    eprintln!("takeover after SIGKILL (1.2 s lease, 300 ms renewal): {takeovers:?}");
+    let taken = pair
+        .iter()
+        .flatten()
+        .map(|d| {
+            d.metric(
+                &lab.dut,
+                "neighsyncd_ha_takeovers_total",
+                "cause=\"lease_expired\"",
+            )
+        })
+        .sum::<f64>();
+    assert!(taken >= 1.0, "no takeover counted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_is_fenced_off_and_steps_down() {
+    require_lab("a_paused_leader_is_fenced_off_and_steps_down");
+    let lab = Lab::new();
+    let redis = RedisServer::start();
+    let pair = [Some(start(&lab, &redis, 0)), Some(start(&lab, &redis, 1))];
+    let l = leader_of(&pair, &lab).await;
+    let (old, new) = (pair[l].as_ref().unwrap(), pair[1 - l].as_ref().unwrap());
+    wait_role(old, &lab, "leader").await;
+    wait_role(new, &lab, "standby").await;
+    old.pause();
+    let t = wait_role(new, &lab, "leader").await;
+    eprintln!("takeover after SIGSTOP: {t:?}");
+    // Changes while the old leader sleeps: the new one writes them; the old one finds them
+    // waiting when it wakes, and tries to.
+    lab.dut.batch(&burst_lines(1, 300));
+    let mut orch = Orchagent::new(redis.conn(0).await);
+    wait::appl_db_equals_kernel("APPL_DB under the new leader", &mut orch, &lab.dut, T).await;
+    old.resume();
+    wait_role(old, &lab, "standby").await;
+    let refused = old.metric(&lab.dut, "neighsyncd_ha_fenced_writes_total", "");
+    assert!(
+        refused > 0.0,
+        "no write of the old leader was refused\n{}",
+        old.tail()
+    );
+    assert!(
+        old.log().contains("stepping down to standby"),
+        "{}",
+        old.tail()
+    );
+    lab.dut.batch(&burst_lines(2, 300));
+    wait::appl_db_equals_kernel("APPL_DB after the old leader woke", &mut orch, &lab.dut, T).await;
+    assert_eq!(new.metric(&lab.dut, "neighsyncd_ha_leader", ""), 1.0);
+    assert_eq!(old.metric(&lab.dut, "neighsyncd_ha_leader", ""), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_handoff_mid_burst_writes_each_change_once() {
+    require_lab("a_graceful_handoff_mid_burst_writes_each_change_once");
+    let lab = Lab::new();
+    let redis = RedisServer::start();
+    let mut pair = [Some(start(&lab, &redis, 0)), Some(start(&lab, &redis, 1))];
+    let mut orch = Orchagent::new(redis.conn(0).await);
+    let l = leader_of(&pair, &lab).await;
+    wait_role(pair[1 - l].as_ref().unwrap(), &lab, "standby").await;
+    wait::appl_db_equals_kernel("APPL_DB before", &mut orch, &lab.dut, T).await;
+    let marks: Vec<usize> = pair.iter().flatten().map(|d| d.log().len()).collect();
+    let burst = spawn_batch(&lab, burst_lines(1, 10_000));
+    let leader = pair[l].as_mut().unwrap();
+    let before = leader.metric(
+        &lab.dut,
+        "neighsyncd_appdb_operations_total",
+        "op=\"set\",table=\"NEIGH_TABLE\"",
+    );
+    wait_sets(leader, &lab, before + 1000.0).await;
+    let stopped_at = Instant::now();
+    assert!(leader.stop().success(), "{}", leader.tail());
+    burst.join().unwrap();
+    let new = pair[1 - l].as_ref().unwrap();
+    wait_role(new, &lab, "leader").await;
+    eprintln!("takeover after SIGTERM: {:?}", stopped_at.elapsed());
+    wait::appl_db_equals_kernel("APPL_DB after the handoff", &mut orch, &lab.dut, T).await;
+    assert_eq!(
+        new.metric(
+            &lab.dut,
+            "neighsyncd_ha_takeovers_total",
+            "cause=\"released\""
+        ),
+        1.0,
+        "{}",
+        new.tail()
+    );
+    // Every one of the 10,000 changes was written once, by one or the other.
+    let old = pair[l].as_ref().unwrap();
+    let written = sets_logged(old, marks[l]) + sets_logged(new, marks[1 - l]);
+    assert_eq!(written, 10_000, "sets written across the handoff");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_under_a_pair_leaves_one_leader() {
+    require_lab("redis_restarted_under_a_pair_leaves_one_leader");
+    let lab = Lab::new();
+    let mut redis = RedisServer::start();
+    let pair = [Some(start(&lab, &redis, 0)), Some(start(&lab, &redis, 1))];
+    leader_of(&pair, &lab).await;
+    lab.dut.batch(&burst_lines(1, 500));
+    redis.restart();
+    lab.dut.batch(&burst_lines(2, 500));
+    leader_of(&pair, &lab).await;
+    let mut orch = Orchagent::new(redis.conn(0).await);
+    wait::appl_db_equals_kernel("APPL_DB after Redis restarted", &mut orch, &lab.dut, T).await;
+    let leaders: f64 = pair
+        .iter()
+        .flatten()
+        .map(|d| d.metric(&lab.dut, "neighsyncd_ha_leader", ""))
+        .sum();
+    assert_eq!(leaders, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_drives_the_warm_restart_state() {
+    require_lab("only_the_leader_drives_the_warm_restart_state");
+    let lab = Lab::new();
+    let redis = RedisServer::start();
+    lab.dut.batch(&burst_lines(1, 50));
+    // A cold start first (restore_count 0), as SONiC's own sequence has it.
+    let mut first = start(&lab, &redis, 0);
+    wait_role(&first, &lab, "leader").await;
+    let mut orch = Orchagent::new(redis.conn(0).await);
+    wait::appl_db_equals_kernel("APPL_DB after a cold start", &mut orch, &lab.dut, T).await;
+    assert!(first.stop().success());
+    let mut state = redis.conn(6).await;
+    for (key, field) in [
+        ("WARM_RESTART_ENABLE_TABLE|swss", "enable"),
+        ("NEIGH_RESTORE_TABLE|Flags", "restored"),
+    ] {
+        let _: () = redis::cmd("HSET")
+            .arg(key)
+            .arg(field)
+            .arg("true")
+            .query_async(&mut state)
+            .await
+            .unwrap();
+    }
+    let before = orch.writes();
+    let pair = [Some(start(&lab, &redis, 0)), Some(start(&lab, &redis, 1))];
+    let l = leader_of(&pair, &lab).await;
+    let t0 = Instant::now();
+    let warm = loop {
+        let t: std::collections::BTreeMap<String, String> = redis::cmd("HGETALL")
+            .arg("WARM_RESTART_TABLE|neighsyncd")
+            .query_async(&mut state)
+            .await
+            .unwrap();
+        if t.get("state").map(String::as_str) == Some("reconciled") {
+            break t;
+        }
+        assert!(t0.elapsed() < T, "never reconciled: {t:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        warm.get("restore_count").map(String::as_str),
+        Some("1"),
+        "one daemon, the leader, restarted warm: {warm:?}"
+    );
+    let standby = pair[1 - l].as_ref().unwrap();
+    assert!(
+        !standby.log().contains("WARM_RESTART_TABLE"),
+        "{}",
+        standby.tail()
+    );
+    wait::appl_db_equals_kernel("APPL_DB after the warm start", &mut orch, &lab.dut, T).await;
+    assert_eq!(orch.writes(), before, "writes on an unchanged warm restart");
+}
