@@ -12,23 +12,20 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::core::source_health::SourceReport;
 use crate::northbound::listeners;
 use crate::northbound::view::View;
-use crate::pipeline::{
-    Command, Commands, HaLink, Inputs, Outputs, Pipeline, PipelineConfig, PipelineError, WarmPlan,
-};
+use crate::pipeline::{Commands, HaLink, Inputs, Outputs, Pipeline, PipelineConfig, WarmPlan};
 use crate::runtime::tasks::Tasks;
 use crate::sonic::appdb::AppDb;
 use crate::sonic::dbconfig::DbLayout;
 use crate::sonic::warm::{WarmDb, WarmState};
-use crate::southbound::ebpf::{ConsumerError, ConsumerTask};
-use crate::southbound::supervisor::SourceGaveUp;
 use crate::telemetry::health::{Health, Listener};
 use crate::telemetry::metrics::{Metrics, MetricsSet};
 
 mod ha;
 mod partition;
+mod supervise;
+use supervise::supervise;
 mod sources;
 use partition::Spec;
 use sources::{SharedEbpf, Sources, start_sources};
@@ -325,71 +322,6 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
     result?;
     info!("neighsyncd stopped");
     Ok(())
-}
-
-/// Runs until a namespace's pipeline ends (shutdown, or an error), telling the pipelines
-/// meanwhile what becomes of their sources: a namespace's rtnetlink supervisor giving up (its
-/// own), or the eBPF consumer dying (every namespace's). What follows (a fallback, a stop) is
-/// each engine's source policy.
-async fn supervise(
-    pipelines: Vec<tokio::task::JoinHandle<Result<(), PipelineError>>>,
-    netlinks: Vec<tokio::task::JoinHandle<Result<(), SourceGaveUp>>>,
-    mut consumer: Option<ConsumerTask>,
-    commands: Vec<mpsc::UnboundedSender<Command>>,
-    shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    // Each namespace's rtnetlink source reports to its own pipeline.
-    let mut netlinks: futures::stream::FuturesUnordered<_> = netlinks
-        .into_iter()
-        .enumerate()
-        .map(|(i, h)| async move { (i, h.await) })
-        .collect();
-    let mut pipelines = futures::future::select_all(pipelines);
-    use futures::StreamExt;
-    loop {
-        tokio::select! {
-            (r, _, _) = &mut pipelines => {
-                return match r {
-                    Ok(r) => r.map_err(anyhow::Error::from),
-                    Err(e) => Err(anyhow::anyhow!("the sync pipeline panicked: {e}")),
-                };
-            }
-            Some((i, r)) = netlinks.next() => {
-                let why = match r {
-                    Ok(Ok(())) => continue,
-                    Ok(Err(gave_up)) => gave_up.to_string(),
-                    Err(e) => format!("the rtnetlink source supervisor died: {e}"),
-                };
-                if let Some(c) = commands.get(i) {
-                    let _ = c.send(Command::Source(SourceReport::NetlinkGaveUp(why)));
-                }
-            }
-            r = wait_consumer(&mut consumer) => {
-                consumer = None;
-                let why = match r {
-                    Ok(Ok(())) => continue,
-                    Ok(Err(e)) => e.to_string(),
-                    Err(e) if e.is_cancelled() => continue, // detached on purpose (fallback)
-                    Err(e) => format!("panicked: {e}"),
-                };
-                if *shutdown.borrow() {
-                    continue;
-                }
-                for c in &commands {
-                    let _ = c.send(Command::Source(SourceReport::EbpfFailed(why.clone())));
-                }
-            }
-        }
-    }
-}
-
-async fn wait_consumer(
-    consumer: &mut Option<ConsumerTask>,
-) -> Result<Result<(), ConsumerError>, tokio::task::JoinError> {
-    match consumer {
-        Some(t) => t.await,
-        None => std::future::pending().await,
-    }
 }
 
 async fn stopped(mut shutdown: watch::Receiver<bool>) {

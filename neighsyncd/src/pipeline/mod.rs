@@ -10,7 +10,9 @@
 mod appdb_io;
 mod report;
 mod standby;
+mod warm;
 pub use standby::HaLink;
+use warm::restore_wait;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::sleep_until;
 use tracing::{error, info, warn};
 
-use crate::core::appdb_link::{AppDbOrder, AppDbReport, LIVENESS};
+use crate::core::appdb_link::{AppDbOrder, LIVENESS};
 use crate::core::control::{AppDbWriter, ResyncRequests, SourceControl};
 use crate::core::engine::{Engine, Input, Output};
 use crate::core::ha::Role;
@@ -29,7 +31,7 @@ use crate::core::rules::ConfigSnapshot;
 use crate::core::source_health::{SourceOrder, SourceReport};
 use crate::northbound::view::ViewPart;
 use crate::sonic::appdb::AppDb;
-use crate::sonic::warm::{WarmDb, WarmError, WarmState};
+use crate::sonic::warm::{WarmDb, WarmError};
 use crate::southbound::monotonic_ns;
 use crate::telemetry::health::Health;
 use crate::telemetry::metrics::Metrics;
@@ -365,58 +367,6 @@ impl<W: AppDbWriter> Pipeline<W> {
         }
     }
 
-    async fn start_warm(
-        &mut self,
-        mut plan: WarmPlan,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<(), PipelineError> {
-        self.health.set_warm_restart_done(false);
-        self.drive(Input::WarmStart).await?;
-        // Nothing can be restored without APPL_DB: keep trying, at the engine's backoff.
-        while !self.appdb.is_connected() {
-            if let Err(e) = self.appdb.connect().await {
-                warn!(error = %e, "warm start: cannot connect to APPL_DB; retrying");
-                let after = self
-                    .engine
-                    .handle(monotonic_ns(), Input::AppDb(AppDbReport::Unreachable))
-                    .into_iter()
-                    .find_map(|o| match o {
-                        Output::AppDb(AppDbOrder::Reconnect { after }) => Some(after),
-                        _ => None,
-                    })
-                    .unwrap_or(crate::core::appdb_link::BACKOFF_MAX);
-                tokio::select! {
-                    _ = tokio::time::sleep(after) => {}
-                    _ = shutdown.changed() => return Ok(()),
-                }
-            }
-        }
-        if let Err(e) = self.appdb.clear_staging().await {
-            warn!(error = %e, "warm start: cannot clear NEIGH_TABLE staging state");
-        }
-        let read = self.read_back(true).await;
-        self.drive(read).await?;
-        info!("Restored appDB table to NEIGH_TABLE internal cache map");
-        plan.db.set_state(WarmState::Restored).await?;
-        let timeout = plan.restore_timeout;
-        let mut db = plan.db;
-        self.warm = Some(WarmPhase::Restoring(tokio::spawn(async move {
-            db.wait_restore(timeout).await?;
-            let timer = db.reconcile_timer().await?;
-            Ok((db, timer))
-        })));
-        Ok(())
-    }
-
-    /// The engine says the reconcile is complete: `reconciled`.
-    async fn finish_warm(&mut self) -> Result<(), PipelineError> {
-        if let Some(WarmPhase::Reconciling(mut db)) = self.warm.take() {
-            db.set_state(WarmState::Reconciled).await?;
-            self.health.set_warm_restart_done(true);
-        }
-        Ok(())
-    }
-
     async fn finish(&mut self) {
         let deadline = Instant::now() + SHUTDOWN_FLUSH;
         while self.engine.can_write() && self.engine.pending() > 0 && Instant::now() < deadline {
@@ -439,19 +389,6 @@ async fn next_command(commands: &mut Option<mpsc::UnboundedReceiver<Command>>) -
     match commands {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
-    }
-}
-
-/// The restore-flag wait's result.
-async fn restore_wait(warm: &mut Option<WarmPhase>) -> Result<(WarmDb, Duration), WarmError> {
-    match warm {
-        Some(WarmPhase::Restoring(handle)) => match handle.await {
-            Ok(res) => res,
-            Err(e) => Err(WarmError::Redis(redis::RedisError::from(
-                std::io::Error::other(format!("restore wait task failed: {e}")),
-            ))),
-        },
-        _ => std::future::pending().await,
     }
 }
 

@@ -1,4 +1,7 @@
 //! Prometheus metrics. Every label has a bounded set of values (no per-IP labels).
+//!
+//! Longer than 450 lines because every metric is declared here once, with its help text and
+//! its label values made visible from the start (hot standby's are in `ha_metrics`).
 
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
