@@ -277,12 +277,23 @@ async fn redis_restarted_under_a_pair_leaves_one_leader() {
     leader_of(&pair, &lab).await;
     let mut orch = Orchagent::new(redis.conn(0).await);
     wait::appl_db_equals_kernel("APPL_DB after Redis restarted", &mut orch, &lab.dut, T).await;
-    let leaders: f64 = pair
-        .iter()
-        .flatten()
-        .map(|d| d.metric(&lab.dut, "neighsyncd_ha_leader", ""))
-        .sum();
-    assert_eq!(leaders, 1.0);
+    // The metrics agree: one leader (read twice in a row the same, so that a handover between
+    // the two reads is not taken for two leaders or none).
+    let t0 = Instant::now();
+    loop {
+        let read = || -> Vec<f64> {
+            pair.iter()
+                .flatten()
+                .map(|d| d.metric(&lab.dut, "neighsyncd_ha_leader", ""))
+                .collect()
+        };
+        let (a, b) = (read(), read());
+        if a == b && a.iter().sum::<f64>() == 1.0 {
+            break;
+        }
+        assert!(t0.elapsed() < T, "leaders by metrics: {a:?} then {b:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

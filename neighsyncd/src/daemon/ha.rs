@@ -85,7 +85,7 @@ impl Election {
         );
         let mut delay = Duration::from_millis(100);
         loop {
-            if let Some(role) = self.attempt(None).await {
+            if let Some(role) = self.attempt(false).await {
                 return role;
             }
             tokio::select! {
@@ -96,28 +96,29 @@ impl Election {
         }
     }
 
-    /// One try for the lease; `None` when Redis did not answer. `cause`: why a win is a
-    /// takeover (`None`: at start, none).
-    async fn attempt(&mut self, cause: Option<&'static str>) -> Option<Role> {
+    /// One try for the lease; `None` when Redis did not answer. `takeover`: a win is a
+    /// takeover (at start, it is not).
+    async fn attempt(&mut self, takeover: bool) -> Option<Role> {
         let sent = Instant::now();
         let t = self.timing.call_timeout();
         let conn = ensure(&mut self.state, &self.db.state.url, t).await?;
         let got = tokio::time::timeout(t, self.lease.acquire(conn)).await;
         let role = match got {
-            Ok(Ok(Acquired::Won(token))) => {
+            Ok(Ok(Acquired::Won { token, released })) => {
                 // The fence first: from now on no older leader can write a key.
                 if !self.raise(token).await {
                     return None;
                 }
                 self.renewed = sent;
-                if let (Some(cause), Some(m)) = (cause, self.metrics.ha()) {
+                let cause = match (takeover, released) {
+                    (false, _) => "start",
+                    (true, true) => "released",
+                    (true, false) => "lease_expired",
+                };
+                if let (true, Some(m)) = (takeover, self.metrics.ha()) {
                     m.takeovers.with_label_values(&[cause]).inc();
                 }
-                info!(
-                    token,
-                    cause = cause.unwrap_or("start"),
-                    "hot standby: this daemon leads"
-                );
+                info!(token, cause, "hot standby: this daemon leads");
                 Role::Leader { token }
             }
             Ok(Ok(Acquired::Held { holder, .. })) => Role::Standby {
@@ -233,7 +234,6 @@ impl Election {
         let mut releases = Releases::new(self.db.state.url.clone(), self.lease.channel().into());
         let mut last_tick = Instant::now();
         loop {
-            let mut cause = "lease_expired";
             tokio::select! {
                 _ = crate::runtime::tasks::shutdown_signalled(&mut stop) => break,
                 Some(token) = fenced.recv() => {
@@ -253,9 +253,7 @@ impl Election {
                         continue;
                     }
                 }
-                _ = releases.next(), if !matches!(self.role(), Role::Leader { .. }) => {
-                    cause = "released";
-                }
+                _ = releases.next(), if !matches!(self.role(), Role::Leader { .. }) => {}
             }
             match self.role() {
                 Role::Leader { token } => {
@@ -264,7 +262,7 @@ impl Election {
                     }
                 }
                 _ => {
-                    self.attempt(Some(cause)).await;
+                    self.attempt(true).await;
                 }
             }
         }

@@ -18,21 +18,26 @@ use redis::aio::MultiplexedConnection;
 pub const LEASE_KEY: &str = "NEIGHSYNCD_HA|lease";
 /// The last token issued (STATE_DB).
 pub const TOKEN_KEY: &str = "NEIGHSYNCD_HA|token";
+/// Set by a release (for a lease's length): the next leader took over from a handoff, not
+/// from an expiry (STATE_DB).
+pub const RELEASED_KEY: &str = "NEIGHSYNCD_HA|released";
 /// The newest leader's token (APPL_DB).
 pub const FENCE_KEY: &str = "NEIGHSYNCD_HA_FENCE";
 
-/// `KEYS`: lease, token counter. `ARGV`: holder, lease ms. Returns {1, holder, token} when
-/// taken (or already ours), {0, holder, token} when another holds it.
+/// `KEYS`: lease, token counter, released mark. `ARGV`: holder, lease ms. Returns {1, holder,
+/// token, released} when taken (or already ours; `released`: 1 when the last leader had
+/// released it), {0, holder, token, 0} when another holds it.
 const ACQUIRE_LUA: &str = r#"
 local h = redis.call('HGET', KEYS[1], 'holder')
 if h then
     local t = redis.call('HGET', KEYS[1], 'token') or '0'
     if h == ARGV[1] then
         redis.call('PEXPIRE', KEYS[1], ARGV[2])
-        return {1, h, t}
+        return {1, h, t, 0}
     end
-    return {0, h, t}
+    return {0, h, t, 0}
 end
+local released = redis.call('DEL', KEYS[3])
 local now = redis.call('TIME')
 local us = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -43,7 +48,7 @@ redis.call('SET', KEYS[2], ts)
 redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'token', ts,
     'since_ms', string.format('%.0f', math.floor(us / 1000)))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return {1, ARGV[1], ts}
+return {1, ARGV[1], ts, released}
 "#;
 
 /// `KEYS`: lease. `ARGV`: holder, token, lease ms. 1: renewed; 0: not ours any more.
@@ -56,11 +61,13 @@ end
 return 0
 "#;
 
-/// `KEYS`: lease. `ARGV`: holder, token, channel. 1: released (and announced).
+/// `KEYS`: lease, released mark. `ARGV`: holder, token, channel, lease ms. 1: released (and
+/// announced).
 const RELEASE_LUA: &str = r#"
 if redis.call('HGET', KEYS[1], 'holder') == ARGV[1]
     and redis.call('HGET', KEYS[1], 'token') == ARGV[2] then
     redis.call('DEL', KEYS[1])
+    redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[4])
     redis.call('PUBLISH', ARGV[3], 'released')
     return 1
 end
@@ -83,8 +90,8 @@ return 0
 /// What taking the lease came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Acquired {
-    /// Ours, with this token.
-    Won(u64),
+    /// Ours, with this token; `released`: the last leader handed it over.
+    Won { token: u64, released: bool },
     /// Another's.
     Held { holder: String, token: u64 },
 }
@@ -134,17 +141,21 @@ impl Lease {
     }
 
     pub async fn acquire(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<Acquired> {
-        let (won, holder, token): (i64, String, String) = self
+        let (won, holder, token, released): (i64, String, String, i64) = self
             .acquire
             .key(LEASE_KEY)
             .key(TOKEN_KEY)
+            .key(RELEASED_KEY)
             .arg(&self.holder)
             .arg(self.lease_ms)
             .invoke_async(conn)
             .await?;
         let token = token.parse().unwrap_or(0);
         Ok(if won == 1 {
-            Acquired::Won(token)
+            Acquired::Won {
+                token,
+                released: released == 1,
+            }
         } else {
             Acquired::Held { holder, token }
         })
@@ -175,9 +186,11 @@ impl Lease {
         let r: i64 = self
             .release
             .key(LEASE_KEY)
+            .key(RELEASED_KEY)
             .arg(&self.holder)
             .arg(token.to_string())
             .arg(&self.channel)
+            .arg(self.lease_ms)
             .invoke_async(conn)
             .await?;
         Ok(r == 1)
