@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{CommandFactory, Parser, Subcommand};
 use neighsyncd_api::{
-    Change, FellBehind, NeighborPage, NeighborRecord, Ready, ResyncReply, SnapshotEnd,
+    Change, FellBehind, HaReply, NeighborPage, NeighborRecord, Ready, ResyncReply, SnapshotEnd,
 };
 use serde_json::Value;
 
@@ -113,6 +113,8 @@ enum Cmd {
     Resync,
     /// Readiness, check by check; fails when the daemon is not ready.
     Health,
+    /// Hot standby (`--ha`): this daemon's role, the lease's holder, its age and its token.
+    Ha,
     /// A shell completion script, on standard output.
     Completions {
         #[arg(value_enum)]
@@ -325,6 +327,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let r: ResyncReply = Api::new(&target(Some(timeout)))?.post("/api/v1/resync")?;
             println!("{}", r.status);
         }
+        Cmd::Ha => {
+            let r: HaReply = Api::new(&target(Some(timeout)))?.get("/api/v1/ha", &[])?;
+            let ms = |v: Option<i64>| match v {
+                Some(v) => format!("{:.1} s", v as f64 / 1000.0),
+                None => "-".into(),
+            };
+            println!("role          {}", r.role);
+            println!("this daemon   {}", r.me);
+            println!("leader        {}", r.leader.as_deref().unwrap_or("none"));
+            println!(
+                "token         {}",
+                r.token.map(|t| t.to_string()).unwrap_or_else(|| "-".into())
+            );
+            println!("lease age     {}", ms(r.lease_age_ms.map(|v| v as i64)));
+            println!("expires in    {}", ms(r.lease_expires_in_ms));
+        }
         Cmd::Health => {
             // Its own client: the API's may be a unix socket; the metrics listener is plain HTTP.
             let health = Target {
@@ -342,6 +360,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot reach {}", cli.metrics))?;
             let ready: Ready = serde_json::from_str(&resp.text()?)
                 .context("/ready answered something this client cannot read")?;
+            if let Some(role) = &ready.role {
+                println!("{:<16} {role}", "role");
+            }
             for c in &ready.checks {
                 println!(
                     "{:<16} {:<5} since {}",

@@ -150,3 +150,20 @@ mod tests {
         assert_eq!(serde_json::from_str::<NeighborRecord>(&text).unwrap(), r);
     }
 }
+
+/// `GET /api/v1/ha`: hot standby as this daemon sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaReply {
+    /// `leader` or `standby`.
+    pub role: String,
+    /// This daemon's name in the lease.
+    pub me: String,
+    /// Who holds the lease (`None`: nobody, between leaders).
+    pub leader: Option<String>,
+    /// The leader's fencing token.
+    pub token: Option<u64>,
+    /// How long the leader has held the lease (milliseconds).
+    pub lease_age_ms: Option<u64>,
+    /// How long the lease lasts without renewal (milliseconds).
+    pub lease_expires_in_ms: Option<i64>,
+}

@@ -16,6 +16,10 @@ const LEASE: [&str; 4] = ["--ha-lease-ms", "1200", "--ha-renew-ms", "300"];
 
 /// Daemon `i` of the pair (its own listeners in the shared namespace).
 fn start(lab: &Lab, redis: &RedisServer, i: u16) -> Daemon {
+    start_with(lab, redis, i, &[])
+}
+
+fn start_with(lab: &Lab, redis: &RedisServer, i: u16, extra: &[&str]) -> Daemon {
     let metrics = format!("127.0.0.1:{}", 9191 + i);
     let rest = format!("[::1]:{}", 8181 + i);
     let grpc = format!("[::1]:{}", 50151 + i);
@@ -29,6 +33,7 @@ fn start(lab: &Lab, redis: &RedisServer, i: u16) -> Daemon {
         &grpc,
     ];
     args.extend(LEASE);
+    args.extend(extra);
     Daemon::start(&lab.dut, redis, &args)
 }
 
@@ -350,4 +355,182 @@ async fn only_the_leader_drives_the_warm_restart_state() {
     );
     wait::appl_db_equals_kernel("APPL_DB after the warm start", &mut orch, &lab.dut, T).await;
     assert_eq!(orch.writes(), before, "writes on an unchanged warm restart");
+}
+
+/// `cmd` inside the lab's namespace: (success, standard output then standard error).
+fn run_in(lab: &Lab, cmd: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", lab.dut.name()])
+        .args(cmd)
+        .output()
+        .expect("run");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_serves_reads_names_its_role_and_refuses_writes() {
+    require_lab("a_standby_serves_reads_names_its_role_and_refuses_writes");
+    let lab = Lab::new();
+    let redis = RedisServer::start();
+    lab.dut.batch(&burst_lines(1, 20));
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "ha-test-token\n").unwrap();
+    let token = ["--api-token-file", token_file.to_str().unwrap()];
+    let pair = [
+        Some(start_with(&lab, &redis, 0, &token)),
+        Some(start_with(&lab, &redis, 1, &token)),
+    ];
+    let bearer = "Authorization: Bearer ha-test-token";
+    let l = leader_of(&pair, &lab).await;
+    let s = 1 - l;
+    wait_role(pair[s].as_ref().unwrap(), &lab, "standby").await;
+    let rest = |i: usize| format!("http://[::1]:{}", 8181 + i);
+    let ctl = neighsyncd_tests::daemon::binary().with_file_name("neighsyncctl");
+    let ctl = ctl.to_str().unwrap();
+
+    // Both REST listeners up (`/ready` does not wait for them).
+    for i in [l, s] {
+        let t0 = Instant::now();
+        while !pair[i].as_ref().unwrap().ready(&lab.dut).1["checks"]
+            .as_array()
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["name"] == "rest_listener" && c["ok"] == true)
+            })
+        {
+            assert!(t0.elapsed() < T, "daemon {i}'s REST listener never came up");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // The leader's name, as the lease has it.
+    let (ok, out) = run_in(&lab, &[ctl, "--api", &rest(l), "ha"]);
+    assert!(ok, "{out}");
+    let me = |out: &str, field: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(field))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let leader = me(&out, "this daemon");
+    assert_eq!(me(&out, "role"), "leader", "{out}");
+    assert_eq!(me(&out, "leader"), leader, "{out}");
+    let (ok, out) = run_in(&lab, &[ctl, "--api", &rest(s), "ha"]);
+    assert!(ok, "{out}");
+    assert_eq!(me(&out, "role"), "standby", "{out}");
+    assert_eq!(
+        me(&out, "leader"),
+        leader,
+        "the standby names the leader: {out}"
+    );
+    assert!(
+        !me(&out, "token").is_empty() && me(&out, "token") != "-",
+        "{out}"
+    );
+
+    // Reads from the standby (curl), its role in the response; a write refused, naming the
+    // leader.
+    let (ok, out) = run_in(
+        &lab,
+        &["curl", "-s", "-i", &format!("{}/api/v1/neighbors", rest(s))],
+    );
+    assert!(ok, "{out}");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(
+        out.to_lowercase().contains("x-neighsyncd-role: standby"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Ethernet0:10.0.0.3"),
+        "the standby's read model: {out}"
+    );
+    let (ok, out) = run_in(
+        &lab,
+        &[
+            "curl",
+            "-s",
+            "-i",
+            "-H",
+            bearer,
+            "-X",
+            "POST",
+            &format!("{}/api/v1/resync", rest(s)),
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(out.starts_with("HTTP/1.1 409"), "{out}");
+    assert!(out.contains(&leader), "the refusal names the leader: {out}");
+    let (ok, out) = run_in(
+        &lab,
+        &[
+            "curl",
+            "-s",
+            "-i",
+            "-H",
+            bearer,
+            "-X",
+            "POST",
+            &format!("{}/api/v1/resync", rest(l)),
+        ],
+    );
+    assert!(ok && out.starts_with("HTTP/1.1 202"), "{out}");
+    assert!(
+        out.to_lowercase().contains("x-neighsyncd-role: leader"),
+        "{out}"
+    );
+
+    // gRPC (grpcurl): the role in the response metadata, the write refused.
+    let grpcurl = neighsyncd_tests::stock_tool(
+        "grpcurl",
+        "a_standby_serves_reads_names_its_role_and_refuses_writes",
+    );
+    let grpc = format!("[::1]:{}", 50151 + s);
+    let (ok, out) = run_in(
+        &lab,
+        &[
+            grpcurl.to_str().unwrap(),
+            "-plaintext",
+            "-v",
+            &grpc,
+            "neighsyncd.v1.Neighsyncd/GetStats",
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("x-neighsyncd-role: standby"), "{out}");
+    let (ok, out) = run_in(
+        &lab,
+        &[
+            grpcurl.to_str().unwrap(),
+            "-plaintext",
+            "-H",
+            bearer,
+            &grpc,
+            "neighsyncd.v1.Neighsyncd/Resync",
+        ],
+    );
+    assert!(!ok && out.contains("FailedPrecondition"), "{out}");
+    assert!(out.contains(&leader), "{out}");
+    // `/ready` says standby-ready; `neighsyncctl health` shows the role.
+    let (ok, out) = run_in(
+        &lab,
+        &[
+            ctl,
+            "--metrics",
+            &format!("http://127.0.0.1:{}", 9191 + s),
+            "health",
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("role") && l.ends_with("standby")),
+        "{out}"
+    );
 }

@@ -97,6 +97,29 @@ impl HaTiming {
     }
 }
 
+/// The lease as STATE_DB holds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaseInfo {
+    pub holder: Option<String>,
+    pub token: Option<u64>,
+    /// How long the holder has held it (milliseconds, by Redis's clock).
+    pub age_ms: Option<u64>,
+    /// How long it lasts without renewal (milliseconds).
+    pub expires_in_ms: Option<i64>,
+}
+
+/// What the management plane may know of hot standby; the shell answers it.
+pub trait HaStatus: Send + Sync {
+    /// What this daemon is now.
+    fn role(&self) -> Role;
+    /// This daemon's name in the lease.
+    fn me(&self) -> &str;
+    /// The lease as it stands in STATE_DB.
+    fn lease(
+        &self,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<LeaseInfo, String>> + Send + '_>>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

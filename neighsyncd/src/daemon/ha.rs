@@ -11,7 +11,7 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::core::ha::{HaTiming, Role};
+use crate::core::ha::{HaStatus, HaTiming, LeaseInfo, Role};
 use crate::sonic::appdb::connect;
 use crate::sonic::dbconfig::DbLayout;
 use crate::sonic::lease::{Acquired, Lease, raise_fence};
@@ -75,6 +75,16 @@ impl Election {
 
     pub(super) fn role(&self) -> Role {
         self.role.borrow().clone()
+    }
+
+    /// What the management plane sees of it.
+    pub(super) fn status(&self) -> Arc<dyn HaStatus> {
+        Arc::new(Status {
+            role: self.role.subscribe(),
+            me: self.lease.holder().to_string(),
+            state_url: self.db.state.url.clone(),
+            conn: tokio::sync::Mutex::new(None),
+        })
     }
 
     /// The first round: who leads? Retries until STATE_DB and APPL_DB answer (or shutdown).
@@ -279,6 +289,47 @@ impl Election {
                 );
             }
         }
+    }
+}
+
+/// The role and the lease, for the management APIs (`neighsyncctl ha`).
+struct Status {
+    role: watch::Receiver<Role>,
+    me: String,
+    state_url: String,
+    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+}
+
+impl HaStatus for Status {
+    fn role(&self) -> Role {
+        self.role.borrow().clone()
+    }
+
+    fn me(&self) -> &str {
+        &self.me
+    }
+
+    fn lease(
+        &self,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<LeaseInfo, String>> + Send + '_>> {
+        Box::pin(async move {
+            let mut slot = self.conn.lock().await;
+            let t = Duration::from_secs(1);
+            let conn = ensure(&mut slot, &self.state_url, t)
+                .await
+                .ok_or("STATE_DB does not answer")?;
+            match tokio::time::timeout(t, crate::sonic::lease::read(conn)).await {
+                Ok(Ok(info)) => Ok(info),
+                Ok(Err(e)) => {
+                    *slot = None;
+                    Err(e.to_string())
+                }
+                Err(_) => {
+                    *slot = None;
+                    Err("STATE_DB does not answer".into())
+                }
+            }
+        })
     }
 }
 

@@ -123,10 +123,12 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
     // state included.
     let mut election = None;
     let mut ha_link = None;
+    let mut ha_status = None;
     if let Some(timing) = cfg.ha {
         let (mut e, role) =
             ha::Election::new(&specs[0].db, timing, metrics[0].clone(), health.part(0));
         e.first_round(shutdown_rx.clone()).await;
+        ha_status = Some(e.status());
         let (fenced_tx, fenced_rx) = mpsc::unbounded_channel();
         ha_link = Some(HaLink {
             role,
@@ -246,6 +248,7 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
         )),
         config: Arc::new(cfg.to_json()),
         auth,
+        ha: ha_status,
     };
     let rest_tls = match &cfg.api_tls {
         Some(files) => Some(

@@ -12,6 +12,8 @@
 //!   producer script (`producer`) refuses any other.
 
 use redis::Script;
+
+pub use crate::core::ha::LeaseInfo;
 use redis::aio::MultiplexedConnection;
 
 /// The lease hash (STATE_DB).
@@ -94,17 +96,6 @@ pub enum Acquired {
     Won { token: u64, released: bool },
     /// Another's.
     Held { holder: String, token: u64 },
-}
-
-/// The lease as STATE_DB holds it (for `neighsyncctl ha`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct LeaseInfo {
-    pub holder: Option<String>,
-    pub token: Option<u64>,
-    /// How long the holder has held it (milliseconds, by Redis's clock).
-    pub age_ms: Option<u64>,
-    /// How long it lasts without renewal (milliseconds).
-    pub expires_in_ms: Option<i64>,
 }
 
 /// The lease's scripts, for one STATE_DB.

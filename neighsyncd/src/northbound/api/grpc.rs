@@ -48,8 +48,23 @@ fn status(e: ServiceError) -> Status {
     match e {
         ServiceError::InvalidArgument(m) => Status::invalid_argument(m),
         ServiceError::NotFound(m) => Status::not_found(m),
+        ServiceError::Standby(m) => Status::failed_precondition(m),
     }
 }
+
+/// The response, with hot standby's role in its metadata (`x-neighsyncd-role`) when on.
+fn with_role<T>(state: &ApiState, mut r: Response<T>) -> Response<T> {
+    if let Some(role) = state.role() {
+        r.metadata_mut().insert(
+            ROLE_HEADER,
+            tonic::metadata::MetadataValue::from_static(role),
+        );
+    }
+    r
+}
+
+/// The response header (and gRPC metadata) naming a hot-standby daemon's role.
+pub const ROLE_HEADER: &str = "x-neighsyncd-role";
 
 /// An empty string is "any" in proto3.
 fn filter_of(f: Option<pb::Filter>) -> Filter {
@@ -115,12 +130,15 @@ impl Neighsyncd for Service {
             .state
             .list(&filter_of(r.filter), token, Some(r.page_size as usize))
             .map_err(status)?;
-        Ok(Response::new(pb::ListNeighborsResponse {
-            neighbors: page.neighbors.iter().map(to_pb).collect(),
-            next_page_token: page.next_page_token.unwrap_or_default(),
-            seq: page.seq,
-            epoch: self.state.view.epoch().to_string(),
-        }))
+        Ok(with_role(
+            &self.state,
+            Response::new(pb::ListNeighborsResponse {
+                neighbors: page.neighbors.iter().map(to_pb).collect(),
+                next_page_token: page.next_page_token.unwrap_or_default(),
+                seq: page.seq,
+                epoch: self.state.view.epoch().to_string(),
+            }),
+        ))
     }
 
     async fn get_neighbor(
@@ -130,7 +148,7 @@ impl Neighsyncd for Service {
         let r = req.into_inner();
         let ns = (!r.namespace.is_empty()).then_some(r.namespace.as_str());
         let n = self.state.get(&r.ifname, &r.ip, ns).map_err(status)?;
-        Ok(Response::new(to_pb(&n)))
+        Ok(with_role(&self.state, Response::new(to_pb(&n))))
     }
 
     async fn get_stats(
@@ -155,16 +173,19 @@ impl Neighsyncd for Service {
                 }
             }
         }
-        Ok(Response::new(pb::Stats { values }))
+        Ok(with_role(&self.state, Response::new(pb::Stats { values })))
     }
 
     async fn get_config(
         &self,
         _req: Request<pb::GetConfigRequest>,
     ) -> Result<Response<pb::Config>, Status> {
-        Ok(Response::new(pb::Config {
-            json: self.state.config().to_string(),
-        }))
+        Ok(with_role(
+            &self.state,
+            Response::new(pb::Config {
+                json: self.state.config().to_string(),
+            }),
+        ))
     }
 
     async fn resync(
@@ -174,8 +195,8 @@ impl Neighsyncd for Service {
         if !Grant::may_write(&req) {
             return Err(Status::unauthenticated("a valid bearer token is required"));
         }
-        self.state.resync();
-        Ok(Response::new(pb::ResyncResponse {}))
+        self.state.resync().map_err(status)?;
+        Ok(with_role(&self.state, Response::new(pb::ResyncResponse {})))
     }
 
     type SubscribeStream = EventStream;
@@ -202,9 +223,10 @@ impl Neighsyncd for Service {
                 }
             }
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(with_role(
+            &self.state,
+            Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))),
+        ))
     }
 }
 

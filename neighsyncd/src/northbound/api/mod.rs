@@ -25,6 +25,8 @@ pub struct ApiState {
     /// The effective configuration, as served by `/api/v1/config`.
     pub config: Arc<serde_json::Value>,
     pub auth: Arc<auth::Auth>,
+    /// Hot standby (`ha`): this daemon's role and the lease; `None` without it.
+    pub ha: Option<Arc<dyn crate::core::ha::HaStatus>>,
 }
 
 #[cfg(test)]
@@ -41,6 +43,7 @@ impl ApiState {
             resync: Arc::new(NoSource),
             config: Arc::new(serde_json::json!({})),
             auth: Arc::new(auth::Auth::new(None, true).expect("no token file to read")),
+            ha: None,
         }
     }
 }

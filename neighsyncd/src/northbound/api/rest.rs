@@ -49,6 +49,7 @@ impl From<ServiceError> for ApiError {
         match e {
             ServiceError::InvalidArgument(m) => bad_request(m),
             ServiceError::NotFound(m) => ApiError(StatusCode::NOT_FOUND, "not_found", m),
+            ServiceError::Standby(m) => ApiError(StatusCode::CONFLICT, "standby", m),
         }
     }
 }
@@ -123,6 +124,7 @@ pub fn routes(state: ApiState) -> Router {
         .route("/api/v1/config", get(config))
         .route("/api/v1/resync", post(resync))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/ha", get(ha))
         .route_layer(axum::middleware::from_fn_with_state(
             state.auth.clone(),
             require,
@@ -138,6 +140,10 @@ pub fn routes(state: ApiState) -> Router {
             )
         })
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            role_header,
+        ))
         .with_state(state)
 }
 
@@ -208,14 +214,34 @@ async fn config(State(s): State<ApiState>) -> impl IntoResponse {
     axum::Json(s.config().clone())
 }
 
-async fn resync(State(s): State<ApiState>) -> impl IntoResponse {
-    s.resync();
-    (
+async fn resync(State(s): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
+    s.resync()?;
+    Ok((
         StatusCode::ACCEPTED,
         axum::Json(neighsyncd_api::ResyncReply {
             status: "resync requested".into(),
         }),
-    )
+    ))
+}
+
+async fn ha(State(s): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(axum::Json(s.ha().await?))
+}
+
+/// Hot standby: every response names this daemon's role (`x-neighsyncd-role`).
+async fn role_header(
+    State(s): State<ApiState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut resp = next.run(req).await;
+    if let Some(role) = s.role() {
+        resp.headers_mut().insert(
+            super::grpc::ROLE_HEADER,
+            axum::http::HeaderValue::from_static(role),
+        );
+    }
+    resp
 }
 
 async fn openapi() -> impl IntoResponse {

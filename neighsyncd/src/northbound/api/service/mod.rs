@@ -26,6 +26,9 @@ pub(crate) enum ServiceError {
     InvalidArgument(String),
     #[error("{0}")]
     NotFound(String),
+    /// A mutating call to a hot standby: only the leader acts.
+    #[error("{0}")]
+    Standby(String),
 }
 
 const STATES: [&str; 10] = [
@@ -192,8 +195,41 @@ impl ApiState {
     }
 
     /// Asks for a full resync (a dump, then the difference is written); the engine counts it.
-    pub(crate) fn resync(&self) {
+    /// A hot standby refuses: the leader writes.
+    pub(crate) fn resync(&self) -> Result<(), ServiceError> {
+        if let Some(ha) = &self.ha
+            && let crate::core::ha::Role::Standby { leader } = ha.role()
+        {
+            return Err(ServiceError::Standby(format!(
+                "this daemon is a hot standby and writes nothing; ask the leader ({})",
+                leader.as_deref().unwrap_or("none elected yet")
+            )));
+        }
         self.resync.request_resync(ResyncCause::Requested);
+        Ok(())
+    }
+
+    /// Hot standby's role (`None` without `ha`), for every response's metadata.
+    pub(crate) fn role(&self) -> Option<&'static str> {
+        self.ha.as_ref().map(|h| h.role().as_str())
+    }
+
+    /// Hot standby as this daemon sees it: its role, and the lease.
+    pub(crate) async fn ha(&self) -> Result<neighsyncd_api::HaReply, ServiceError> {
+        let Some(ha) = &self.ha else {
+            return Err(ServiceError::NotFound(
+                "hot standby is off (start with --ha)".into(),
+            ));
+        };
+        let lease = ha.lease().await.unwrap_or_default();
+        Ok(neighsyncd_api::HaReply {
+            role: ha.role().as_str().into(),
+            me: ha.me().into(),
+            leader: lease.holder,
+            token: lease.token,
+            lease_age_ms: lease.age_ms,
+            lease_expires_in_ms: lease.expires_in_ms,
+        })
     }
 
     /// Subscribes: from a snapshot, or from the changes after `resume` (an instance epoch
