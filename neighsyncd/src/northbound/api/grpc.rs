@@ -63,8 +63,7 @@ fn with_role<T>(state: &ApiState, mut r: Response<T>) -> Response<T> {
     r
 }
 
-/// The response header (and gRPC metadata) naming a hot-standby daemon's role.
-pub const ROLE_HEADER: &str = "x-neighsyncd-role";
+use super::role::ROLE_HEADER;
 
 /// An empty string is "any" in proto3.
 fn filter_of(f: Option<pb::Filter>) -> Filter {

@@ -6,6 +6,7 @@ pub mod grpc;
 pub(crate) mod openapi;
 pub(crate) mod ratelimit;
 pub mod rest;
+pub(crate) mod role;
 pub(crate) mod service;
 pub(crate) mod tls;
 

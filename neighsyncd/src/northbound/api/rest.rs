@@ -124,7 +124,7 @@ pub fn routes(state: ApiState) -> Router {
         .route("/api/v1/config", get(config))
         .route("/api/v1/resync", post(resync))
         .route("/api/v1/events", get(events))
-        .route("/api/v1/ha", get(ha))
+        .route("/api/v1/ha", get(super::role::ha))
         .route_layer(axum::middleware::from_fn_with_state(
             state.auth.clone(),
             require,
@@ -142,7 +142,7 @@ pub fn routes(state: ApiState) -> Router {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            role_header,
+            super::role::role_header,
         ))
         .with_state(state)
 }
@@ -222,26 +222,6 @@ async fn resync(State(s): State<ApiState>) -> Result<impl IntoResponse, ApiError
             status: "resync requested".into(),
         }),
     ))
-}
-
-async fn ha(State(s): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
-    Ok(axum::Json(s.ha().await?))
-}
-
-/// Hot standby: every response names this daemon's role (`x-neighsyncd-role`).
-async fn role_header(
-    State(s): State<ApiState>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let mut resp = next.run(req).await;
-    if let Some(role) = s.role() {
-        resp.headers_mut().insert(
-            super::grpc::ROLE_HEADER,
-            axum::http::HeaderValue::from_static(role),
-        );
-    }
-    resp
 }
 
 async fn openapi() -> impl IntoResponse {
