@@ -534,3 +534,66 @@ async fn a_standby_serves_reads_names_its_role_and_refuses_writes() {
         "{out}"
     );
 }
+
+/// docs/UPGRADE.md's procedure, with the kernel changing all along: the new version starts as
+/// standby, `neighsyncctl health` says it is ready as standby, the old one gets SIGTERM, and
+/// the new one leads with nothing lost; the old one comes back as the new standby.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upgrade_procedure_hands_over_without_a_gap() {
+    require_lab("the_upgrade_procedure_hands_over_without_a_gap");
+    let lab = Lab::new();
+    let redis = RedisServer::start();
+    let mut old = start(&lab, &redis, 0);
+    wait_role(&old, &lab, "leader").await;
+    let mut orch = Orchagent::new(redis.conn(0).await);
+    // Changes all along: rounds of 2,000 replacements until told to stop.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let (stop, ns) = (stop.clone(), lab.dut.name().to_string());
+        std::thread::spawn(move || {
+            let mut round = 1;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let f = tempfile::NamedTempFile::new().unwrap();
+                std::fs::write(f.path(), burst_lines(round % 200 + 1, 2_000)).unwrap();
+                let st = std::process::Command::new("ip")
+                    .args(["-n", &ns, "-batch"])
+                    .arg(f.path())
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+                round += 1;
+            }
+        })
+    };
+    // 1. The new version, as standby; 2. ready as standby, as neighsyncctl says.
+    let new = start(&lab, &redis, 1);
+    let ctl = neighsyncd_tests::daemon::binary().with_file_name("neighsyncctl");
+    let metrics = format!("http://127.0.0.1:{}", new.metrics_port());
+    let t0 = Instant::now();
+    loop {
+        let (ok, out) = run_in(
+            &lab,
+            &[ctl.to_str().unwrap(), "--metrics", &metrics, "health"],
+        );
+        if ok
+            && out
+                .lines()
+                .any(|l| l.starts_with("role") && l.ends_with("standby"))
+        {
+            break;
+        }
+        assert!(t0.elapsed() < T, "never standby-ready: {out}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // 3. The old one stops; the new one leads at once.
+    let stopped = Instant::now();
+    assert!(old.stop().success(), "{}", old.tail());
+    wait_role(&new, &lab, "leader").await;
+    eprintln!("upgrade handover: {:?}", stopped.elapsed());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    churn.join().unwrap();
+    wait::appl_db_equals_kernel("APPL_DB after the upgrade", &mut orch, &lab.dut, T).await;
+    // The old instance comes back (on the new version) as the new standby.
+    old = start(&lab, &redis, 0);
+    wait_role(&old, &lab, "standby").await;
+}

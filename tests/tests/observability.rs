@@ -231,16 +231,16 @@ fn alert_rules_pass_promtool() {
     }
 }
 
-#[test]
-fn systemd_unit_verifies() {
-    neighsyncd_tests::require_tool("systemd-analyze", "systemd_unit_verifies");
+/// `unit` (from deploy/, installed as `name`) verifies, and `systemd-analyze security` rates it
+/// as `doc` states (`rates it **N.N (OK)**`).
+fn verify_unit(unit: &str, name: &str, doc: &str) {
     // The unit names the installed path; verify a copy pointing at the built binary.
-    let unit = std::fs::read_to_string(root().join("deploy/neighsyncd.service")).unwrap();
+    let text = std::fs::read_to_string(root().join(unit)).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("neighsyncd.service");
+    let path = dir.path().join(name);
     std::fs::write(
         &path,
-        unit.replace("/usr/bin/neighsyncd", binary().to_str().unwrap()),
+        text.replace("/usr/bin/neighsyncd", binary().to_str().unwrap()),
     )
     .unwrap();
     let out = Command::new("systemd-analyze")
@@ -250,7 +250,7 @@ fn systemd_unit_verifies() {
         .unwrap();
     assert!(
         out.status.success() && out.stderr.is_empty(),
-        "{}",
+        "{unit}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let out = Command::new("systemd-analyze")
@@ -262,7 +262,7 @@ fn systemd_unit_verifies() {
     let score: f64 = text
         .lines()
         .find_map(|l| {
-            l.split("exposure level for neighsyncd.service: ")
+            l.split(&format!("exposure level for {name}: "))
                 .nth(1)?
                 .split_whitespace()
                 .next()?
@@ -270,16 +270,32 @@ fn systemd_unit_verifies() {
                 .ok()
         })
         .unwrap_or_else(|| panic!("no exposure score in:\n{text}"));
-    // docs/DEPLOYMENT.md states the score: it must be the one systemd gives.
-    let doc = std::fs::read_to_string(root().join("docs/DEPLOYMENT.md")).unwrap();
-    let stated: f64 = doc
+    // The docs state the score: it must be the one systemd gives.
+    let stated: f64 = std::fs::read_to_string(root().join(doc))
+        .unwrap()
         .split("rates it **")
         .nth(1)
         .and_then(|r| r.split_whitespace().next()?.parse().ok())
-        .expect("docs/DEPLOYMENT.md states the exposure score as `rates it **N.N (OK)**`");
+        .unwrap_or_else(|| panic!("{doc} states the exposure score as `rates it **N.N (OK)**`"));
     assert_eq!(
         score, stated,
-        "systemd-analyze security rates the unit {score}; docs/DEPLOYMENT.md says {stated}"
+        "systemd-analyze security rates {unit} {score}; {doc} says {stated}"
+    );
+}
+
+#[test]
+fn systemd_unit_verifies() {
+    neighsyncd_tests::require_tool("systemd-analyze", "systemd_unit_verifies");
+    verify_unit(
+        "deploy/neighsyncd.service",
+        "neighsyncd.service",
+        "docs/DEPLOYMENT.md",
+    );
+    // The hot-standby template, as an instance (its name is the metrics port).
+    verify_unit(
+        "deploy/neighsyncd-ha@.service",
+        "neighsyncd-ha@9091.service",
+        "docs/UPGRADE.md",
     );
 }
 

@@ -75,6 +75,7 @@ fn the_package_installs_into_a_clean_root_and_works() {
         "usr/bin/neighsyncd",
         "usr/bin/neighsyncctl",
         "usr/lib/systemd/system/neighsyncd.service",
+        "usr/lib/systemd/system/neighsyncd-ha@.service",
         "etc/neighsyncd/neighsyncd.toml",
         "usr/share/bash-completion/completions/neighsyncctl",
         "usr/share/zsh/vendor-completions/_neighsyncctl",
@@ -106,7 +107,7 @@ fn the_package_installs_into_a_clean_root_and_works() {
         .arg(r.join("usr/lib/systemd/system")));
     let verify = run(Command::new("systemd-analyze")
         .arg(format!("--root={}", r.display()))
-        .args(["verify", "neighsyncd.service"]));
+        .args(["verify", "neighsyncd.service", "neighsyncd-ha@9091.service"]));
     assert!(verify.trim().is_empty(), "systemd-analyze verify: {verify}");
 
     let version = run(Command::new(r.join("usr/bin/neighsyncd")).arg("--version"));

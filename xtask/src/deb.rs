@@ -109,6 +109,12 @@ pub fn run(o: &Options) -> anyhow::Result<PathBuf> {
     )?;
     copy(
         &stage,
+        "deploy/neighsyncd-ha@.service",
+        "/usr/lib/systemd/system/neighsyncd-ha@.service",
+        0o644,
+    )?;
+    copy(
+        &stage,
         "deploy/neighsyncd.toml.example",
         "/etc/neighsyncd/neighsyncd.toml",
         0o644,
