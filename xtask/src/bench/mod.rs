@@ -6,6 +6,7 @@
 //! - `cold.rs`: start-up with a large table, APPL_DB already equal or empty;
 //! - `stalled.rs`: peak memory with subscribers that stopped reading;
 //! - `snapshot.rs`: a 1M-neighbor snapshot to grpcurl at its default limits;
+//! - `takeover.rs`: a hot-standby pair: the standby's idle cost, takeover after SIGKILL/SIGTERM;
 //! - `resync.rs`: what lost events cost (`--resync`, separate);
 //! - `--compare`: reruns the bursts and prints the ratios to the recorded figures.
 
@@ -23,6 +24,7 @@ mod latency;
 mod resync;
 mod snapshot;
 mod stalled;
+mod takeover;
 
 /// The parts of a run, each a section of docs/BENCHMARKING.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -32,15 +34,17 @@ pub enum Part {
     ColdStart,
     Stalled,
     Snapshot,
+    Takeover,
 }
 
 impl Part {
-    const ALL: [Part; 5] = [
+    const ALL: [Part; 6] = [
         Part::Burst,
         Part::Latency,
         Part::ColdStart,
         Part::Stalled,
         Part::Snapshot,
+        Part::Takeover,
     ];
 
     fn section(self) -> &'static str {
@@ -50,6 +54,7 @@ impl Part {
             Part::ColdStart => "cold-start",
             Part::Stalled => "stalled",
             Part::Snapshot => "snapshot",
+            Part::Takeover => "takeover",
         }
     }
 }
@@ -195,6 +200,16 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
                 neighsyncd_tests::raise_neigh_limits(u64::from(n) + 1000);
                 let (mode, args) = SOURCES[0];
                 snapshot::render(&meta, &[rt.block_on(snapshot::run(mode, args, n))?])
+            }
+            Part::Takeover => {
+                let mut rows = Vec::new();
+                for n in [10_000, 100_000] {
+                    neighsyncd_tests::raise_neigh_limits(u64::from(n) + 2000);
+                    for kill in [true, false] {
+                        rows.push(rt.block_on(takeover::run(&["--source", "ebpf"], n, kill))?);
+                    }
+                }
+                takeover::render(&meta, &rows)
             }
         };
         println!("{table}");
