@@ -59,10 +59,13 @@ fn world() -> &'static World {
                 .unwrap(),
             state: ApiState {
                 view,
-                metrics: Arc::new(neighsyncd::telemetry::metrics::Metrics::new()),
+                metrics: neighsyncd::telemetry::metrics::MetricsSet::one(Arc::new(
+                    neighsyncd::telemetry::metrics::Metrics::new(),
+                )),
                 resync: Arc::new(dumps),
                 config: Arc::new(serde_json::json!({})),
                 auth: Arc::new(neighsyncd::northbound::api::auth::Auth::new(None, true).unwrap()),
+                ha: None,
             },
         }
     })
