@@ -263,6 +263,18 @@ async fn a_graceful_handoff_mid_burst_writes_each_change_once() {
         "{}",
         new.tail()
     );
+    // The new leader followed the old one's writes: it wrote the rest without reading APPL_DB
+    // back.
+    assert!(
+        new.log().contains("the last leader's writes are all in"),
+        "{}",
+        new.tail()
+    );
+    assert!(
+        !new.log().contains("reading APPL_DB back"),
+        "{}",
+        new.tail()
+    );
     // Every one of the 10,000 changes was written once, by one or the other.
     let old = pair[l].as_ref().unwrap();
     let written = sets_logged(old, marks[l]) + sets_logged(new, marks[1 - l]);

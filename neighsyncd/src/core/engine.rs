@@ -168,6 +168,12 @@ impl Engine {
                 self.appdb.audit();
             }
             Input::TakeOver => self.appdb.audit(),
+            Input::Observed(writes) => {
+                for (key, told) in writes {
+                    self.state
+                        .observe(NeighKey::from_appl_db(&key), told, now_ns);
+                }
+            }
             Input::WarmTimerFired => {
                 if self.warm == Warm::Holding {
                     out.push(Output::Note(Note::WarmTimerExpired {
@@ -205,6 +211,11 @@ impl Engine {
     /// Keys whose APPL_DB value is due to change.
     pub fn pending(&self) -> usize {
         self.state.pending()
+    }
+
+    /// Hot standby: forgets due keys the leader has written (see `State::drop_settled`).
+    pub fn drop_settled(&mut self) {
+        self.state.drop_settled();
     }
 
     /// What APPL_DB holds, as far as we know.

@@ -6,15 +6,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::core::ha::{HaStatus, HaTiming, LeaseInfo, Role};
+use crate::sonic::appdb::NEIGH_TABLE;
 use crate::sonic::appdb::connect;
 use crate::sonic::dbconfig::DbLayout;
-use crate::sonic::lease::{Acquired, Lease, raise_fence};
+use crate::sonic::lease::{Acquired, Lease, marker, raise_fence};
+use crate::sonic::producer::writes_channel;
 use crate::telemetry::health::Health;
 use crate::telemetry::metrics::Metrics;
 
@@ -115,10 +116,12 @@ impl Election {
         let got = tokio::time::timeout(t, self.lease.acquire(conn)).await;
         let role = match got {
             Ok(Ok(Acquired::Won { token, released })) => {
-                // The fence first: from now on no older leader can write a key.
+                // The fence first: from now on no older leader can write a key. Then the
+                // mark on the writes channel, after every write an older leader published.
                 if !self.raise(token).await {
                     return None;
                 }
+                self.mark(token).await;
                 self.renewed = sent;
                 let cause = match (takeover, released) {
                     (false, _) => "start",
@@ -168,6 +171,25 @@ impl Election {
             _ => {
                 self.appl = None;
                 self.give_back(token).await
+            }
+        }
+    }
+
+    /// Publishes the new leader's mark on the writes channel (see `pipeline::standby`). A mark
+    /// that does not go out costs the new leader a read-back of APPL_DB.
+    async fn mark(&mut self, token: u64) {
+        let t = self.timing.call_timeout();
+        let channel = writes_channel(NEIGH_TABLE, self.db.appl.id);
+        if let Some(conn) = ensure(&mut self.appl, &self.db.appl.url, t).await {
+            let mut cmd = redis::cmd("PUBLISH");
+            cmd.arg(&channel).arg(marker(token));
+            let publish = cmd.query_async::<i64>(conn);
+            match tokio::time::timeout(t, publish).await {
+                Ok(Ok(n)) => tracing::debug!(token, subscribers = n, "leader's mark published"),
+                other => {
+                    warn!(token, result = ?other.map(|r| r.map_err(|e| e.to_string())), "hot standby: the leader's mark did not go out");
+                    self.appl = None;
+                }
             }
         }
     }
@@ -241,7 +263,10 @@ impl Election {
         // A process paused for long resumes where it was: its pipeline goes on writing (and
         // APPL_DB's fence refuses it) while the renewal waits for its next slot.
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut releases = Releases::new(self.db.state.url.clone(), self.lease.channel().into());
+        let mut releases = super::ha_channels::Releases::new(
+            self.db.state.url.clone(),
+            self.lease.channel().into(),
+        );
         let mut last_tick = Instant::now();
         loop {
             tokio::select! {
@@ -343,49 +368,4 @@ async fn ensure<'a>(
         *slot = tokio::time::timeout(t, connect(url)).await.ok()?.ok();
     }
     slot.as_mut()
-}
-
-/// The leader's release announcements, on a subscription of its own (re-made when it
-/// breaks; a missed announcement costs at most a renewal interval).
-struct Releases {
-    url: String,
-    channel: String,
-    stream: Option<redis::aio::PubSubStream>,
-    retry_at: Instant,
-}
-
-impl Releases {
-    fn new(url: String, channel: String) -> Releases {
-        Releases {
-            url,
-            channel,
-            stream: None,
-            retry_at: Instant::now(),
-        }
-    }
-
-    async fn subscribe(&self) -> Option<redis::aio::PubSubStream> {
-        let client = redis::Client::open(self.url.as_str()).ok()?;
-        let mut ps = client.get_async_pubsub().await.ok()?;
-        ps.subscribe(&self.channel).await.ok()?;
-        Some(ps.into_on_message())
-    }
-
-    /// The next announcement; never, while there is no subscription.
-    async fn next(&mut self) {
-        loop {
-            if self.stream.is_none() {
-                tokio::time::sleep_until(self.retry_at.into()).await;
-                self.retry_at = Instant::now() + Duration::from_secs(1);
-                self.stream = self.subscribe().await;
-                continue;
-            }
-            if let Some(s) = &mut self.stream {
-                match s.next().await {
-                    Some(_) => return,
-                    None => self.stream = None,
-                }
-            }
-        }
-    }
 }

@@ -23,6 +23,7 @@ use crate::telemetry::health::{Health, Listener};
 use crate::telemetry::metrics::{Metrics, MetricsSet};
 
 mod ha;
+mod ha_channels;
 mod partition;
 mod supervise;
 use supervise::supervise;
@@ -130,9 +131,15 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
         e.first_round(shutdown_rx.clone()).await;
         ha_status = Some(e.status());
         let (fenced_tx, fenced_rx) = mpsc::unbounded_channel();
+        let (observed_tx, observed) = mpsc::unbounded_channel();
+        tasks.spawn_until_shutdown(
+            "ha_follow_writes",
+            ha_channels::follow_writes(specs[0].db.clone(), observed_tx, shutdown_rx.clone()),
+        );
         ha_link = Some(HaLink {
             role,
             fenced: fenced_tx,
+            observed,
         });
         election = Some((e, fenced_rx));
     }

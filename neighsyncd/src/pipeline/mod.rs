@@ -140,6 +140,8 @@ pub struct Pipeline<W: AppDbWriter = AppDb> {
     ha: Option<HaLink>,
     /// What this daemon is to APPL_DB (a standby writes nothing).
     role: Role,
+    /// A standby's picture of APPL_DB (see `standby`).
+    picture: standby::Picture,
 }
 
 impl<W: AppDbWriter> Pipeline<W> {
@@ -178,6 +180,7 @@ impl<W: AppDbWriter> Pipeline<W> {
                 .map(|h| h.role.borrow().clone())
                 .unwrap_or(Role::Single),
             ha: inputs.ha,
+            picture: standby::Picture::default(),
         }
     }
 
@@ -287,12 +290,13 @@ impl<W: AppDbWriter> Pipeline<W> {
         liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut commands = self.commands.take();
         loop {
-            if self.engine.can_write() {
+            self.mend_picture().await?;
+            if self.engine.can_write() && self.writing() {
                 // Writes what is due, or (nothing due) an audit's read-back or the end of a
                 // warm start's reconcile.
                 self.drive(Input::Flush).await?;
             }
-            let can_flush = self.engine.can_write() && self.engine.pending() > 0;
+            let can_flush = self.engine.can_write() && self.writing() && self.engine.pending() > 0;
             let restoring = matches!(self.warm, Some(WarmPhase::Restoring(_)));
             let timer_at = match &self.warm {
                 Some(WarmPhase::Timer(at, _)) => Some(*at),
@@ -342,9 +346,27 @@ impl<W: AppDbWriter> Pipeline<W> {
                     let connected = self.connect().await;
                     self.drive(connected).await?;
                 }
-                _ = liveness.tick() => self.drive(Input::Tick).await?,
-                _ = standby::role_change(&mut self.ha) => self.role_changed().await?,
-                _ = tick(&mut audit), if audit.is_some() => self.drive(Input::AuditDue).await?,
+                _ = liveness.tick() => {
+                    if !self.role.writes() {
+                        // What the leader wrote is due no more.
+                        self.engine.drop_settled();
+                    }
+                    self.drive(Input::Tick).await?
+                }
+                e = standby::next_event(&mut self.ha) => match e {
+                    standby::HaEvent::Role => self.role_changed().await?,
+                    standby::HaEvent::Observed(o) => self.observed(o).await?,
+                },
+                _ = standby::mark_deadline(&self.picture) => self.mark_overdue().await?,
+                // A standby's audit checks the kernel; APPL_DB it follows.
+                _ = tick(&mut audit), if audit.is_some() => {
+                    let input = if self.role.writes() {
+                        Input::AuditDue
+                    } else {
+                        Input::ResyncRequested(ResyncCause::Audit)
+                    };
+                    self.drive(input).await?
+                }
                 res = restore_wait(&mut self.warm), if restoring => {
                     let (db, timer) = res?;
                     info!(timer_secs = timer.as_secs(), "starting the warm-restart reconcile timer");

@@ -1,6 +1,14 @@
-//! The pipeline under hot standby (`core::ha`): a standby runs everything a leader runs but
-//! writes nothing (the leader writes the same); it takes over by reading APPL_DB back and
-//! writing the difference; a leader that APPL_DB fences off steps down.
+//! The pipeline under hot standby (`core::ha`).
+//!
+//! - A standby runs everything a leader runs but writes nothing. It follows the leader's
+//!   writes on the writes channel, so its picture of APPL_DB stays current without reading it
+//!   again; what is due is then exactly what the leader has not written.
+//! - It takes over by writing what is due once the new leader's mark has come through the
+//!   channel (every older write came before it). It reads APPL_DB back first only when its
+//!   picture may have a gap: the subscription broke, it just stepped down, or no mark came.
+//! - A leader that APPL_DB fences off steps down.
+
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
@@ -9,18 +17,40 @@ use super::{Pipeline, PipelineError};
 use crate::core::control::AppDbWriter;
 use crate::core::engine::Input;
 use crate::core::ha::Role;
+use crate::sonic::lease::Observation;
 
-/// The pipeline's side of the election: the role it publishes, and where the pipeline says
-/// that APPL_DB refused its leader's token.
+/// How long a new leader waits for its own mark on the writes channel before it reads
+/// APPL_DB back instead.
+const MARK_WAIT: Duration = Duration::from_secs(1);
+
+/// The pipeline's side of the election: the role it publishes, where the pipeline says that
+/// APPL_DB refused its leader's token, and the leader's writes as the writes channel carries
+/// them.
 pub struct HaLink {
     pub role: watch::Receiver<Role>,
     /// The token APPL_DB refused.
     pub fenced: mpsc::UnboundedSender<u64>,
+    pub observed: mpsc::UnboundedReceiver<Observation>,
+}
+
+/// Where a standby's picture of APPL_DB stands.
+#[derive(Debug, Default)]
+pub(super) struct Picture {
+    /// It follows every write since a read-back (no gap since).
+    pub(super) current: bool,
+    /// Taking over: waiting for this token's mark, until then.
+    pub(super) awaiting: Option<(u64, tokio::time::Instant)>,
+    /// The last mark seen (it may come before the election says who leads).
+    pub(super) last_mark: Option<u64>,
 }
 
 impl<W: AppDbWriter> Pipeline<W> {
-    /// The election's news: leading now (read APPL_DB back, write the difference), or
-    /// standing by (write nothing more).
+    /// Whether to write now: not as a standby, nor while a takeover waits for its mark.
+    pub(super) fn writing(&self) -> bool {
+        self.role.writes() && self.picture.awaiting.is_none()
+    }
+
+    /// The election's news: leading now, or standing by.
     pub(super) async fn role_changed(&mut self) -> Result<(), PipelineError> {
         let Some(ha) = &mut self.ha else {
             return Ok(());
@@ -31,6 +61,21 @@ impl<W: AppDbWriter> Pipeline<W> {
         self.health.set_role(role.as_str());
         match (&was, &role) {
             (Role::Leader { .. }, Role::Leader { .. }) => {}
+            (_, Role::Leader { token }) if self.picture.current => {
+                if self.picture.last_mark == Some(*token) {
+                    info!(
+                        token,
+                        pending = self.engine.pending(),
+                        "leading: the last leader's writes are all in; writing the rest"
+                    );
+                } else {
+                    info!(
+                        token,
+                        "leading: writing what the last leader had not, once its last write is in"
+                    );
+                    self.picture.awaiting = Some((*token, tokio::time::Instant::now() + MARK_WAIT));
+                }
+            }
             (_, Role::Leader { token }) => {
                 info!(
                     token,
@@ -40,9 +85,70 @@ impl<W: AppDbWriter> Pipeline<W> {
             }
             (Role::Leader { .. }, Role::Standby { leader }) => {
                 warn!(leader = ?leader, "another daemon leads: standing by, writing nothing");
+                // What the new leader wrote while this one still led was not followed.
+                self.picture = Picture::default();
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    /// What the writes channel said.
+    pub(super) async fn observed(&mut self, o: Observation) -> Result<(), PipelineError> {
+        match o {
+            // A standby reads APPL_DB back (at the loop's top, once connected).
+            Observation::Gap => self.picture.current = false,
+            // A leader knows what it wrote; its own echo arrives late and is not followed.
+            Observation::Writes(w) if !self.role.writes() || self.picture.awaiting.is_some() => {
+                self.drive(Input::Observed(w)).await?;
+            }
+            Observation::Writes(_) => {}
+            Observation::Marker(token) => {
+                tracing::debug!(token, "a new leader's mark on the writes channel");
+                self.picture.last_mark = Some(token);
+                if self.picture.awaiting.is_some_and(|(t, _)| t == token) {
+                    self.picture.awaiting = None;
+                    info!(
+                        token,
+                        pending = self.engine.pending(),
+                        "the last leader's writes are all in; writing the rest"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A takeover's mark did not come in time: read APPL_DB back instead.
+    pub(super) async fn mark_overdue(&mut self) -> Result<(), PipelineError> {
+        if let Some((token, _)) = self.picture.awaiting.take() {
+            warn!(
+                token,
+                "no mark on the writes channel in time: reading APPL_DB back"
+            );
+            self.drive(Input::TakeOver).await?;
+        }
+        Ok(())
+    }
+
+    /// A standby whose picture may have a gap, connected to APPL_DB: it reads it back.
+    pub(super) async fn mend_picture(&mut self) -> Result<(), PipelineError> {
+        if self.ha.is_some()
+            && !self.role.writes()
+            && !self.picture.current
+            && self.appdb.is_connected()
+        {
+            self.resync_picture().await?;
+        }
+        Ok(())
+    }
+
+    /// A standby reads APPL_DB back: its picture is current from here on.
+    async fn resync_picture(&mut self) -> Result<(), PipelineError> {
+        let read = self.read_back(false).await;
+        let ok = matches!(read, Input::ReadBack { .. });
+        self.drive(read).await?;
+        self.picture.current = ok;
         Ok(())
     }
 
@@ -59,6 +165,7 @@ impl<W: AppDbWriter> Pipeline<W> {
         );
         let token = self.role.token();
         self.role = Role::Standby { leader: None };
+        self.picture = Picture::default();
         self.appdb.set_fence(None);
         self.health.set_role(self.role.as_str());
         if let (Some(ha), Some(t)) = (&self.ha, token) {
@@ -67,14 +174,31 @@ impl<W: AppDbWriter> Pipeline<W> {
     }
 }
 
-/// The election's next news; never, without `ha`.
-pub(super) async fn role_change(ha: &mut Option<HaLink>) {
-    match ha {
-        Some(h) => {
-            if h.role.changed().await.is_err() {
-                std::future::pending::<()>().await
-            }
-        }
+/// What hot standby has to say next.
+pub(super) enum HaEvent {
+    /// The election changed this daemon's role.
+    Role,
+    /// The writes channel said this.
+    Observed(Observation),
+}
+
+/// Hot standby's next news; never, without `ha`.
+pub(super) async fn next_event(ha: &mut Option<HaLink>) -> HaEvent {
+    let Some(h) = ha else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        biased;
+        Ok(()) = h.role.changed() => HaEvent::Role,
+        Some(o) = h.observed.recv() => HaEvent::Observed(o),
+        else => std::future::pending().await,
+    }
+}
+
+/// When a takeover's wait for its mark ends; never, when none waits.
+pub(super) async fn mark_deadline(picture: &Picture) {
+    match picture.awaiting {
+        Some((_, at)) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }

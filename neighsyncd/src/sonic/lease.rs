@@ -232,3 +232,73 @@ pub fn is_fenced(e: &redis::RedisError) -> bool {
 
 /// The error code the fenced producer script answers with.
 pub const FENCED: &str = "NEIGHSYNCD_FENCED";
+
+/// What a daemon hears on the writes channel (`producer::writes_channel`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observation {
+    /// The leader's writes, in order: each key and what it holds now (`None`: deleted).
+    Writes(Vec<(String, Option<crate::core::state::Told>)>),
+    /// A new leader's mark, published once its fence is up: every write of an older leader
+    /// was published before it.
+    Marker(u64),
+    /// The subscription was (re)made: writes may have been missed before it.
+    Gap,
+}
+
+/// A writes-channel message: the fenced script's ops (`kind`, `key`, field count, fields and
+/// values), or a new leader's marker `["M", token]`. `None` for anything else.
+pub fn decode(msg: &str) -> Option<Observation> {
+    let v: Vec<String> = serde_json::from_str(msg).ok()?;
+    if v.first().map(String::as_str) == Some("M") {
+        return Some(Observation::Marker(v.get(1)?.parse().ok()?));
+    }
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let (kind, key) = (v.get(i)?, v.get(i + 1)?);
+        let n: usize = v.get(i + 2)?.parse().ok()?;
+        let fields: crate::core::ops::Fields = (0..n)
+            .map(|j| Some((v.get(i + 3 + 2 * j)?.clone(), v.get(i + 4 + 2 * j)?.clone())))
+            .collect::<Option<_>>()?;
+        i += 3 + 2 * n;
+        let told = match (kind.as_str(), n) {
+            ("D", 0) => None,
+            ("S" | "D", _) => Some(crate::core::state::Told::from_fields(&fields)),
+            _ => return None,
+        };
+        out.push((key.clone(), told));
+    }
+    Some(Observation::Writes(out))
+}
+
+/// A new leader's marker message.
+pub fn marker(token: u64) -> String {
+    format!("[\"M\",\"{token}\"]")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_writes_decode_to_what_appl_db_holds() {
+        let msg = r#"["S","Ethernet0:10.0.0.2","2","neigh","02:00:00:00:00:02","family","IPv4","D","Ethernet0:10.0.0.3","0"]"#;
+        let Some(Observation::Writes(w)) = decode(msg) else {
+            panic!("not writes");
+        };
+        assert_eq!(w.len(), 2);
+        assert_eq!(w[0].0, "Ethernet0:10.0.0.2");
+        assert!(matches!(w[0].1, Some(crate::core::state::Told::Value(_))));
+        assert_eq!(w[1], ("Ethernet0:10.0.0.3".to_string(), None));
+        assert_eq!(decode(&marker(42)), Some(Observation::Marker(42)));
+        for bad in [
+            "",
+            "{}",
+            r#"["S","k"]"#,
+            r#"["X","k","0"]"#,
+            r#"["S","k","2","a"]"#,
+        ] {
+            assert_eq!(decode(bad), None, "{bad}");
+        }
+    }
+}

@@ -68,14 +68,21 @@ return added
 
 /// [`BATCH_LUA`] for a hot-standby leader (`core::ha`): first, APPL_DB's fence must hold the
 /// leader's token, or nothing at all is written and the script answers `NEIGHSYNCD_FENCED`.
+/// Then the ops are applied, and published (a JSON array, as in `ARGV`) on the writes
+/// channel, where the standby follows what APPL_DB holds.
 /// `KEYS`: channel, key set, del set, fence, then one staging hash per op. `ARGV`: the
-/// notification, the token, then the ops as in [`BATCH_LUA`].
+/// notification, the token, the writes channel, then the ops as in [`BATCH_LUA`].
 const FENCED_BATCH_LUA: &str = r#"
 if redis.call('GET', KEYS[4]) ~= ARGV[2] then
     return redis.error_reply('NEIGHSYNCD_FENCED token ' .. ARGV[2] .. ' is not the newest leader')
 end
+local ops = {}
+for i = 4, #ARGV do
+    ops[#ops + 1] = ARGV[i]
+end
+redis.call('PUBLISH', ARGV[3], cjson.encode(ops))
 local added = 0
-local a = 3
+local a = 4
 for i = 5, #KEYS do
     local kind = ARGV[a]
     local key = ARGV[a + 1]
@@ -123,6 +130,13 @@ pub struct ProducerStateTable {
     batch: Script,
     fenced: Script,
     clear: Script,
+    /// Where a hot-standby leader's writes are published (see [`writes_channel`]).
+    writes: String,
+}
+
+/// The channel a hot-standby leader publishes its writes to `table` on.
+pub fn writes_channel(table: &str, db_id: i64) -> String {
+    format!("NEIGHSYNCD_HA_WRITES@{db_id}:{table}")
 }
 
 impl ProducerStateTable {
@@ -136,6 +150,7 @@ impl ProducerStateTable {
             staging_prefix: format!("_{table}{separator}"),
             batch: Script::new(BATCH_LUA),
             fenced: Script::new(FENCED_BATCH_LUA),
+            writes: writes_channel(table, db_id),
             clear: Script::new(CLEAR_LUA),
         }
     }
@@ -195,7 +210,7 @@ impl ProducerStateTable {
             }
             cmd.arg(NOTIFICATION);
             if let Some(token) = fence {
-                cmd.arg(token.to_string());
+                cmd.arg(token.to_string()).arg(&self.writes);
             }
             for op in chunk {
                 match op {

@@ -105,11 +105,29 @@ pub async fn run(args: &[&str], n: u32, kill: bool) -> anyhow::Result<Row> {
     lab.dut.batch(&changes);
     wait_role(&standby, &lab, "leader", limit).await?;
     let leading_s = t0.elapsed().as_secs_f64();
+    // Orchagent pops what is staged; then the 1,000 keys are read (not the whole table: at
+    // 100k a full read would take longer than the takeover).
+    let keys: Vec<String> = (0..GAP_CHANGES)
+        .map(|i| {
+            let (a, b) = (i / 250, i % 250 + 2);
+            format!(
+                "NEIGH_TABLE:Ethernet0:10.{}.{}.{}",
+                100 + a / 256,
+                a % 256,
+                b
+            )
+        })
+        .collect();
     loop {
-        let t = orch.sync().await;
-        let landed = t
-            .values()
-            .filter(|f| f.get("neigh").is_some_and(|m| m.starts_with("02:01:")))
+        orch.pop_and_count().await;
+        let mut p = redis::pipe();
+        for k in &keys {
+            p.cmd("HGET").arg(k).arg("neigh");
+        }
+        let macs: Vec<Option<String>> = p.query_async(orch.conn()).await?;
+        let landed = macs
+            .iter()
+            .filter(|m| m.as_deref().is_some_and(|m| m.starts_with("02:01:")))
             .count();
         if landed >= GAP_CHANGES as usize {
             break;

@@ -46,9 +46,12 @@ pub enum Input {
     AuditDue,
     /// A management API asks for a resync: a dump, then the difference is written.
     ResyncRequested(ResyncCause),
-    /// Hot standby: this daemon now leads. What it wrote as standby was only noted (the
-    /// leader wrote it): APPL_DB is read back, and the difference written.
+    /// Hot standby: this daemon now leads, but its picture of APPL_DB may have a gap (its
+    /// view of the leader's writes broke): APPL_DB is read back, and the difference written.
     TakeOver,
+    /// Hot standby: what the leader wrote, in order (`None`: deleted). A standby's picture of
+    /// APPL_DB follows it, so that a takeover writes only what the leader had not.
+    Observed(Vec<(String, Option<Told>)>),
 }
 
 /// What the shell is asked to do or report.

@@ -140,6 +140,51 @@ impl State {
         batch.targets
     }
 
+    /// Hot standby: the leader wrote `key` (`None`: deleted); that is what APPL_DB holds now.
+    /// The key is due a write only while what it should hold differs.
+    pub fn observe(&mut self, key: NeighKey, told: Option<Told>, now_ns: u64) {
+        let slot = self.appl.get_or_insert_with(key, Default::default);
+        let old = slot.told;
+        slot.told = told;
+        let settled = match (slot.desired, told) {
+            (Some(w), Some(Told::Value(h))) => w == h,
+            (None, None) => true,
+            _ => false,
+        };
+        let idle = slot.idle();
+        self.count_told(old, told);
+        let delta = i64::from(told.is_some()) - i64::from(old.is_some());
+        if delta != 0 {
+            *self.told_by_if.entry(key.ifname).or_default() += delta;
+        }
+        if !settled {
+            self.mark(key, now_ns);
+        } else if idle {
+            self.appl.remove(&key);
+        }
+    }
+
+    /// Hot standby: forgets the due keys that need no write any more (the leader wrote what
+    /// they should hold), so that what is pending is what a takeover would write.
+    pub fn drop_settled(&mut self) {
+        let appl = &mut self.appl;
+        self.dirty.retain(|key| {
+            let Some(slot) = appl.get_mut(key) else {
+                return false;
+            };
+            let settled = match (slot.desired, slot.told) {
+                (Some(w), Some(Told::Value(h))) => w == h,
+                (None, None) => true,
+                _ => false,
+            };
+            if settled {
+                slot.dirty = false;
+            }
+            !settled
+        });
+        self.appl.retain(|_, s| !s.idle());
+    }
+
     /// The batch failed: its keys stay dirty (route deletes are retried too).
     pub fn abort(&mut self, batch: Batch) {
         for (key, _, since) in batch.targets {

@@ -1,0 +1,106 @@
+//! Hot standby's subscriptions: the leader's release announcements (a standby takes over at
+//! once), and the leader's writes (a standby's picture of APPL_DB follows them).
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tracing::warn;
+
+use crate::sonic::appdb::NEIGH_TABLE;
+use crate::sonic::dbconfig::DbLayout;
+use crate::sonic::lease::{Observation, decode};
+use crate::sonic::producer::writes_channel;
+
+/// The leader's release announcements, on a subscription of its own (re-made when it
+/// breaks; a missed announcement costs at most a renewal interval).
+pub(super) struct Releases {
+    url: String,
+    channel: String,
+    stream: Option<redis::aio::PubSubStream>,
+    retry_at: Instant,
+}
+
+impl Releases {
+    pub(super) fn new(url: String, channel: String) -> Releases {
+        Releases {
+            url,
+            channel,
+            stream: None,
+            retry_at: Instant::now(),
+        }
+    }
+
+    async fn subscribe(&self) -> Option<redis::aio::PubSubStream> {
+        let client = redis::Client::open(self.url.as_str()).ok()?;
+        let mut ps = client.get_async_pubsub().await.ok()?;
+        ps.subscribe(&self.channel).await.ok()?;
+        Some(ps.into_on_message())
+    }
+
+    /// The next announcement; never, while there is no subscription.
+    pub(super) async fn next(&mut self) {
+        loop {
+            if self.stream.is_none() {
+                tokio::time::sleep_until(self.retry_at.into()).await;
+                self.retry_at = Instant::now() + Duration::from_secs(1);
+                self.stream = self.subscribe().await;
+                continue;
+            }
+            if let Some(s) = &mut self.stream {
+                match s.next().await {
+                    Some(_) => return,
+                    None => self.stream = None,
+                }
+            }
+        }
+    }
+}
+
+/// Follows the leader's writes on the writes channel, for the pipeline: every (re)made
+/// subscription is announced as a gap first (what came before it was missed).
+pub(super) async fn follow_writes(
+    db: DbLayout,
+    tx: mpsc::UnboundedSender<Observation>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let channel = writes_channel(NEIGH_TABLE, db.appl.id);
+    loop {
+        let subscribed = async {
+            let client = redis::Client::open(db.appl.url.as_str()).ok()?;
+            let mut ps = client.get_async_pubsub().await.ok()?;
+            ps.subscribe(&channel).await.ok()?;
+            Some(ps.into_on_message())
+        };
+        let stream = tokio::select! {
+            s = subscribed => s,
+            _ = crate::runtime::tasks::shutdown_signalled(&mut stop) => return,
+        };
+        if let Some(mut stream) = stream {
+            if tx.send(Observation::Gap).is_err() {
+                return;
+            }
+            loop {
+                let msg = tokio::select! {
+                    m = stream.next() => m,
+                    _ = crate::runtime::tasks::shutdown_signalled(&mut stop) => return,
+                };
+                let Some(msg) = msg else { break };
+                let payload: String = msg.get_payload().unwrap_or_default();
+                match decode(&payload) {
+                    Some(o) => {
+                        if tx.send(o).is_err() {
+                            return;
+                        }
+                    }
+                    None => warn!("hot standby: an unreadable message on {channel}; skipped"),
+                }
+            }
+            warn!("hot standby: the writes channel's subscription broke; subscribing again");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = crate::runtime::tasks::shutdown_signalled(&mut stop) => return,
+        }
+    }
+}
