@@ -463,6 +463,32 @@ async fn a_standby_serves_reads_names_its_role_and_refuses_writes() {
         out.contains("Ethernet0:10.0.0.3"),
         "the standby's read model: {out}"
     );
+    // Its read model follows what the leader writes: APPL_DB's side of a new neighbor shows
+    // on the standby, which wrote nothing.
+    lab.dut
+        .ip("neigh add 10.0.0.77 lladdr 02:77:00:00:00:77 dev Ethernet0 nud permanent");
+    let t0 = Instant::now();
+    loop {
+        let (code, body) = lab
+            .dut
+            .http(
+                ("::1", 8181 + s as u16),
+                "GET",
+                "/api/v1/neighbors/Ethernet0/10.0.0.77",
+                &[],
+                "",
+            )
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if code == 200 && v["appl_db_mac"] == "02:77:00:00:00:77" {
+            break;
+        }
+        assert!(
+            t0.elapsed() < T,
+            "the standby's view of APPL_DB: {code} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (ok, out) = run_in(
         &lab,
         &[

@@ -170,9 +170,17 @@ impl Engine {
             Input::TakeOver => self.appdb.audit(),
             Input::Observed(writes) => {
                 for (key, told) in writes {
-                    self.state
-                        .observe(NeighKey::from_appl_db(&key), told, now_ns);
+                    let key = NeighKey::from_appl_db(&key);
+                    self.state.observe(key, told, now_ns);
+                    if !key.is_raw() {
+                        let value = match told {
+                            Some(Told::Value(v)) => Some(v),
+                            _ => None,
+                        };
+                        out.push(Output::Followed { key, value });
+                    }
                 }
+                out.push(Output::Gauges);
             }
             Input::WarmTimerFired => {
                 if self.warm == Warm::Holding {

@@ -226,6 +226,7 @@ impl<W: AppDbWriter> Pipeline<W> {
                         value,
                         since_ns,
                     } => self.landed(key, value, since_ns),
+                    Output::Followed { key, value } => self.followed(key, value),
                     Output::ApplReloaded => self.appl_reloaded(),
                     Output::Gauges => self.publish_gauges(),
                     Output::KernelGone(keys) => self.kernel_gone(keys),

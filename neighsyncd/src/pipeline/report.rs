@@ -53,6 +53,13 @@ impl<W: AppDbWriter> Pipeline<W> {
         }
     }
 
+    /// Hot standby: a key holds `value` in APPL_DB as the leader wrote it, for the view.
+    pub(super) fn followed(&self, key: NeighKey, value: Option<crate::core::rules::NeighValue>) {
+        if let Some(view) = &self.view {
+            view.appl_update(key, value);
+        }
+    }
+
     /// The kernel side of a neighbor, for the view (`None`: gone).
     pub(super) fn kernel_side(&self, key: NeighKey, side: Option<crate::core::neigh::KernelSide>) {
         if let Some(view) = &self.view {

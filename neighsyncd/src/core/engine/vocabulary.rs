@@ -71,6 +71,11 @@ pub enum Output {
         value: Option<NeighValue>,
         since_ns: u64,
     },
+    /// Hot standby: a key holds this in APPL_DB as the leader wrote it (`None`: deleted).
+    Followed {
+        key: NeighKey,
+        value: Option<NeighValue>,
+    },
     /// What APPL_DB holds changed wholesale (a read-back): re-read `Engine::told`.
     ApplReloaded,
     /// APPL_DB's counts by family and interface changed: re-read them.
@@ -190,6 +195,10 @@ impl fmt::Display for Output {
             Output::Landed { key, value, .. } => match value {
                 Some(v) => write!(f, "landed {key} {}", v.mac),
                 None => write!(f, "landed {key} deleted"),
+            },
+            Output::Followed { key, value } => match value {
+                Some(v) => write!(f, "followed {key} {}", v.mac),
+                None => write!(f, "followed {key} deleted"),
             },
             Output::ApplReloaded => write!(f, "appl_reloaded"),
             Output::Gauges => write!(f, "gauges"),
