@@ -125,6 +125,10 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
     let mut election = None;
     let mut ha_link = None;
     let mut ha_status = None;
+    // The election runs from the first round on (a lease won must be renewed while the
+    // sources start), until the pipeline has written what it had: a leader then releases
+    // the lease, and a standby takes over at once.
+    let (election_stop, election_stopped) = watch::channel(false);
     if let Some(timing) = cfg.ha {
         let (mut e, role) =
             ha::Election::new(&specs[0].db, timing, metrics[0].clone(), health.part(0));
@@ -141,9 +145,11 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
             fenced: fenced_tx,
             observed,
         });
-        election = Some((e, fenced_rx));
+        election = Some(tokio::spawn(e.run(fenced_rx, election_stopped)));
     }
-    let writes = election.as_ref().is_none_or(|(e, _)| e.role().writes());
+    let writes = ha_link
+        .as_ref()
+        .is_none_or(|l: &HaLink| l.role.borrow().writes());
 
     // Warm start is decided before anything is read or written (swss' AppRestartAssist), in
     // every namespace (by the leader, with hot standby).
@@ -307,10 +313,6 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
         );
     }
 
-    // The election runs until the pipeline has written what it had: a leader then releases
-    // the lease, and a standby takes over at once.
-    let (election_stop, election_stopped) = watch::channel(false);
-    let election = election.map(|(e, fenced)| tokio::spawn(e.run(fenced, election_stopped)));
     let pipelines = pipelines
         .into_iter()
         .map(|p| tokio::spawn(p.run(shutdown_rx.clone())))

@@ -1,7 +1,9 @@
 //! Proof that the program reads this kernel right: a neighbor the daemon makes itself, every
 //! field of which is known, checked against what the program reports for it.
 //!
-//! The canary is `fe80::6e73:6401 dev lo lladdr 02:6e:73:64:00:01 PERMANENT extern_learn`. A
+//! The canary is `fe80::6e73:RRRR:RRRR dev lo lladdr 02:6e:73:64:00:01 PERMANENT extern_learn`,
+//! `RRRR:RRRR` random per daemon: two daemons in one namespace (a hot-standby pair) each plant
+//! and remove their own, and neither takes the other's for its own. A
 //! link-local neighbor on `lo` is skipped by SONiC's rules in every mode (link-local is only
 //! ever enabled on Vlan, PortChannel and Ethernet interfaces), so it never reaches APPL_DB. Its
 //! record exercises every offset the program uses: the namespace filter (no record at all if
@@ -24,7 +26,28 @@ use crate::core::neigh::{NeighKind, NeighMsg, SourceEvent};
 use crate::runtime::netns::{Netns, within};
 use crate::southbound::parse::{Parsed, encode};
 
-pub const IP: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0x6e73, 0x6401);
+/// The canary's address with the random part zero (see [`canary_ip`]).
+pub const IP: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0x6e73, 0, 0);
+
+/// This daemon's canary address: [`IP`] with 32 random bits (the pid, without a random source).
+fn canary_ip() -> Ipv6Addr {
+    let mut b = [0u8; 4];
+    let r = match getrandom::fill(&mut b) {
+        Ok(()) => u32::from_be_bytes(b),
+        Err(_) => std::process::id(),
+    };
+    let s = IP.segments();
+    Ipv6Addr::new(
+        s[0],
+        s[1],
+        s[2],
+        s[3],
+        s[4],
+        s[5],
+        (r >> 16) as u16,
+        r as u16,
+    )
+}
 pub const MAC: [u8; 6] = [0x02, 0x6e, 0x73, 0x64, 0x00, 0x01];
 
 #[derive(Debug, thiserror::Error)]
@@ -42,23 +65,24 @@ pub enum CanaryError {
 pub struct Canary {
     socket: Socket,
     lo: u32,
+    ip: Ipv6Addr,
     seq: u32,
 }
 
 /// The canary's key: enough for a delete, and all a get may carry (the kernel refuses a get
 /// with a state, flags, or any attribute but the destination).
-fn key(lo: u32) -> NeighbourMessage {
+fn key(lo: u32, ip: Ipv6Addr) -> NeighbourMessage {
     let mut m = NeighbourMessage::default();
     m.header.family = AddressFamily::Inet6;
     m.header.ifindex = lo;
     m.attributes
-        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet6(IP)));
+        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)));
     m
 }
 
 /// The whole canary, for the add.
-fn full(lo: u32) -> NeighbourMessage {
-    let mut m = key(lo);
+fn full(lo: u32, ip: Ipv6Addr) -> NeighbourMessage {
+    let mut m = key(lo, ip);
     m.header.state = NeighbourState::Permanent;
     m.header.flags = NeighbourFlags::ExtLearned;
     m.attributes
@@ -93,12 +117,17 @@ impl Canary {
         if lo == 0 {
             return Err(io::Error::last_os_error().into());
         }
-        Ok(Canary { socket, lo, seq: 0 })
+        Ok(Canary {
+            socket,
+            lo,
+            ip: canary_ip(),
+            seq: 0,
+        })
     }
 
     /// Whether a message is about the canary.
     pub fn is_canary(&self, m: &NeighMsg) -> bool {
-        m.ifindex == self.lo && m.ip == IpAddr::V6(IP)
+        m.ifindex == self.lo && m.ip == IpAddr::V6(self.ip)
     }
 
     /// Sends one request and reads until its answer: the first message (for a query) or the
@@ -129,7 +158,7 @@ impl Canary {
 
     /// Adds (or replaces) the canary and returns the kernel's own answer for it.
     pub fn plant(&mut self) -> Result<NeighMsg, CanaryError> {
-        let add = RouteNetlinkMessage::NewNeighbour(full(self.lo));
+        let add = RouteNetlinkMessage::NewNeighbour(full(self.lo, self.ip));
         match self
             .round_trip(
                 add,
@@ -142,7 +171,7 @@ impl Canary {
             }
             _ => {}
         }
-        let get = RouteNetlinkMessage::GetNeighbour(key(self.lo));
+        let get = RouteNetlinkMessage::GetNeighbour(key(self.lo, self.ip));
         for p in self.round_trip(get, NLM_F_REQUEST)? {
             match p {
                 Parsed::Event(SourceEvent::Neigh(m)) => return Ok(m),
@@ -157,7 +186,7 @@ impl Canary {
 
     /// Removes the canary (a failure is only logged: it is harmless where it is).
     pub fn remove(&mut self) {
-        let del = RouteNetlinkMessage::DelNeighbour(key(self.lo));
+        let del = RouteNetlinkMessage::DelNeighbour(key(self.lo, self.ip));
         if let Err(e) = self.round_trip(del, NLM_F_REQUEST | NLM_F_ACK) {
             tracing::debug!(error = %e, "cannot remove the canary neighbor");
         }
