@@ -40,12 +40,12 @@ pub fn with_staged(
 /// Operations per script invocation: large enough to amortise, small enough not to stall Redis.
 pub const OPS_PER_SCRIPT: usize = 256;
 
-/// `KEYS`: channel, key set, del set, then one staging hash per op.
-/// `ARGV`: the notification, then per op: kind (`S`|`D`), key, field count, fields and values.
-const BATCH_LUA: &str = r#"
-local added = 0
-local a = 2
-for i = 4, #KEYS do
+/// What both batch scripts do once their own part is done: apply the ops in order, from
+/// `ARGV[a]` and `KEYS[first_key]` on (each script sets both), and notify when a key was added.
+macro_rules! apply_ops_lua {
+    () => {
+        r#"local added = 0
+for i = first_key, #KEYS do
     local kind = ARGV[a]
     local key = ARGV[a + 1]
     local n = tonumber(ARGV[a + 2])
@@ -64,16 +64,22 @@ if added > 0 then
     redis.call('PUBLISH', KEYS[1], ARGV[1])
 end
 return added
-"#;
+"#
+    };
+}
+
+/// `KEYS`: channel, key set, del set, then one staging hash per op.
+/// `ARGV`: the notification, then per op: kind (`S`|`D`), key, field count, fields and values.
+const BATCH_LUA: &str = concat!("local first_key, a = 4, 2\n", apply_ops_lua!());
 
 /// [`BATCH_LUA`] for a hot-standby leader (`core::ha`): first, APPL_DB's fence must hold the
 /// leader's token, or nothing at all is written and the script answers `NEIGHSYNCD_FENCED`.
-/// Then the ops are applied, and published (a JSON array, as in `ARGV`) on the writes
-/// channel, where the standby follows what APPL_DB holds.
+/// Then the ops are published (a JSON array, as in `ARGV`) on the writes channel, where the
+/// standby follows what APPL_DB holds, and applied.
 /// `KEYS`: channel, key set, del set, fence, then one staging hash per op. `ARGV`: the
 /// notification, the token, the writes channel, then the ops as in [`BATCH_LUA`].
-const FENCED_BATCH_LUA: &str = r#"
-if redis.call('GET', KEYS[4]) ~= ARGV[2] then
+const FENCED_BATCH_LUA: &str = concat!(
+    r#"if redis.call('GET', KEYS[4]) ~= ARGV[2] then
     return redis.error_reply('NEIGHSYNCD_FENCED token ' .. ARGV[2] .. ' is not the newest leader')
 end
 local ops = {}
@@ -81,28 +87,10 @@ for i = 4, #ARGV do
     ops[#ops + 1] = ARGV[i]
 end
 redis.call('PUBLISH', ARGV[3], cjson.encode(ops))
-local added = 0
-local a = 4
-for i = 5, #KEYS do
-    local kind = ARGV[a]
-    local key = ARGV[a + 1]
-    local n = tonumber(ARGV[a + 2])
-    a = a + 3
-    added = added + redis.call('SADD', KEYS[2], key)
-    if kind == 'D' then
-        redis.call('SADD', KEYS[3], key)
-        redis.call('DEL', KEYS[i])
-    end
-    for j = 0, n - 1 do
-        redis.call('HSET', KEYS[i], ARGV[a + j * 2], ARGV[a + j * 2 + 1])
-    end
-    a = a + n * 2
-end
-if added > 0 then
-    redis.call('PUBLISH', KEYS[1], ARGV[1])
-end
-return added
-"#;
+local first_key, a = 5, 4
+"#,
+    apply_ops_lua!()
+);
 
 /// Drops all staged state of the table (warm-start registration only): the key set, every
 /// `_T*` staging hash and the del set.
