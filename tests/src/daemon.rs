@@ -111,6 +111,25 @@ impl Daemon {
         Self::spawn(ns, Launch::Redis(redis), wrapper, extra, &level, &[])
     }
 
+    /// Daemon `i` of a hot-standby pair (`--ha`) in `ns`, with listeners of its own there
+    /// (metrics on 9191 + i, REST on 8181 + i, gRPC on 50151 + i), and `extra`.
+    pub fn start_ha(ns: &Netns, redis: &RedisServer, i: u16, extra: &[&str]) -> Daemon {
+        let metrics = format!("127.0.0.1:{}", 9191 + i);
+        let rest = format!("[::1]:{}", 8181 + i);
+        let grpc = format!("[::1]:{}", 50151 + i);
+        let mut args = vec![
+            "--ha",
+            "--metrics-listen",
+            &metrics,
+            "--rest-listen",
+            &rest,
+            "--grpc-listen",
+            &grpc,
+        ];
+        args.extend(extra);
+        Self::start(ns, redis, &args)
+    }
+
     /// The daemon as SONiC's multi-ASIC runs it: started in the host's namespace, it enters
     /// `ns` itself (`--namespace`, in `extra`) and finds its databases in SONiC's config
     /// files (no `--redis`). `ns` is where the test then reaches its listeners.

@@ -20,21 +20,9 @@ fn start(lab: &Lab, redis: &RedisServer, i: u16) -> Daemon {
 }
 
 fn start_with(lab: &Lab, redis: &RedisServer, i: u16, extra: &[&str]) -> Daemon {
-    let metrics = format!("127.0.0.1:{}", 9191 + i);
-    let rest = format!("[::1]:{}", 8181 + i);
-    let grpc = format!("[::1]:{}", 50151 + i);
-    let mut args = vec![
-        "--ha",
-        "--metrics-listen",
-        &metrics,
-        "--rest-listen",
-        &rest,
-        "--grpc-listen",
-        &grpc,
-    ];
-    args.extend(LEASE);
+    let mut args = LEASE.to_vec();
     args.extend(extra);
-    Daemon::start(&lab.dut, redis, &args)
+    Daemon::start_ha(&lab.dut, redis, i, &args)
 }
 
 /// `/ready`'s role, when it answers.

@@ -34,28 +34,6 @@ fn rss_mib(pid: u32) -> f64 {
         / 1024.0
 }
 
-fn start(
-    lab: &neighsyncd_tests::netns::Lab,
-    redis: &neighsyncd_tests::redis_server::RedisServer,
-    i: u16,
-    args: &[&str],
-) -> Daemon {
-    let metrics = format!("127.0.0.1:{}", 9191 + i);
-    let rest = format!("[::1]:{}", 8181 + i);
-    let grpc = format!("[::1]:{}", 50151 + i);
-    let mut all = vec![
-        "--ha",
-        "--metrics-listen",
-        &metrics,
-        "--rest-listen",
-        &rest,
-        "--grpc-listen",
-        &grpc,
-    ];
-    all.extend(args);
-    Daemon::start(&lab.dut, redis, &all)
-}
-
 /// `d`'s role, once `/ready` says 200.
 async fn wait_role(
     d: &Daemon,
@@ -80,10 +58,10 @@ pub async fn run(args: &[&str], n: u32, kill: bool) -> anyhow::Result<Row> {
     lab.dut
         .batch(&batch_lines(n, "add").replace("nud reachable", "nud permanent"));
     let mut orch = Orchagent::new(redis.conn(0).await);
-    let mut leader = start(&lab, &redis, 0, args);
+    let mut leader = Daemon::start_ha(&lab.dut, &redis, 0, args);
     wait_role(&leader, &lab, "leader", limit).await?;
     wait_count(&mut orch, n as usize, limit).await?;
-    let standby = start(&lab, &redis, 1, args);
+    let standby = Daemon::start_ha(&lab.dut, &redis, 1, args);
     wait_role(&standby, &lab, "standby", limit).await?;
     // Idle: nothing changes for 10 s.
     tokio::time::sleep(Duration::from_secs(2)).await;
