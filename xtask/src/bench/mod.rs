@@ -256,6 +256,24 @@ fn run_resync(o: &Options, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Three cells: then, now and their ratio. A figure a phase does not have (a flap storm's
+/// time until it is in APPL_DB: it writes nothing) is `n/a`, and so is a ratio to zero.
+fn then_now(then: f64, now: f64, decimals: usize) -> String {
+    let cell = |v: f64| {
+        if v.is_finite() {
+            format!("{v:.decimals$}")
+        } else {
+            "n/a".to_string()
+        }
+    };
+    let ratio = if then.is_finite() && now.is_finite() && then > 0.0 {
+        format!("{:.2}", now / then)
+    } else {
+        "n/a".to_string()
+    };
+    format!("{} | {} | {ratio}", cell(then), cell(now))
+}
+
 /// Now against then, phase by phase: a ratio above 1 is slower, costlier or bigger.
 fn compare(then: &[burst::Row], now: &[burst::Row]) -> String {
     let mut s = String::new();
@@ -274,25 +292,16 @@ fn compare(then: &[burst::Row], now: &[burst::Row]) -> String {
         else {
             continue;
         };
-        let ratio = |a: f64, b: f64| if a > 0.0 { b / a } else { f64::NAN };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.2} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             r.mode,
             r.n,
             r.phase,
-            t.appl_db_seconds,
-            r.appl_db_seconds,
-            ratio(t.appl_db_seconds, r.appl_db_seconds),
-            t.seconds,
-            r.seconds,
-            ratio(t.seconds, r.seconds),
-            t.cpu_per_event_us(),
-            r.cpu_per_event_us(),
-            ratio(t.cpu_per_event_us(), r.cpu_per_event_us()),
-            t.rss_mib,
-            r.rss_mib,
-            ratio(t.rss_mib, r.rss_mib),
+            then_now(t.appl_db_seconds, r.appl_db_seconds, 2),
+            then_now(t.seconds, r.seconds, 2),
+            then_now(t.cpu_per_event_us(), r.cpu_per_event_us(), 2),
+            then_now(t.rss_mib, r.rss_mib, 1),
         );
     }
     s
@@ -496,6 +505,8 @@ mod tests {
             mode: "ebpf".into(),
             n: 100_000,
             phase: "flap storm".into(),
+            // A flap storm writes nothing: no time until it is in APPL_DB.
+            appl_db_seconds: f64::NAN,
             seconds: 2.5,
             kernel_seconds: 2.0,
             cpu: 0.5,
@@ -520,7 +531,11 @@ mod tests {
         // A second splice replaces the section rather than adding one.
         let again = splice(&doc, "burst", "x\n");
         assert_eq!(again.matches("bench:burst:begin").count(), 1);
-        assert!(compare(&back, &back).contains("| 1.00 |"));
+        let compared = compare(&back, &back);
+        assert!(compared.contains("| 1.00 |"), "{compared}");
+        // A flap storm has no time until it is in APPL_DB: n/a, not NaN.
+        assert!(!compared.contains("NaN"), "{compared}");
+        assert!(compared.contains("| n/a | n/a | n/a |"), "{compared}");
     }
 
     /// And so has every table docs/BENCHMARKING.md records.

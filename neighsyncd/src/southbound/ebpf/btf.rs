@@ -41,19 +41,25 @@ const KIND_DECL_TAG: u32 = 17;
 const KIND_TYPE_TAG: u32 = 18;
 const KIND_ENUM64: u32 = 19;
 
-#[derive(Debug, Clone)]
+/// A struct or union member, as its record says.
+#[derive(Debug, Clone, Copy)]
 struct Member {
-    name: String,
+    /// Where its name starts in the string section (0: anonymous).
+    name: u32,
     type_id: u32,
     /// Offset in bits.
     bits: u32,
     bitfield: bool,
 }
 
-#[derive(Debug, Clone)]
+/// A type, decoded from its record when a lookup reaches it.
+#[derive(Debug, Clone, Copy)]
 enum Type {
     Composite {
-        members: Vec<Member>,
+        /// Where its member records start in the type section.
+        members: usize,
+        vlen: usize,
+        kind_flag: bool,
         size: u32,
     },
     /// typedef/const/volatile/restrict/type tag: points at another type.
@@ -77,126 +83,185 @@ pub struct Field {
 /// Pointers are 8 bytes on every 64-bit architecture a switch runs.
 const POINTER: u32 = 8;
 
+/// The kernel's BTF, kept as its bytes: parsing indexes where each type's record starts and
+/// where each named struct is, and a lookup decodes only the records it walks through. The
+/// kernel's BTF describes ~100k types with ~300k members; decoding them all up front (a
+/// `String` per member name) made the eBPF source's start-up the daemon's peak of memory.
 pub struct Btf {
-    types: Vec<Type>,
-    structs: HashMap<String, u32>,
+    data: Vec<u8>,
+    /// Where the type and the string sections are in `data`.
+    types: std::ops::Range<usize>,
+    strings: std::ops::Range<usize>,
+    /// Where type id `i`'s record starts in `types` (id 0 is void: it has none).
+    starts: Vec<u32>,
+    structs: HashMap<Box<str>, u32>,
 }
 
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        b.get(off..off.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
-fn str_at(strings: &[u8], off: u32) -> String {
+/// The name at `off` in a string section (empty when out of bounds).
+fn name_at(strings: &[u8], off: u32) -> &[u8] {
     let s = strings.get(off as usize..).unwrap_or(&[]);
     let end = s.iter().position(|&c| c == 0).unwrap_or(s.len());
-    String::from_utf8_lossy(&s[..end]).into_owned()
+    &s[..end]
+}
+
+/// How many bytes follow a type's 12-byte header, by its kind, or `None` for a kind this
+/// reader does not know.
+fn trailer(kind: u32, vlen: usize) -> Option<usize> {
+    Some(match kind {
+        KIND_STRUCT | KIND_UNION | KIND_ENUM64 | KIND_DATASEC => vlen * 12,
+        KIND_ENUM | KIND_FUNC_PROTO => vlen * 8,
+        KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
+        KIND_ARRAY => 12,
+        KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG | KIND_FLOAT
+        | KIND_PTR | KIND_FWD | KIND_FUNC => 0,
+        _ => return None,
+    })
 }
 
 impl Btf {
     pub fn from_sys() -> Result<Btf, std::io::Error> {
         let data = std::fs::read("/sys/kernel/btf/vmlinux")?;
-        Btf::parse(&data).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        Btf::index(data).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     }
 
+    /// Indexes a BTF blob: every type record must fit and be of a known kind.
     pub fn parse(data: &[u8]) -> Result<Btf, BtfError> {
+        Btf::index(data.to_vec())
+    }
+
+    fn index(data: Vec<u8>) -> Result<Btf, BtfError> {
         // Header: magic u16, version u8, flags u8, hdr_len u32, type_off, type_len, str_off, str_len.
         if data.len() < 24 || data[0..2] != [0x9f, 0xeb] {
             return Err(BtfError::BadHeader);
         }
-        let hdr_len = u32_at(data, 4).ok_or(BtfError::BadHeader)? as usize;
-        let field = |i: usize| u32_at(data, 8 + i * 4).ok_or(BtfError::BadHeader);
+        let hdr_len = u32_at(&data, 4).ok_or(BtfError::BadHeader)? as usize;
+        let field = |i: usize| {
+            u32_at(&data, 8 + i * 4)
+                .map(|v| v as usize)
+                .ok_or(BtfError::BadHeader)
+        };
         let (type_off, type_len, str_off, str_len) = (field(0)?, field(1)?, field(2)?, field(3)?);
-        let base = hdr_len;
-        let types_bytes = data
-            .get(base + type_off as usize..base + type_off as usize + type_len as usize)
-            .ok_or(BtfError::BadHeader)?;
-        let strings = data
-            .get(base + str_off as usize..base + str_off as usize + str_len as usize)
-            .ok_or(BtfError::BadHeader)?;
+        let section = |off: usize, len: usize| {
+            let start = hdr_len.checked_add(off)?;
+            let range = start..start.checked_add(len)?;
+            data.get(range.clone()).map(|_| range)
+        };
+        let types_at = section(type_off, type_len).ok_or(BtfError::BadHeader)?;
+        let strings_at = section(str_off, str_len).ok_or(BtfError::BadHeader)?;
+        let (types, strings) = (&data[types_at.clone()], &data[strings_at.clone()]);
         // Type id 0 is void.
-        let mut types = vec![Type::Other];
+        let mut starts = vec![0u32];
         let mut structs = HashMap::new();
         let mut off = 0usize;
-        while off < types_bytes.len() {
-            let name_off = u32_at(types_bytes, off).ok_or(BtfError::BadType(0))?;
-            let info = u32_at(types_bytes, off + 4).ok_or(BtfError::BadType(0))?;
-            let size_or_type = u32_at(types_bytes, off + 8).ok_or(BtfError::BadType(0))?;
+        while off < types.len() {
+            let bad = || BtfError::BadType(0);
+            let name_off = u32_at(types, off).ok_or_else(bad)?;
+            let info = u32_at(types, off + 4).ok_or_else(bad)?;
+            u32_at(types, off + 8).ok_or_else(bad)?;
             let vlen = (info & 0xffff) as usize;
             let kind = (info >> 24) & 0x1f;
-            let kind_flag = info >> 31 == 1;
-            off += 12;
-            let ty = match kind {
-                KIND_STRUCT | KIND_UNION => {
-                    let mut members = Vec::with_capacity(vlen);
-                    for i in 0..vlen {
-                        let m = off + i * 12;
-                        let mname = u32_at(types_bytes, m).ok_or(BtfError::BadType(kind))?;
-                        let mtype = u32_at(types_bytes, m + 4).ok_or(BtfError::BadType(kind))?;
-                        let moff = u32_at(types_bytes, m + 8).ok_or(BtfError::BadType(kind))?;
-                        let (bits, bitfield) = if kind_flag {
-                            (moff & 0x00ff_ffff, moff >> 24 != 0)
-                        } else {
-                            (moff, false)
-                        };
-                        members.push(Member {
-                            name: str_at(strings, mname),
-                            type_id: mtype,
-                            bits,
-                            bitfield,
-                        });
-                    }
-                    off += vlen * 12;
-                    let name = str_at(strings, name_off);
-                    if kind == KIND_STRUCT && !name.is_empty() {
-                        // The first definition wins (later ones are rare duplicates).
-                        structs.entry(name).or_insert(types.len() as u32);
-                    }
-                    Type::Composite {
-                        members,
-                        size: size_or_type,
-                    }
+            let end = trailer(kind, vlen)
+                .ok_or(BtfError::BadType(kind))?
+                .checked_add(off + 12)
+                .filter(|end| *end <= types.len())
+                .ok_or(BtfError::BadType(kind))?;
+            let id = u32::try_from(starts.len()).map_err(|_| BtfError::BadType(kind))?;
+            let start = u32::try_from(off).map_err(|_| BtfError::BadType(kind))?;
+            if kind == KIND_STRUCT {
+                let name = name_at(strings, name_off);
+                if !name.is_empty() {
+                    // The first definition wins (later ones are rare duplicates).
+                    structs
+                        .entry(String::from_utf8_lossy(name).into())
+                        .or_insert(id);
                 }
-                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
-                    Type::Alias(size_or_type)
-                }
-                KIND_INT => {
-                    off += 4;
-                    Type::Sized(size_or_type)
-                }
-                KIND_VAR | KIND_DECL_TAG => {
-                    off += 4;
-                    Type::Other
-                }
-                KIND_ARRAY => {
-                    let elem = u32_at(types_bytes, off).ok_or(BtfError::BadType(kind))?;
-                    let nelems = u32_at(types_bytes, off + 8).ok_or(BtfError::BadType(kind))?;
-                    off += 12;
-                    Type::Array { elem, nelems }
-                }
-                KIND_ENUM => {
-                    off += vlen * 8;
-                    Type::Sized(size_or_type)
-                }
-                KIND_FUNC_PROTO => {
-                    off += vlen * 8;
-                    Type::Other
-                }
-                KIND_ENUM64 => {
-                    off += vlen * 12;
-                    Type::Sized(size_or_type)
-                }
-                KIND_DATASEC => {
-                    off += vlen * 12;
-                    Type::Other
-                }
-                KIND_FLOAT => Type::Sized(size_or_type),
-                KIND_PTR => Type::Sized(POINTER),
-                KIND_FWD | KIND_FUNC => Type::Other,
-                other => return Err(BtfError::BadType(other)),
-            };
-            types.push(ty);
+            }
+            starts.push(start);
+            off = end;
         }
-        Ok(Btf { types, structs })
+        Ok(Btf {
+            data,
+            types: types_at,
+            strings: strings_at,
+            starts,
+            structs,
+        })
+    }
+
+    fn types(&self) -> &[u8] {
+        &self.data[self.types.clone()]
+    }
+
+    fn strings(&self) -> &[u8] {
+        &self.data[self.strings.clone()]
+    }
+
+    /// Type `id`, decoded from its record.
+    fn ty(&self, id: u32) -> Option<Type> {
+        if id == 0 {
+            return Some(Type::Other);
+        }
+        let off = *self.starts.get(id as usize)? as usize;
+        let t = self.types();
+        let info = u32_at(t, off + 4)?;
+        let size_or_type = u32_at(t, off + 8)?;
+        let vlen = (info & 0xffff) as usize;
+        Some(match (info >> 24) & 0x1f {
+            KIND_STRUCT | KIND_UNION => Type::Composite {
+                members: off + 12,
+                vlen,
+                kind_flag: info >> 31 == 1,
+                size: size_or_type,
+            },
+            KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
+                Type::Alias(size_or_type)
+            }
+            KIND_INT | KIND_ENUM | KIND_ENUM64 | KIND_FLOAT => Type::Sized(size_or_type),
+            KIND_PTR => Type::Sized(POINTER),
+            KIND_ARRAY => Type::Array {
+                elem: u32_at(t, off + 12)?,
+                nelems: u32_at(t, off + 20)?,
+            },
+            _ => Type::Other,
+        })
+    }
+
+    /// The members of a composite (none of anything else).
+    fn members(&self, ty: Type) -> impl Iterator<Item = Member> + '_ {
+        let (members, vlen, kind_flag) = match ty {
+            Type::Composite {
+                members,
+                vlen,
+                kind_flag,
+                ..
+            } => (members, vlen, kind_flag),
+            _ => (0, 0, false),
+        };
+        (0..vlen).map_while(move |i| {
+            let m = members + i * 12;
+            let moff = u32_at(self.types(), m + 8)?;
+            let (bits, bitfield) = if kind_flag {
+                (moff & 0x00ff_ffff, moff >> 24 != 0)
+            } else {
+                (moff, false)
+            };
+            Some(Member {
+                name: u32_at(self.types(), m)?,
+                type_id: u32_at(self.types(), m + 4)?,
+                bits,
+                bitfield,
+            })
+        })
+    }
+
+    fn name(&self, m: &Member) -> &[u8] {
+        name_at(self.strings(), m.name)
     }
 
     /// A type's size in bytes, following aliases and arrays (bounded: BTF may be hostile).
@@ -205,10 +270,10 @@ impl Btf {
         let mut factor: u32 = 1;
         for _ in 0..32 {
             match self.resolve(id)? {
-                Type::Sized(n) | Type::Composite { size: n, .. } => return factor.checked_mul(*n),
+                Type::Sized(n) | Type::Composite { size: n, .. } => return factor.checked_mul(n),
                 Type::Array { elem, nelems } => {
-                    factor = factor.checked_mul(*nelems)?;
-                    id = *elem;
+                    factor = factor.checked_mul(nelems)?;
+                    id = elem;
                 }
                 Type::Alias(_) | Type::Other => return None,
             }
@@ -216,43 +281,35 @@ impl Btf {
         None
     }
 
-    fn resolve(&self, mut id: u32) -> Option<&Type> {
+    fn resolve(&self, mut id: u32) -> Option<Type> {
         for _ in 0..32 {
-            match self.types.get(id as usize)? {
-                Type::Alias(next) => id = *next,
+            match self.ty(id)? {
+                Type::Alias(next) => id = next,
                 t => return Some(t),
             }
         }
         None
     }
 
-    /// Finds `name` among a composite's members, looking into anonymous members.
     /// Finds `name` among a composite's members, looking into anonymous members (to a bounded
     /// depth: a hostile BTF may nest a type in itself).
-    fn find<'a>(&'a self, ty: &'a Type, name: &str) -> Option<(u32, &'a Member)> {
-        self.find_in(ty, name, 8)
+    fn find(&self, ty: Type, name: &str) -> Option<(u32, Member)> {
+        self.find_in(ty, name.as_bytes(), 8)
     }
 
-    fn find_in<'a>(&'a self, ty: &'a Type, name: &str, depth: u8) -> Option<(u32, &'a Member)> {
-        let Type::Composite { members, .. } = ty else {
-            return None;
-        };
-        for m in members {
-            if m.name == name {
-                return Some((m.bits, m));
-            }
+    fn find_in(&self, ty: Type, name: &[u8], depth: u8) -> Option<(u32, Member)> {
+        if let Some(m) = self.members(ty).find(|m| self.name(m) == name) {
+            return Some((m.bits, m));
         }
         if depth == 0 {
             return None;
         }
-        for m in members.iter().filter(|m| m.name.is_empty()) {
-            if let Some(inner) = self.resolve(m.type_id)
-                && let Some((bits, found)) = self.find_in(inner, name, depth - 1)
-            {
-                return Some((m.bits.saturating_add(bits), found));
-            }
-        }
-        None
+        self.members(ty)
+            .filter(|m| self.name(m).is_empty())
+            .find_map(|m| {
+                let (bits, found) = self.find_in(self.resolve(m.type_id)?, name, depth - 1)?;
+                Some((m.bits.saturating_add(bits), found))
+            })
     }
 
     /// The byte offset of `path` (e.g. `"ns.inum"`) inside `struct root`.
@@ -289,10 +346,9 @@ impl Btf {
             }
             bits = bits.saturating_add(b);
             type_id = m.type_id;
-            ty = match self.resolve(m.type_id) {
-                Some(t) => t,
-                None => return Err(BtfError::NoMember(root.to_string(), path.to_string())),
-            };
+            ty = self
+                .resolve(m.type_id)
+                .ok_or_else(|| BtfError::NoMember(root.to_string(), path.to_string()))?;
         }
         Ok((bits / 8, type_id))
     }
@@ -302,27 +358,64 @@ impl Btf {
 mod tests {
     use super::*;
 
+    /// A BTF blob: the header, then `types`, then `strings`.
+    fn blob(types: &[u8], strings: &[u8]) -> Vec<u8> {
+        let mut b = vec![0x9f, 0xeb, 1, 0, 24, 0, 0, 0];
+        for v in [0, types.len(), types.len(), strings.len()] {
+            b.extend_from_slice(&(v as u32).to_le_bytes());
+        }
+        b.extend_from_slice(types);
+        b.extend_from_slice(strings);
+        b
+    }
+
+    fn words(w: &[u32]) -> Vec<u8> {
+        w.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
     /// A struct whose anonymous member is itself: the lookup ends, it does not recurse forever.
     #[test]
     fn a_self_nesting_type_does_not_hang_the_lookup() {
-        let mut types = vec![Type::Other];
-        types.push(Type::Composite {
-            members: vec![Member {
-                name: String::new(),
-                type_id: 1,
-                bits: 0,
-                bitfield: false,
-            }],
-            size: 4,
-        });
-        let btf = Btf {
-            types,
-            structs: [("loop".to_string(), 1)].into(),
-        };
+        // Type 1: struct "loop" (name at 1), one member, size 4; its member: anonymous, type 1.
+        let types = words(&[1, (KIND_STRUCT << 24) | 1, 4, 0, 1, 0]);
+        let btf = Btf::parse(&blob(&types, b"\0loop\0")).unwrap();
         assert!(matches!(
             btf.offset("loop", "x"),
             Err(BtfError::NoMember(_, _))
         ));
+    }
+
+    /// Members, nested anonymous members, arrays and aliases, read from a blob made here.
+    #[test]
+    fn follows_anonymous_members_aliases_and_arrays() {
+        // 1: int, 4 bytes. 2: typedef "u" -> 1. 3: array of 8 of type 2.
+        // 4: anonymous union { u a; } of size 4.
+        // 5: struct "s" { int x @0; <anon 4> @32 bits; u[8] arr @64 bits }, size 40.
+        let strings = b"\0s\0x\0a\0arr\0u\0";
+        let (s, x, a, arr, u) = (1, 3, 5, 7, 11);
+        #[rustfmt::skip]
+        let types = words(&[
+            0, KIND_INT << 24, 4, 32,
+            u, KIND_TYPEDEF << 24, 1,
+            0, KIND_ARRAY << 24, 0, 2, 1, 8,
+            0, (KIND_UNION << 24) | 1, 4, a, 2, 0,
+            s, (KIND_STRUCT << 24) | 3, 40, x, 1, 0, 0, 4, 32, arr, 3, 64,
+        ]);
+        let btf = Btf::parse(&blob(&types, strings)).unwrap();
+        assert_eq!(btf.field("s", "x"), Ok(Field { offset: 0, size: 4 }));
+        assert_eq!(btf.field("s", "a"), Ok(Field { offset: 4, size: 4 }));
+        assert_eq!(
+            btf.field("s", "arr"),
+            Ok(Field {
+                offset: 8,
+                size: 32
+            })
+        );
+        // A truncated blob is refused, not read past its end.
+        assert_eq!(
+            Btf::parse(&blob(&types[..types.len() - 4], strings)).err(),
+            Some(BtfError::BadType(KIND_STRUCT))
+        );
     }
 
     #[test]
