@@ -3,7 +3,7 @@
 //!
 //! At a million neighbors every byte per neighbor is a megabyte: an interface name is one of a
 //! few thousand, so it is stored once and referred to by a 4-byte id; a key is 24 bytes
-//! instead of a ~40-byte heap string; a MAC is 8 bytes inline instead of a heap `Vec`.
+//! instead of a ~40-byte heap string; a MAC is 8 bytes inline (unaligned) instead of a heap `Vec`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -165,40 +165,93 @@ impl fmt::Debug for NeighKey {
     }
 }
 
-/// A link-layer address as the kernel gave it, or none. Up to 6 bytes (every Ethernet MAC)
-/// inline; longer ones (InfiniBand, 20 bytes) on the heap.
-#[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub enum LinkAddr {
-    #[default]
-    Absent,
-    Short {
-        len: u8,
-        bytes: [u8; 6],
-    },
-    Long(Box<Vec<u8>>),
+/// A link-layer address as the kernel gave it, or none, in 8 bytes (no alignment, so it packs
+/// into its neighbor's entry): up to 7 bytes (every Ethernet MAC) inline; a longer one
+/// (InfiniBand's 20 bytes, which SONiC does not use) interned like an interface name and
+/// referred to by id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LinkAddr {
+    /// 0..=7: the length of an inline address; [`ABSENT`] or [`LONG`] otherwise.
+    len: u8,
+    /// The address (inline), or the interned one's id (little-endian, in the first 4 bytes).
+    bytes: [u8; 7],
+}
+
+const ABSENT: u8 = u8::MAX;
+const LONG: u8 = u8::MAX - 1;
+const INLINE: usize = 7;
+
+impl Default for LinkAddr {
+    fn default() -> Self {
+        LinkAddr::ABSENT
+    }
+}
+
+/// Link-layer addresses too long to keep inline, by id; never freed (see [`LinkAddr`]).
+#[derive(Default)]
+struct LongAddrs {
+    ids: HashMap<&'static [u8], u32>,
+    addrs: Vec<&'static [u8]>,
+}
+
+fn long_addrs() -> &'static RwLock<LongAddrs> {
+    static LONG_ADDRS: OnceLock<RwLock<LongAddrs>> = OnceLock::new();
+    LONG_ADDRS.get_or_init(Default::default)
 }
 
 impl LinkAddr {
+    pub const ABSENT: LinkAddr = LinkAddr {
+        len: ABSENT,
+        bytes: [0; INLINE],
+    };
+
     pub fn new(addr: Option<&[u8]>) -> LinkAddr {
-        match addr {
-            None => LinkAddr::Absent,
-            Some(a) if a.len() <= 6 => {
-                let mut bytes = [0; 6];
-                bytes[..a.len()].copy_from_slice(a);
-                LinkAddr::Short {
-                    len: a.len() as u8,
-                    bytes,
-                }
-            }
-            Some(a) => LinkAddr::Long(Box::new(a.to_vec())),
+        let Some(a) = addr else {
+            return LinkAddr::ABSENT;
+        };
+        let mut bytes = [0; INLINE];
+        if let Some(inline) = bytes.get_mut(..a.len()) {
+            inline.copy_from_slice(a);
+            return LinkAddr {
+                len: a.len() as u8,
+                bytes,
+            };
         }
+        let known = long_addrs()
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ids
+            .get(a)
+            .copied();
+        let id = known.unwrap_or_else(|| {
+            let mut l = long_addrs().write().unwrap_or_else(PoisonError::into_inner);
+            if let Some(id) = l.ids.get(a) {
+                return *id;
+            }
+            let id = u32::try_from(l.addrs.len()).unwrap_or(u32::MAX);
+            let leaked: &'static [u8] = Box::leak(a.to_vec().into_boxed_slice());
+            l.addrs.push(leaked);
+            l.ids.insert(leaked, id);
+            id
+        });
+        bytes[..4].copy_from_slice(&id.to_le_bytes());
+        LinkAddr { len: LONG, bytes }
     }
 
     pub fn get(&self) -> Option<&[u8]> {
-        match self {
-            LinkAddr::Absent => None,
-            LinkAddr::Short { len, bytes } => bytes.get(..usize::from(*len)),
-            LinkAddr::Long(v) => Some(v),
+        match self.len {
+            ABSENT => None,
+            LONG => {
+                let id = u32::from_le_bytes([
+                    self.bytes[0],
+                    self.bytes[1],
+                    self.bytes[2],
+                    self.bytes[3],
+                ]);
+                let l = long_addrs().read().unwrap_or_else(PoisonError::into_inner);
+                Some(l.addrs.get(id as usize).copied().unwrap_or(&[]))
+            }
+            len => self.bytes.get(..usize::from(len)),
         }
     }
 }
@@ -251,12 +304,17 @@ mod tests {
             Some(&[][..]),
             Some(&[1, 2, 3, 4][..]),
             Some(&[7; 6][..]),
+            Some(&[7; 7][..]),
         ] {
             assert_eq!(LinkAddr::new(a).get(), a);
         }
         let ib = [9u8; 20];
         assert_eq!(LinkAddr::new(Some(&ib)).get(), Some(&ib[..]));
-        assert!(std::mem::size_of::<LinkAddr>() <= 16);
+        assert_eq!(LinkAddr::new(Some(&ib)), LinkAddr::new(Some(&ib)));
+        assert_ne!(LinkAddr::new(Some(&ib)), LinkAddr::new(Some(&ib[1..])));
+        assert_ne!(LinkAddr::new(None), LinkAddr::new(Some(&[])));
+        assert_eq!(std::mem::size_of::<LinkAddr>(), 8);
+        assert_eq!(std::mem::align_of::<LinkAddr>(), 1);
         assert_eq!(std::mem::size_of::<Option<IfName>>(), 4);
     }
 }

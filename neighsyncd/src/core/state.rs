@@ -63,7 +63,7 @@ pub struct KernelEntry {
     /// CLOCK_MONOTONIC of the last live event for this entry (0: none).
     pub last_event_ns: u64,
     /// The dump generation that last saw the entry.
-    pub seen_gen: u64,
+    pub seen_gen: u32,
 }
 
 impl KernelEntry {
@@ -119,9 +119,9 @@ struct DumpWindow {
     /// When the window's first attempt began (CLOCK_MONOTONIC).
     start_ns: u64,
     /// The generation of the window's first attempt ...
-    first_gen: u64,
+    first_gen: u32,
     /// ... and of the attempt in flight, which marks what it sees.
-    gen_: u64,
+    gen_: u32,
 }
 
 /// A batch the writer took; committed or returned.
@@ -175,7 +175,7 @@ pub struct State {
     /// for one of them may have been read before the delete (the dump and the events come
     /// over different channels), so it must not bring the entry back.
     tombstones: HashMap<KernelId, u64>,
-    generation: u64,
+    generation: u32,
     /// Kernel-side changes since the last [`State::take_touched`] (for the API view): keys
     /// whose kernel entry changed (with its ifindex), and keys whose entry went away. Two
     /// lists, so that a sweep of a million vanished entries is one list of keys, handed on
@@ -359,7 +359,7 @@ impl State {
                 let gen_ = self.dump.map(|w| w.gen_).unwrap_or(0);
                 let e = self.kernel.get_or_insert_with(id, || KernelEntry {
                     ifname,
-                    lladdr: LinkAddr::Absent,
+                    lladdr: LinkAddr::ABSENT,
                     state: 0,
                     verdict,
                     flags: 0,
@@ -367,7 +367,7 @@ impl State {
                     seen_gen: 0,
                 });
                 e.ifname = ifname;
-                e.lladdr = msg.lladdr.clone();
+                e.lladdr = msg.lladdr;
                 e.state = msg.state;
                 e.flags = msg.flags;
                 e.verdict = verdict;

@@ -32,7 +32,7 @@ use partition::Spec;
 use sources::{SharedEbpf, Sources, start_sources};
 
 /// Changes kept for API subscribers resuming from a sequence number.
-const VIEW_HISTORY: usize = 32_768;
+const VIEW_HISTORY: usize = 16_384;
 
 /// How long shutdown waits for every task to end after the pipeline has written what it could.
 const JOIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -116,7 +116,7 @@ pub fn neigh(n: NeighbourMessage, kind: NeighKind, origin: Origin) -> Parsed {
         _ => return Parsed::NotIp,
     };
     let mut ip = None;
-    let mut lladdr = LinkAddr::Absent;
+    let mut lladdr = LinkAddr::ABSENT;
     for attr in n.attributes {
         match attr {
             NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => ip = Some(IpAddr::V4(a)),

@@ -19,7 +19,7 @@ impl Engine {
                 .kernel_entry(ifindex, &key.ip)
                 .map(|e| KernelSide {
                     vrf: self.links.master_name(ifindex).map(IfName::new),
-                    lladdr: e.lladdr.clone(),
+                    lladdr: e.lladdr,
                     state: e.state,
                     // Moves within a class are not reported in eBPF mode: say what is known.
                     classed: self.live_source() == LiveSource::Ebpf,

@@ -8,7 +8,8 @@ impl State {
     /// it opens a new window (events were lost, or no dump was running); otherwise it joins the
     /// window of the attempts before it.
     pub fn dump_start(&mut self, start_ns: u64, fresh: bool) {
-        self.generation += 1;
+        // u32: a dump a second would take 136 years to wrap it.
+        self.generation = self.generation.wrapping_add(1);
         let gen_ = self.generation;
         self.dump = Some(match self.dump {
             Some(w) if !fresh => DumpWindow { gen_, ..w },
