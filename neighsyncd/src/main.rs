@@ -32,6 +32,11 @@ fn main() -> ExitCode {
             }
         }
     }
+    // The eBPF program next, while the process is small (see `ebpf::Loaded::load`).
+    let ebpf = match command {
+        None => neighsyncd::daemon::preload_ebpf(&cfg),
+        Some(_) => None,
+    };
     let (log_handle, telemetry) = match neighsyncd::logging::init(
         cfg.log_format,
         &cfg.log_target,
@@ -62,7 +67,7 @@ fn main() -> ExitCode {
         tracing::warn!("{w}");
     }
     let result = match command {
-        None => rt.block_on(neighsyncd::daemon::run(cfg, Some(log_handle))),
+        None => rt.block_on(neighsyncd::daemon::run(cfg, Some(log_handle), ebpf)),
         Some(Command::Restore { .. }) if !cfg.namespaces.is_empty() => Err(anyhow::anyhow!(
             "restore serves one namespace: run it once per namespace (--namespace NAME), as each swss container runs restore_neighbors.py"
         )),

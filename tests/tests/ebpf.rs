@@ -91,6 +91,7 @@ fn source_in(ns: &Netns, ring_bytes: u32) -> InNs {
                     lru_entries: 65_536,
                     watchdog: Duration::from_secs(60),
                 },
+                None,
                 vec![Route {
                     netns: neighsyncd::southbound::ebpf::own_netns().unwrap(),
                     tx,

@@ -29,6 +29,7 @@ mod supervise;
 use supervise::supervise;
 mod sources;
 use partition::Spec;
+pub use sources::{Preloaded, preload_ebpf};
 use sources::{SharedEbpf, Sources, start_sources};
 
 /// Changes kept for API subscribers resuming from a sequence number.
@@ -48,7 +49,11 @@ impl crate::core::control::ResyncRequests for AllNamespaces {
     }
 }
 
-pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: Config,
+    log: Option<crate::logging::LevelHandle>,
+    ebpf: Option<Preloaded>,
+) -> anyhow::Result<()> {
     crate::runtime::fault::announce();
     info!(version = crate::VERSION, "neighsyncd starting");
     #[cfg(not(neighsyncd_ebpf))]
@@ -189,7 +194,7 @@ pub async fn run(cfg: Config, log: Option<crate::logging::LevelHandle>) -> anyho
         .zip(&metrics)
         .map(|((st, spec), m)| st.route(spec, m.clone()))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut ebpf = SharedEbpf::new(routes, specs[0].netns.clone());
+    let mut ebpf = SharedEbpf::new(ebpf, routes, specs[0].netns.clone());
     for (i, st) in started.iter_mut().enumerate() {
         start_sources(
             &mut st.engine,

@@ -16,7 +16,7 @@ use crate::core::engine::{Engine, Input, LiveSource, Output};
 use crate::core::neigh::ResyncCause;
 use crate::core::source_health::{SourceOrder, SourceReport};
 use crate::runtime::netns::Netns;
-use crate::southbound::ebpf::{ConsumerTask, EbpfConfig, EbpfError, EbpfSource, Route};
+use crate::southbound::ebpf::{ConsumerTask, EbpfConfig, EbpfError, EbpfSource, Loaded, Route};
 use crate::southbound::netlink::DumpRequester;
 use crate::telemetry::health::Health;
 use crate::telemetry::metrics::Metrics;
@@ -60,8 +60,28 @@ enum Outcome {
     Verdict(Result<(), String>),
 }
 
+/// The program loaded first thing at start-up (see [`Loaded::load`]), or why it could not be.
+pub type Preloaded = Result<Loaded, EbpfError>;
+
+/// What the eBPF source is configured with.
+fn ebpf_config(cfg: &Config) -> EbpfConfig {
+    EbpfConfig {
+        ring_bytes: cfg.ebpf_ring_bytes,
+        lru_entries: cfg.ebpf_lru_entries,
+        watchdog: cfg.ebpf_watchdog,
+    }
+}
+
+/// Loads the eBPF program when the configured source may use it (`None`: rtnetlink only).
+/// Called before the daemon starts, while the process is small.
+pub fn preload_ebpf(cfg: &Config) -> Option<Preloaded> {
+    (cfg.source != SourceKind::Netlink).then(|| Loaded::load(&ebpf_config(cfg)))
+}
+
 /// The one eBPF program: loaded on the first order, its outcome remembered for the others.
 pub(super) struct SharedEbpf {
+    /// The program loaded at start-up, which the first order attaches.
+    preloaded: Option<Preloaded>,
     /// Where each namespace's records go (taken by the load).
     routes: Option<Vec<Route>>,
     /// The first namespace's, where the canary is planted (`None`: the process's own).
@@ -74,8 +94,13 @@ pub(super) struct SharedEbpf {
 }
 
 impl SharedEbpf {
-    pub(super) fn new(routes: Vec<Route>, canary_netns: Option<Arc<Netns>>) -> SharedEbpf {
+    pub(super) fn new(
+        preloaded: Option<Preloaded>,
+        routes: Vec<Route>,
+        canary_netns: Option<Arc<Netns>>,
+    ) -> SharedEbpf {
         SharedEbpf {
+            preloaded,
             routes: Some(routes),
             canary_netns,
             outcome: None,
@@ -106,11 +131,8 @@ impl SharedEbpf {
     async fn load_once(&mut self, cfg: &Config, shutdown: watch::Receiver<bool>) -> Outcome {
         let routes = self.routes.take().unwrap_or_default();
         let started = EbpfSource::start(
-            &EbpfConfig {
-                ring_bytes: cfg.ebpf_ring_bytes,
-                lru_entries: cfg.ebpf_lru_entries,
-                watchdog: cfg.ebpf_watchdog,
-            },
+            &ebpf_config(cfg),
+            self.preloaded.take(),
             routes,
             self.canary_netns.clone(),
             shutdown,

@@ -123,20 +123,49 @@ pub struct Route {
     pub metrics: Arc<Metrics>,
 }
 
+/// The program in the kernel, its maps made, not yet attached.
+pub struct Loaded {
+    ebpf: Ebpf,
+    offsets: neighsyncd_common::Offsets,
+}
+
+impl Loaded {
+    /// Resolves the kernel's struct offsets from its BTF and loads the object.
+    ///
+    /// The daemon does this first thing, before its runtime, logging and tables exist. aya's
+    /// loader parses the kernel's whole BTF when it is made (~15 MB at its peak, although this
+    /// object needs none of it: offsets come from our own reader, programs are raw
+    /// tracepoints). Made later, that transient came on top of the running daemon and was its
+    /// peak of memory; made first, it is over before the daemon has grown.
+    pub fn load(cfg: &EbpfConfig) -> Result<Loaded, EbpfError> {
+        if OBJECT.is_empty() {
+            return Err(EbpfError::NotBuilt);
+        }
+        let offsets = offsets::resolve()?;
+        let ebpf = aya::EbpfLoader::new()
+            .btf(None)
+            .override_global("OFFSETS", &offsets, true)
+            .map_max_entries("EVENTS", cfg.ring_bytes)
+            .map_max_entries("DEDUP", cfg.lru_entries)
+            .load(OBJECT)
+            .map_err(|e| EbpfError::Load(e.to_string()))?;
+        crate::runtime::memory::release_free_heap();
+        Ok(Loaded { ebpf, offsets })
+    }
+}
+
 impl EbpfSource {
-    /// Loads, resolves offsets, attaches, and spawns the ring-buffer consumer on the current
-    /// runtime. One program serves every namespace in `routes` (at least one); the canary
-    /// that proves it is planted in the first, which is `canary_netns` (`None`: the process's
-    /// own namespace).
+    /// Attaches the program (`preloaded`, or loaded now when `None`) and spawns the
+    /// ring-buffer consumer on the current runtime. One program serves every namespace in
+    /// `routes` (at least one); the canary that proves it is planted in the first, which is
+    /// `canary_netns` (`None`: the process's own namespace).
     pub fn start(
         cfg: &EbpfConfig,
+        preloaded: Option<Result<Loaded, EbpfError>>,
         routes: Vec<Route>,
         canary_netns: Option<Arc<Netns>>,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Started, EbpfError> {
-        if OBJECT.is_empty() {
-            return Err(EbpfError::NotBuilt);
-        }
         if routes.is_empty() || routes.len() > neighsyncd_common::NETNS_MAX as usize {
             return Err(EbpfError::Map(
                 "NETNS",
@@ -147,17 +176,8 @@ impl EbpfSource {
                 ),
             ));
         }
-        let offsets = offsets::resolve()?;
+        let Loaded { mut ebpf, offsets } = preloaded.unwrap_or_else(|| Loaded::load(cfg))?;
         tracing::info!(?offsets, "eBPF: kernel struct offsets from BTF");
-        // The object needs no kernel BTF (offsets come from ours, programs are raw
-        // tracepoints): drop the one aya's loader parses by itself, ~15 MB at its peak.
-        let mut ebpf = aya::EbpfLoader::new()
-            .btf(None)
-            .override_global("OFFSETS", &offsets, true)
-            .map_max_entries("EVENTS", cfg.ring_bytes)
-            .map_max_entries("DEDUP", cfg.lru_entries)
-            .load(OBJECT)
-            .map_err(|e| EbpfError::Load(e.to_string()))?;
         serve_namespaces(&mut ebpf, routes.iter().map(|r| r.netns))?;
         for tp in TRACEPOINTS {
             let prog: &mut aya::programs::RawTracePoint = ebpf
@@ -170,7 +190,6 @@ impl EbpfSource {
             prog.attach(tp)
                 .map_err(|e| EbpfError::Attach(tp, e.to_string()))?;
         }
-        crate::runtime::memory::release_free_heap();
         let stats = Arc::new(EbpfStats::default());
         let spawned = consumer::spawn(
             &mut ebpf,
