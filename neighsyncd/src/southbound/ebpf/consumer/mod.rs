@@ -18,6 +18,7 @@ use tracing::{info, warn};
 use super::canary::{self, Canary, CanaryError};
 use super::{EbpfError, EbpfStats, Route};
 
+mod pace;
 mod routes;
 use crate::core::key::LinkAddr;
 use crate::core::neigh::{NeighKind, NeighMsg, Origin, ResyncCause, SourceEvent};
@@ -241,6 +242,7 @@ impl Consumer {
             crate::runtime::fault::number("ebpf_stall_after_secs").map(Duration::from_secs);
         let started = Instant::now();
         let mut consumed = 0u64;
+        let mut pace = pace::Pace::new(started);
         self.plant()?;
         loop {
             if let Some(n) = fail_after.filter(|n| consumed >= *n) {
@@ -274,6 +276,7 @@ impl Consumer {
                 self.last_record = Instant::now();
             }
             consumed += batch.len() as u64;
+            let pause = pace.after_drain(batch.len(), Instant::now());
             self.stats
                 .events
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -325,6 +328,9 @@ impl Consumer {
                 }
             }
             self.watch()?;
+            if let Some(pause) = pause {
+                tokio::time::sleep(pause).await;
+            }
         }
     }
 
