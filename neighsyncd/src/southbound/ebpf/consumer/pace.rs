@@ -4,7 +4,8 @@
 //! round trip. While records arrive faster than [`BUSY_RATE`], the consumer waits [`PAUSE`]
 //! after a drain, so that a burst is read in batches (no record is woken for meanwhile: the
 //! ring is not empty). Below that rate it reads each record as soon as it lands: the latency
-//! of steady traffic is unchanged.
+//! of steady traffic is unchanged. Nor does it pause when a drain finds the ring well filled:
+//! then it is behind, and must not wait.
 
 use std::time::{Duration, Instant};
 
@@ -12,8 +13,11 @@ use std::time::{Duration, Instant};
 pub(super) const BUSY_RATE: u64 = 40_000;
 /// ... measured over windows this long ...
 const WINDOW: Duration = Duration::from_millis(10);
-/// ... and the pause between drains while it is.
+/// ... and the pause between drains while it is ...
 pub(super) const PAUSE: Duration = Duration::from_millis(2);
+/// ... unless a drain found this many records: the consumer is behind (the pipeline is the
+/// bottleneck), and a pause would only idle the pipeline while the ring fills up.
+const BEHIND: usize = 1024;
 
 pub(super) struct Pace {
     window_start: Instant,
@@ -41,7 +45,7 @@ impl Pace {
             self.window_start = now;
             self.in_window = 0;
         }
-        (self.busy && n > 0).then_some(PAUSE)
+        (self.busy && n > 0 && n < BEHIND).then_some(PAUSE)
     }
 }
 
@@ -76,6 +80,9 @@ mod tests {
         }
         assert!(paused >= 15, "{paused}");
         assert_eq!(p.after_drain(100, ms(61)), Some(PAUSE));
+        // Behind: a drain that found the ring well filled goes straight back to it.
+        let mut behind = Pace { ..p };
+        assert_eq!(behind.after_drain(BEHIND, ms(61)), None);
         // Over: an empty drain never waits, and the next window ends the pauses.
         assert_eq!(p.after_drain(0, ms(62)), None);
         assert_eq!(p.after_drain(1, ms(75)), None);
