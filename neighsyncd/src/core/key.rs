@@ -16,50 +16,77 @@ use std::sync::{OnceLock, PoisonError, RwLock};
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IfName(NonZeroU32);
 
-/// Names by id; id `n` is `names[n - 1]` (ids are non-zero, so an `Option<IfName>` is 4 bytes).
-#[derive(Default)]
-struct Interner {
-    ids: HashMap<&'static str, NonZeroU32>,
-    names: Vec<&'static str>,
+/// Values stored once, for the process's life, and referred to by their position: interface
+/// names, and link-layer addresses too long to keep inline.
+struct Interner<T: ?Sized + 'static> {
+    positions: HashMap<&'static T, u32>,
+    values: Vec<&'static T>,
 }
 
-fn interner() -> &'static RwLock<Interner> {
-    static INTERNER: OnceLock<RwLock<Interner>> = OnceLock::new();
-    INTERNER.get_or_init(Default::default)
+impl<T: ?Sized + Eq + std::hash::Hash + 'static> Interner<T> {
+    fn new() -> RwLock<Interner<T>> {
+        RwLock::new(Interner {
+            positions: HashMap::new(),
+            values: Vec::new(),
+        })
+    }
+
+    /// The position of `v` if it was ever interned.
+    fn existing(lock: &RwLock<Self>, v: &T) -> Option<u32> {
+        let i = lock.read().unwrap_or_else(PoisonError::into_inner);
+        i.positions.get(v).copied()
+    }
+
+    /// The position of `v`, interning it (as `leak` makes it) if it is new.
+    fn intern(lock: &RwLock<Self>, v: &T, leak: impl FnOnce(&T) -> &'static T) -> u32 {
+        if let Some(p) = Self::existing(lock, v) {
+            return p;
+        }
+        let mut i = lock.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(p) = i.positions.get(v) {
+            return *p;
+        }
+        let p = u32::try_from(i.values.len()).unwrap_or(u32::MAX);
+        let leaked = leak(v);
+        i.values.push(leaked);
+        i.positions.insert(leaked, p);
+        p
+    }
+
+    /// The value at position `p`.
+    fn get(lock: &RwLock<Self>, p: u32) -> Option<&'static T> {
+        let i = lock.read().unwrap_or_else(PoisonError::into_inner);
+        i.values.get(p as usize).copied()
+    }
+}
+
+fn names() -> &'static RwLock<Interner<str>> {
+    static NAMES: OnceLock<RwLock<Interner<str>>> = OnceLock::new();
+    NAMES.get_or_init(Interner::new)
 }
 
 impl IfName {
+    /// The id of the name at interner position `p`: ids are `p + 1` (non-zero, so an
+    /// `Option<IfName>` is 4 bytes), within NAME_MASK (2^24 names would be 16 million
+    /// interfaces): the bits above are the partition's and RAW.
+    fn at(p: u32) -> IfName {
+        let n = p.saturating_add(1).min(NAME_MASK);
+        IfName(NonZeroU32::MIN.saturating_add(n - 1))
+    }
+
     /// The id of `name`, interning it if it is new.
     pub fn new(name: &str) -> IfName {
-        if let Some(id) = IfName::existing(name) {
-            return id;
-        }
-        let mut i = interner().write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(id) = i.ids.get(name) {
-            return IfName(*id);
-        }
-        // Ids stay within NAME_MASK (2^24 names would be 16 million interfaces): the bits
-        // above are the partition's and RAW.
-        let n = u32::try_from(i.names.len() + 1)
-            .unwrap_or(NAME_MASK)
-            .min(NAME_MASK);
-        let id = NonZeroU32::MIN.saturating_add(n - 1);
-        let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
-        i.names.push(name);
-        i.ids.insert(name, id);
-        IfName(id)
+        IfName::at(Interner::intern(names(), name, |n| Box::leak(n.into())))
     }
 
     /// The id of `name` if it was ever interned (client input must not grow the table).
     pub fn existing(name: &str) -> Option<IfName> {
-        let i = interner().read().unwrap_or_else(PoisonError::into_inner);
-        i.ids.get(name).map(|id| IfName(*id))
+        Interner::existing(names(), name).map(IfName::at)
     }
 
     pub fn as_str(self) -> &'static str {
-        let i = interner().read().unwrap_or_else(PoisonError::into_inner);
-        let n = (self.0.get() & NAME_MASK) as usize;
-        i.names.get(n.wrapping_sub(1)).copied().unwrap_or("")
+        let n = self.0.get() & NAME_MASK;
+        Interner::get(names(), n.wrapping_sub(1)).unwrap_or("")
     }
 }
 
@@ -187,16 +214,9 @@ impl Default for LinkAddr {
     }
 }
 
-/// Link-layer addresses too long to keep inline, by id; never freed (see [`LinkAddr`]).
-#[derive(Default)]
-struct LongAddrs {
-    ids: HashMap<&'static [u8], u32>,
-    addrs: Vec<&'static [u8]>,
-}
-
-fn long_addrs() -> &'static RwLock<LongAddrs> {
-    static LONG_ADDRS: OnceLock<RwLock<LongAddrs>> = OnceLock::new();
-    LONG_ADDRS.get_or_init(Default::default)
+fn long_addrs() -> &'static RwLock<Interner<[u8]>> {
+    static LONG_ADDRS: OnceLock<RwLock<Interner<[u8]>>> = OnceLock::new();
+    LONG_ADDRS.get_or_init(Interner::new)
 }
 
 impl LinkAddr {
@@ -217,23 +237,7 @@ impl LinkAddr {
                 bytes,
             };
         }
-        let known = long_addrs()
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .ids
-            .get(a)
-            .copied();
-        let id = known.unwrap_or_else(|| {
-            let mut l = long_addrs().write().unwrap_or_else(PoisonError::into_inner);
-            if let Some(id) = l.ids.get(a) {
-                return *id;
-            }
-            let id = u32::try_from(l.addrs.len()).unwrap_or(u32::MAX);
-            let leaked: &'static [u8] = Box::leak(a.to_vec().into_boxed_slice());
-            l.addrs.push(leaked);
-            l.ids.insert(leaked, id);
-            id
-        });
+        let id = Interner::intern(long_addrs(), a, |a| Box::leak(a.into()));
         bytes[..4].copy_from_slice(&id.to_le_bytes());
         LinkAddr { len: LONG, bytes }
     }
@@ -248,8 +252,7 @@ impl LinkAddr {
                     self.bytes[2],
                     self.bytes[3],
                 ]);
-                let l = long_addrs().read().unwrap_or_else(PoisonError::into_inner);
-                Some(l.addrs.get(id as usize).copied().unwrap_or(&[]))
+                Some(Interner::get(long_addrs(), id).unwrap_or(&[]))
             }
             len => self.bytes.get(..usize::from(len)),
         }
