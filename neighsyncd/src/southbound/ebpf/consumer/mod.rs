@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use aya::Ebpf;
-use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::maps::{Map, MapData, PerCpuArray};
 use neighsyncd_common::{KIND_REMOVE, NeighEvent, RECORD_VERSION};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -19,10 +19,12 @@ use super::canary::{self, Canary, CanaryError};
 use super::{EbpfError, EbpfStats, Route};
 
 mod pace;
+mod ring;
 mod routes;
 use crate::core::key::LinkAddr;
 use crate::core::neigh::{NeighKind, NeighMsg, Origin, ResyncCause, SourceEvent};
 use crate::runtime::netns::Netns;
+use ring::Ring;
 #[cfg(test)]
 use routes::record_netns;
 use routes::{Uncertain, route_of};
@@ -126,7 +128,10 @@ pub fn spawn(
     let ring_map = ebpf
         .take_map("EVENTS")
         .ok_or_else(|| EbpfError::Map("EVENTS", "missing".into()))?;
-    let ring = RingBuf::try_from(ring_map).map_err(|e| EbpfError::Map("EVENTS", e.to_string()))?;
+    let Map::RingBuf(ring_map) = ring_map else {
+        return Err(EbpfError::Map("EVENTS", "not a ring buffer".into()));
+    };
+    let ring = Ring::new(ring_map).map_err(|e| EbpfError::Map("EVENTS", e.to_string()))?;
     let drops_map = ebpf
         .take_map("DROPS")
         .ok_or_else(|| EbpfError::Map("DROPS", "missing".into()))?;
@@ -157,26 +162,16 @@ pub fn spawn(
 /// Reads every record there is, each with the index of its route. Returns the routes that
 /// had uncertain records (a resync answers them), as a bit per route index below 64 and one
 /// for every route beyond.
-fn drain(
-    ring: &mut RingBuf<MapData>,
-    routes: &[Route],
-    batch: &mut Vec<(usize, SourceEvent)>,
-) -> Uncertain {
+fn drain(ring: &mut Ring, routes: &[Route], batch: &mut Vec<(usize, SourceEvent)>) -> Uncertain {
     let mut uncertain = Uncertain::default();
-    while let Some(item) = ring.next() {
-        let route = route_of(routes, &item);
-        batch.push((
-            route,
-            match decode(&item) {
-                Record::Neigh(m) => SourceEvent::Neigh(m),
-                Record::Uncertain(_) => {
-                    uncertain.add(route);
-                    continue;
-                }
-                Record::Bad(reason) => SourceEvent::Malformed(reason),
-            },
-        ));
-    }
+    ring.read(|item| {
+        let route = route_of(routes, item);
+        match decode(item) {
+            Record::Neigh(m) => batch.push((route, SourceEvent::Neigh(m))),
+            Record::Uncertain(_) => uncertain.add(route),
+            Record::Bad(reason) => batch.push((route, SourceEvent::Malformed(reason))),
+        }
+    });
     uncertain
 }
 
@@ -212,7 +207,7 @@ impl Consumer {
     /// Runs until shutdown or the pipeline going away (`Ok`), or a failure.
     async fn run(
         mut self,
-        mut fd: AsyncFd<RingBuf<aya::maps::MapData>>,
+        mut fd: AsyncFd<Ring>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), ConsumerError> {
         let res = self.serve(&mut fd, &mut shutdown).await;
@@ -227,7 +222,7 @@ impl Consumer {
 
     async fn serve(
         &mut self,
-        fd: &mut AsyncFd<RingBuf<aya::maps::MapData>>,
+        fd: &mut AsyncFd<Ring>,
         shutdown: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), ConsumerError> {
         let mut seen_drops = drop_total(&self.drops);
