@@ -78,7 +78,6 @@ impl<K: Hash + Eq, V> DenseMap<K, V> {
     }
 
     /// Inserts or replaces; returns the value replaced.
-    #[cfg(test)]
     pub fn insert(&mut self, k: K, v: V) -> Option<V> {
         match self.position(&k) {
             Some(i) => Some(std::mem::replace(&mut self.at_mut(i).1, v)),
@@ -136,6 +135,14 @@ impl<K: Hash + Eq, V> DenseMap<K, V> {
             *slot = i;
         }
         Some(v)
+    }
+
+    /// Removes every entry, and gives the memory back.
+    pub fn clear(&mut self) {
+        *self = DenseMap {
+            hasher: self.hasher.clone(),
+            ..DenseMap::default()
+        };
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {

@@ -173,8 +173,10 @@ pub struct State {
     dump: Option<DumpWindow>,
     /// Entries a live event deleted while a dump window was open, and when: a dump message
     /// for one of them may have been read before the delete (the dump and the events come
-    /// over different channels), so it must not bring the entry back.
-    tombstones: HashMap<KernelId, u64>,
+    /// over different channels), so it must not bring the entry back. Dense: a million
+    /// deletes during one window (a table flushed while it is resynchronised) is a million
+    /// tombstones, and a `HashMap`'s doubling buckets made them the daemon's peak.
+    tombstones: DenseMap<KernelId, u64>,
     generation: u32,
     /// Kernel-side changes since the last [`State::take_touched`] (for the API view): keys
     /// whose kernel entry changed (with its ifindex), and keys whose entry went away. Two
