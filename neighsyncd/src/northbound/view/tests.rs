@@ -156,3 +156,8 @@ fn partitions_keep_the_same_key_apart_and_name_their_namespace() {
     assert!(v.get(&key()).is_none());
     assert!(v.get(&k1).is_some());
 }
+
+#[test]
+fn a_neighbor_costs_the_view_52_bytes() {
+    assert_eq!(std::mem::size_of::<(NeighKey, Facts)>(), 52);
+}
