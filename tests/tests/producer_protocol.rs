@@ -205,7 +205,13 @@ async fn the_read_back_applies_what_is_staged_but_not_consumed() {
     .await;
     let mut appdb = AppDb::new(&redis.db_url(0), 0, ":");
     appdb.connect().await.unwrap();
-    let got: BTreeMap<String, Told> = appdb.read_neighbors().await.unwrap().into_iter().collect();
+    let got: BTreeMap<String, Told> = appdb
+        .read_neighbors()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, t)| (k.to_string(), t))
+        .collect();
     let told = |m: &str| {
         Told::Value(NeighValue {
             mac: Mac::parse(m).unwrap(),
@@ -224,4 +230,109 @@ async fn the_read_back_applies_what_is_staged_but_not_consumed() {
         table.keys().collect::<Vec<_>>(),
         want.keys().collect::<Vec<_>>()
     );
+}
+
+/// A table larger than one SCAN page reads back whole and exactly: every key once, each as
+/// ours or (other fields, a family that is not one) as foreign; other tables are not read.
+#[tokio::test]
+async fn the_read_back_reads_every_scan_page_and_marks_foreign_entries() {
+    use neighsyncd::core::Told;
+    use neighsyncd::core::rules::{Mac, NeighValue};
+    use neighsyncd::sonic::appdb::AppDb;
+
+    neighsyncd_tests::require_tool(
+        "redis-server",
+        "the_read_back_reads_every_scan_page_and_marks_foreign_entries",
+    );
+    const N: u32 = 9_000;
+    let redis = RedisServer::start();
+    let mut c = redis.conn(0).await;
+    let mut want = BTreeMap::new();
+    let mut pipe = redis::pipe();
+    for i in 0..N {
+        let key = format!(
+            "Ethernet{}:10.{}.{}.{}",
+            i % 7,
+            i >> 16,
+            (i >> 8) & 255,
+            i & 255
+        );
+        let mac = format!("02:00:00:00:{:02x}:{:02x}", (i >> 8) & 255, i & 255);
+        let ipv6 = i % 3 == 0;
+        let family = if ipv6 { "IPv6" } else { "IPv4" };
+        pipe.cmd("HSET")
+            .arg(format!("NEIGH_TABLE:{key}"))
+            .arg("neigh")
+            .arg(&mac)
+            .arg("family")
+            .arg(family);
+        let told = Told::Value(NeighValue {
+            mac: Mac::parse(&mac).unwrap(),
+            ipv6,
+        });
+        want.insert(key, told);
+    }
+    for (key, fields) in [
+        (
+            "Ethernet0:10.200.0.1",
+            &[
+                ("neigh", "02:00:00:00:00:01"),
+                ("family", "IPv4"),
+                ("x", "y"),
+            ][..],
+        ),
+        (
+            "Ethernet0:10.200.0.2",
+            &[("neigh", "02:00:00:00:00:02"), ("family", "IP")][..],
+        ),
+        (
+            "Ethernet0:10.200.0.3",
+            &[("neigh", "not-a-mac"), ("family", "IPv4")][..],
+        ),
+    ] {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(format!("NEIGH_TABLE:{key}"));
+        for (f, v) in fields {
+            cmd.arg(*f).arg(*v);
+        }
+        pipe.add_command(cmd);
+        want.insert(key.to_string(), Told::Foreign);
+    }
+    // A key that is not `<ifname>:<ip>` is read too, as it is.
+    pipe.cmd("HSET")
+        .arg("NEIGH_TABLE:no-address")
+        .arg("neigh")
+        .arg("02:00:00:00:00:04")
+        .arg("family")
+        .arg("IPv4");
+    want.insert(
+        "no-address".to_string(),
+        Told::Value(NeighValue {
+            mac: Mac::parse("02:00:00:00:00:04").unwrap(),
+            ipv6: false,
+        }),
+    );
+    pipe.cmd("HSET")
+        .arg("ROUTE_TABLE:10.0.0.0/8")
+        .arg("nexthop")
+        .arg("x");
+    pipe.query_async::<()>(&mut c).await.unwrap();
+
+    let mut appdb = AppDb::new(&redis.db_url(0), 0, ":");
+    appdb.connect().await.unwrap();
+    let read = appdb.read_neighbors().await.unwrap();
+    assert_eq!(read.len(), want.len(), "each key once");
+    let got: BTreeMap<String, Told> = read.into_iter().map(|(k, t)| (k.to_string(), t)).collect();
+    let differ: Vec<_> = want
+        .iter()
+        .filter(|(k, t)| got.get(*k) != Some(t))
+        .map(|(k, t)| format!("{k}: want {t:?}, got {:?}", got.get(k)))
+        .chain(
+            got.keys()
+                .filter(|k| !want.contains_key(*k))
+                .map(|k| format!("{k}: not in APPL_DB")),
+        )
+        .take(10)
+        .collect();
+    assert!(differ.is_empty(), "the read-back differs: {differ:#?}");
 }

@@ -38,7 +38,7 @@ pub trait AppDbWriter: Send {
     /// its fields say (compact: at a million keys the read-back is one entry per neighbor).
     fn read_neighbors(
         &mut self,
-    ) -> impl Future<Output = Result<Vec<(String, Told)>, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<Vec<(crate::core::key::NeighKey, Told)>, Self::Error>> + Send;
     /// Whether the connection still answers.
     fn ping(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send;
     /// Drops all staged state (warm start only).

@@ -29,11 +29,24 @@ pub enum Told {
 
 impl Told {
     pub fn from_fields(fields: &Fields) -> Told {
-        let mac = fields.get("neigh").and_then(|m| Mac::parse(m));
-        let fam = fields.get("family").map(String::as_str);
-        match (mac, fam, fields.len()) {
-            (Some(mac), Some("IPv4"), 2) => Told::Value(NeighValue { mac, ipv6: false }),
-            (Some(mac), Some("IPv6"), 2) => Told::Value(NeighValue { mac, ipv6: true }),
+        Told::from_pairs(fields.iter().map(|(f, v)| (f.as_bytes(), v.as_bytes())))
+    }
+
+    /// From a hash's field/value pairs as Redis returns them (no map built: a read-back
+    /// parses a whole table of them).
+    pub fn from_pairs<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Told {
+        let (mut mac, mut family, mut n) = (None, None, 0);
+        for (field, value) in pairs {
+            n += 1;
+            match field {
+                b"neigh" => mac = std::str::from_utf8(value).ok().and_then(Mac::parse),
+                b"family" => family = Some(value),
+                _ => {}
+            }
+        }
+        match (mac, family, n) {
+            (Some(mac), Some(b"IPv4"), 2) => Told::Value(NeighValue { mac, ipv6: false }),
+            (Some(mac), Some(b"IPv6"), 2) => Told::Value(NeighValue { mac, ipv6: true }),
             _ => Told::Foreign,
         }
     }

@@ -73,7 +73,7 @@ impl Spec {
 }
 
 /// APPL_DB's neighbors as read back: each key, and what its fields say.
-type ReadBack = Vec<(String, Told)>;
+type ReadBack = Vec<(crate::core::key::NeighKey, Told)>;
 
 /// A namespace's sources running, its engine not yet started.
 pub(super) struct Started {

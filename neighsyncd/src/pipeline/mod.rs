@@ -105,7 +105,7 @@ pub struct Inputs {
     pub commands: Option<mpsc::UnboundedReceiver<Command>>,
     /// APPL_DB as read back while the sources were starting (a cold start reads it once,
     /// beside the eBPF program's loading): the first seeding read-back uses it.
-    pub read_back: Option<Vec<(String, crate::core::state::Told)>>,
+    pub read_back: Option<Vec<(crate::core::key::NeighKey, crate::core::state::Told)>>,
     /// Hot standby: the election's role for this daemon (`None`: the only writer).
     pub ha: Option<HaLink>,
 }
@@ -136,7 +136,7 @@ pub struct Pipeline<W: AppDbWriter = AppDb> {
     view: Option<ViewPart>,
     warm_plan: Option<WarmPlan>,
     warm: Option<WarmPhase>,
-    prefetched: Option<Vec<(String, crate::core::state::Told)>>,
+    prefetched: Option<Vec<(crate::core::key::NeighKey, crate::core::state::Told)>>,
     ha: Option<HaLink>,
     /// What this daemon is to APPL_DB (a standby writes nothing).
     role: Role,

@@ -8,6 +8,7 @@ use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 
 pub use super::producer::ProducerStateTable;
+use crate::core::key::NeighKey;
 pub use crate::core::ops::{Fields, Op};
 use crate::core::state::Told;
 
@@ -154,7 +155,7 @@ impl AppDb {
     /// The table is read as SCAN hands it over, a batch at a time, each key's fields turned
     /// into a [`Told`] at once: at a million keys the read-back costs one small entry per key,
     /// not every key's fields as strings (it runs at start and at every audit).
-    pub async fn read_neighbors(&mut self) -> Result<Vec<(String, Told)>, AppDbError> {
+    pub async fn read_neighbors(&mut self) -> Result<Vec<(NeighKey, Told)>, AppDbError> {
         let table_prefix = format!("{NEIGH_TABLE}{}", self.separator);
         let neigh = self.neigh.clone();
         let res = async {
@@ -171,38 +172,71 @@ impl AppDb {
             let mut held: HashMap<String, Fields> = HashMap::new();
             let pending_set: HashSet<&str> = pending.iter().map(String::as_str).collect();
             let mut out = Vec::new();
-            let mut cursor = 0u64;
-            loop {
-                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
+            let pattern = format!("{table_prefix}*");
+            let scan = |cursor: u64| {
+                let mut c = redis::cmd("SCAN");
+                c.arg(cursor)
                     .arg("MATCH")
-                    .arg(format!("{table_prefix}*"))
+                    .arg(&pattern)
                     .arg("COUNT")
-                    .arg(1000)
-                    .query_async(conn)
-                    .await?;
-                let values = hgetall_many(conn, keys.iter().cloned()).await?;
-                for (k, fields) in keys.into_iter().zip(values) {
+                    .arg(SCAN_COUNT);
+                c
+            };
+            let (mut next, mut keys): (u64, Vec<String>) = scan(0).query_async(conn).await?;
+            while !keys.is_empty() || next != 0 {
+                // A page's hashes, and the next page's SCAN in the same round trip.
+                let mut p = redis::pipe();
+                for k in &keys {
+                    p.cmd("HGETALL").arg(k);
+                }
+                if next != 0 {
+                    p.add_command(scan(next));
+                }
+                let mut replies: Vec<redis::Value> = p.query_async(conn).await?;
+                let following = match next {
+                    0 => None,
+                    _ => Some(
+                        redis::from_redis_value::<(u64, Vec<String>)>(
+                            replies.pop().unwrap_or_default(),
+                        )
+                        .map_err(redis::RedisError::from)?,
+                    ),
+                };
+                for (k, value) in keys.into_iter().zip(replies) {
                     let Some(key) = k.strip_prefix(&table_prefix) else {
                         continue;
                     };
                     if pending_set.contains(key) {
+                        let fields =
+                            redis::from_redis_value(value).map_err(redis::RedisError::from)?;
                         held.insert(key.to_string(), fields);
-                    } else if !fields.is_empty() {
-                        out.push((key.to_string(), Told::from_fields(&fields)));
+                        continue;
+                    }
+                    let Some(pairs) = value.as_map_iter() else {
+                        continue;
+                    };
+                    let mut pairs = pairs
+                        .map(|pair| match pair {
+                            (redis::Value::BulkString(f), redis::Value::BulkString(v)) => {
+                                (f.as_slice(), v.as_slice())
+                            }
+                            // Counted, so that the entry reads as not ours.
+                            _ => (&[][..], &[][..]),
+                        })
+                        .peekable();
+                    // Empty: deleted between the SCAN and the HGETALL.
+                    if pairs.peek().is_some() {
+                        out.push((NeighKey::from_appl_db(key), Told::from_pairs(pairs)));
                     }
                 }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
+                (next, keys) = following.unwrap_or_default();
             }
             let staged: Vec<(String, Fields)> = pending.iter().cloned().zip(staged).collect();
             for (key, fields) in super::producer::with_staged(held, staged, &deleted) {
-                out.push((key, Told::from_fields(&fields)));
+                out.push((NeighKey::from_appl_db(&key), Told::from_fields(&fields)));
             }
             // SCAN may return a key twice (it guarantees at least once): keep one.
-            out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            out.sort_unstable_by_key(|e| e.0);
             out.dedup_by(|a, b| a.0 == b.0);
             Ok(out)
         }
@@ -210,6 +244,9 @@ impl AppDb {
         self.check(res)
     }
 }
+
+/// Keys per SCAN page: each page's hashes are read in one pipelined round trip.
+const SCAN_COUNT: usize = 2048;
 
 async fn hgetall_many(
     conn: &mut MultiplexedConnection,
@@ -247,7 +284,7 @@ impl crate::core::control::AppDbWriter for AppDb {
         AppDb::write(self, route_dels, neigh_ops).await
     }
 
-    async fn read_neighbors(&mut self) -> Result<Vec<(String, Told)>, AppDbError> {
+    async fn read_neighbors(&mut self) -> Result<Vec<(NeighKey, Told)>, AppDbError> {
         AppDb::read_neighbors(self).await
     }
 

@@ -280,7 +280,7 @@ fn run(text: &str) -> (String, bool) {
                     .into_iter()
                     .map(|(k, f)| {
                         let t = Told::from_fields(&f.into_iter().collect::<HashMap<_, _>>());
-                        (k, t)
+                        (NeighKey::from_appl_db(&k), t)
                     })
                     .collect(),
                 seed,

@@ -26,7 +26,7 @@ pub enum Input {
     /// APPL_DB's NEIGH_TABLE as read back. `seed`: at start, it also seeds what APPL_DB should
     /// hold, so a restart rewrites nothing unchanged.
     ReadBack {
-        entries: Vec<(String, Told)>,
+        entries: Vec<(crate::core::key::NeighKey, Told)>,
         seed: bool,
     },
     /// A warm start: nothing is written until [`Input::WarmTimerFired`].

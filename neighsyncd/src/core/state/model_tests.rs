@@ -134,7 +134,8 @@ impl World {
             now: 1,
             lost: false,
         };
-        w.state.replace_told(HashMap::new(), true, 0);
+        w.state
+            .replace_told(Vec::<(NeighKey, Told)>::new(), true, 0);
         w.dump(&[]);
         w
     }
@@ -220,7 +221,8 @@ impl World {
             Step::RedisRestart => {
                 self.appl.clear();
                 let now = self.tick();
-                self.state.replace_told(HashMap::new(), false, now);
+                self.state
+                    .replace_told(Vec::<(NeighKey, Told)>::new(), false, now);
             }
             Step::DaemonRestart => {
                 self.state = State::default();

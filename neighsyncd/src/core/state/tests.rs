@@ -342,7 +342,7 @@ fn redis_restart_rewrites_everything_desired() {
     );
     flush(&mut s);
     // Redis came back empty.
-    s.replace_told(HashMap::new(), false, 5);
+    s.replace_told(Vec::<(NeighKey, Told)>::new(), false, 5);
     let mut ops = flush(&mut s);
     ops.sort_by(|a, b| a.key().cmp(b.key()));
     assert_eq!(
