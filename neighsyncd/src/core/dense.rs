@@ -137,6 +137,14 @@ impl<K: Hash + Eq, V> DenseMap<K, V> {
         Some(v)
     }
 
+    /// The entry at position `i` (0..len). A removal moves the last entry into the hole, so
+    /// a walk from the last position down can remove what it visits and still visit every
+    /// entry once.
+    pub fn entry_at(&self, i: usize) -> Option<(&K, &V)> {
+        let (k, v) = self.chunks.get(i / CHUNK)?.get(i % CHUNK)?;
+        Some((k, v))
+    }
+
     /// Removes every entry, and gives the memory back.
     pub fn clear(&mut self) {
         *self = DenseMap {
@@ -212,6 +220,29 @@ mod tests {
             expect.sort();
             prop_assert_eq!(all, expect);
         }
+    }
+
+    #[test]
+    fn a_walk_down_by_position_can_remove_what_it_visits() {
+        let mut m = DenseMap::default();
+        for k in 0..2 * CHUNK as u32 + 7 {
+            m.insert(k, k);
+        }
+        let mut visited = Vec::new();
+        for i in (0..m.len()).rev() {
+            let Some((&k, _)) = m.entry_at(i) else {
+                panic!("position {i} of {} is empty", m.len());
+            };
+            visited.push(k);
+            if k % 3 != 0 {
+                m.remove(&k);
+            }
+        }
+        visited.sort();
+        assert_eq!(visited, (0..2 * CHUNK as u32 + 7).collect::<Vec<_>>());
+        assert!(m.iter().all(|(k, _)| k % 3 == 0));
+        assert_eq!(m.len(), (2 * CHUNK + 7).div_ceil(3));
+        assert_eq!(m.entry_at(m.len()), None);
     }
 
     #[test]
