@@ -36,17 +36,7 @@ fn canary_ip() -> Ipv6Addr {
         Ok(()) => u32::from_be_bytes(b),
         Err(_) => std::process::id(),
     };
-    let s = IP.segments();
-    Ipv6Addr::new(
-        s[0],
-        s[1],
-        s[2],
-        s[3],
-        s[4],
-        s[5],
-        (r >> 16) as u16,
-        r as u16,
-    )
+    Ipv6Addr::from(u128::from(IP) | u128::from(r))
 }
 pub const MAC: [u8; 6] = [0x02, 0x6e, 0x73, 0x64, 0x00, 0x01];
 

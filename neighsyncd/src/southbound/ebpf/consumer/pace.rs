@@ -10,11 +10,11 @@
 use std::time::{Duration, Instant};
 
 /// Records per second above which the ring counts as busy ...
-pub(super) const BUSY_RATE: u64 = 40_000;
+const BUSY_RATE: u64 = 40_000;
 /// ... measured over windows this long ...
 const WINDOW: Duration = Duration::from_millis(10);
 /// ... and the pause between drains while it is ...
-pub(super) const PAUSE: Duration = Duration::from_millis(2);
+const PAUSE: Duration = Duration::from_millis(2);
 /// ... unless a drain found this many records: the consumer is behind (the pipeline is the
 /// bottleneck), and a pause would only idle the pipeline while the ring fills up.
 const BEHIND: usize = 1024;
