@@ -539,3 +539,41 @@ async fn netlink_and_ebpf_sources_end_with_the_same_appl_db() {
     }
     assert!(via_ebpf.contains_key("Ethernet0:10.0.0.70"));
 }
+
+/// The ring's data pages count once in the daemon's resident size: the kernel lets a reader
+/// map them twice in a row (so a wrapping record reads as one slice), and every page of both
+/// copies would count. A 4 MiB ring must cost 4 MiB of RSS (plus its two position pages).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ring_counts_once_in_the_daemons_resident_size() {
+    require_lab("the_ring_counts_once_in_the_daemons_resident_size");
+    const RING: u64 = 4 << 20;
+    let redis = RedisServer::start();
+    let lab = Lab::new();
+    let d = Daemon::start(
+        &lab.dut,
+        &redis,
+        &["--source", "ebpf", "--ebpf-ring-bytes", &RING.to_string()],
+    );
+    d.wait_ready(&lab.dut).await;
+    let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", d.pid())).unwrap();
+    let mut in_map = false;
+    let mut rss_kib = 0u64;
+    for line in smaps.lines() {
+        let head = line.split_whitespace().next().unwrap_or("");
+        if head.contains('-') && !head.ends_with(':') {
+            in_map = line.contains("bpf-map");
+        } else if in_map && head == "Rss:" {
+            rss_kib += line
+                .split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<u64>()
+                .unwrap();
+        }
+    }
+    let rss = rss_kib * 1024;
+    assert!(
+        (RING..=RING + 64 * 1024).contains(&rss),
+        "the eBPF maps' resident size is {rss} bytes for a {RING}-byte ring:\n{smaps}"
+    );
+}
