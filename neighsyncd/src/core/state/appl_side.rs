@@ -4,23 +4,6 @@
 use super::family_of;
 use super::*;
 
-/// An APPL_DB key as a read-back gives it: parsed already, or as Redis holds it.
-pub trait ApplKey {
-    fn appl_key(self) -> NeighKey;
-}
-
-impl ApplKey for NeighKey {
-    fn appl_key(self) -> NeighKey {
-        self
-    }
-}
-
-impl ApplKey for String {
-    fn appl_key(self) -> NeighKey {
-        NeighKey::from_appl_db(&self)
-    }
-}
-
 impl State {
     /// APPL_DB was read back (start, reconnect, audit): that is now what it was told. Every
     /// key either side knows is re-examined. With `seed_desired` (at start, when we know
@@ -34,14 +17,14 @@ impl State {
     /// Returns how many keys APPL_DB held differently from what we believed (drift).
     pub fn replace_told(
         &mut self,
-        told: impl IntoIterator<Item = (impl ApplKey, Told)>,
+        told: impl IntoIterator<Item = (NeighKey, Told)>,
         seed_desired: bool,
         now_ns: u64,
     ) -> usize {
         let mut drift = 0;
         // In place, without a second copy of the table: slots read back are flagged ...
         for (k, t) in told {
-            let slot = self.appl.get_or_insert_with(k.appl_key(), Default::default);
+            let slot = self.appl.get_or_insert_with(k, Default::default);
             if slot.told != Some(t) {
                 drift += 1;
             }

@@ -134,10 +134,17 @@ impl World {
             now: 1,
             lost: false,
         };
-        w.state
-            .replace_told(Vec::<(NeighKey, Told)>::new(), true, 0);
+        w.state.replace_told(Vec::new(), true, 0);
         w.dump(&[]);
         w
+    }
+
+    /// APPL_DB as a read-back hands it over.
+    fn read_back(&self) -> Vec<(NeighKey, Told)> {
+        self.appl
+            .iter()
+            .map(|(k, t)| (NeighKey::from_appl_db(k), *t))
+            .collect()
     }
 
     fn tick(&mut self) -> u64 {
@@ -207,7 +214,7 @@ impl World {
             // The connection is dropped; once back, APPL_DB is read back.
             self.state.abort(batch);
             let now = self.tick();
-            self.state.replace_told(self.appl.clone(), false, now);
+            self.state.replace_told(self.read_back(), false, now);
         } else {
             self.state.commit(batch);
         }
@@ -221,13 +228,12 @@ impl World {
             Step::RedisRestart => {
                 self.appl.clear();
                 let now = self.tick();
-                self.state
-                    .replace_told(Vec::<(NeighKey, Told)>::new(), false, now);
+                self.state.replace_told(Vec::new(), false, now);
             }
             Step::DaemonRestart => {
                 self.state = State::default();
                 let now = self.tick();
-                self.state.replace_told(self.appl.clone(), true, now);
+                self.state.replace_told(self.read_back(), true, now);
                 self.dump(&[]);
             }
         }

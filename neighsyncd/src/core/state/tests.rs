@@ -249,7 +249,12 @@ fn startup_writes_only_the_difference_with_appl_db() {
         "Ethernet0:10.0.0.5".to_string(),
         Told::from_fields(&f("garbage", "IPv4")),
     );
-    s.replace_told(told, true, 0);
+    s.replace_told(
+        told.into_iter()
+            .map(|(k, t)| (NeighKey::from_appl_db(&k), t)),
+        true,
+        0,
+    );
     s.dump_start(1, true);
     s.apply(
         &msg(
@@ -309,7 +314,10 @@ fn skipped_entries_keep_what_appl_db_holds_across_a_restart() {
     ]
     .into();
     s.replace_told(
-        [("Ethernet0:10.0.0.2".to_string(), Told::from_fields(&fields))],
+        [(
+            NeighKey::from_appl_db("Ethernet0:10.0.0.2"),
+            Told::from_fields(&fields),
+        )],
         true,
         0,
     );
@@ -342,7 +350,7 @@ fn redis_restart_rewrites_everything_desired() {
     );
     flush(&mut s);
     // Redis came back empty.
-    s.replace_told(Vec::<(NeighKey, Told)>::new(), false, 5);
+    s.replace_told(Vec::new(), false, 5);
     let mut ops = flush(&mut s);
     ops.sort_by(|a, b| a.key().cmp(b.key()));
     assert_eq!(
