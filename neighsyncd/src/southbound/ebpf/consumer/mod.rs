@@ -265,8 +265,13 @@ impl Consumer {
                     }
                 }
             }
-            let read_drops =
-                ticked || batch.len() >= LARGE_DRAIN || drops_read.elapsed() >= DROPS_EVERY;
+            // Records the reader had to skip are lost like the kernel's drops, and answered
+            // the same way.
+            let skipped = fd.get_mut().take_skipped();
+            let read_drops = skipped > 0
+                || ticked
+                || batch.len() >= LARGE_DRAIN
+                || drops_read.elapsed() >= DROPS_EVERY;
             if !batch.is_empty() || uncertain.count > 0 {
                 self.last_record = Instant::now();
             }
@@ -287,7 +292,7 @@ impl Consumer {
             if read_drops {
                 drops_read = Instant::now();
                 let total = drop_total(&self.drops);
-                let lost = total.saturating_sub(seen_drops);
+                let lost = total.saturating_sub(seen_drops) + skipped;
                 seen_drops = total;
                 if lost > 0 {
                     self.stats.drops.fetch_add(lost, Ordering::Relaxed);

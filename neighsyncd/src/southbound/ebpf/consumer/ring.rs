@@ -96,6 +96,8 @@ pub struct Ring {
     pos: usize,
     /// A wrapped record, made contiguous.
     scratch: Vec<u8>,
+    /// Stretches skipped as unreadable since the last [`Ring::take_skipped`]: events lost.
+    skipped: u64,
 }
 
 impl Ring {
@@ -120,6 +122,7 @@ impl Ring {
             size,
             pos: 0,
             scratch: Vec::new(),
+            skipped: 0,
         };
         ring.pos = ring.consumer_pos().load(Ordering::Acquire);
         Ok(ring)
@@ -141,9 +144,8 @@ impl Ring {
     }
 
     /// Calls `f` with every record written so far, in order, and hands their space back to
-    /// the kernel as it goes. Returns how many records there were.
-    pub fn read(&mut self, mut f: impl FnMut(&[u8])) -> usize {
-        let mut read = 0;
+    /// the kernel as it goes.
+    pub fn read(&mut self, mut f: impl FnMut(&[u8])) {
         let mask = self.size - 1;
         loop {
             // The kernel wakes the reader only when a record lands where the consumer position
@@ -152,7 +154,7 @@ impl Ring {
             std::sync::atomic::fence(Ordering::SeqCst);
             let produced = self.producer_pos();
             if self.pos >= produced {
-                return read;
+                return;
             }
             while self.pos < produced {
                 let at = self.pos & mask;
@@ -160,19 +162,21 @@ impl Ring {
                 let header =
                     unsafe { &*self.data().add(at).cast::<AtomicU32>() }.load(Ordering::Acquire);
                 if header & BUSY != 0 {
-                    return read;
+                    return;
                 }
                 let len = (header & !(BUSY | DISCARD)) as usize;
                 if len > self.size - HEADER {
                     // Not a record the kernel could have written: skip what the producer
-                    // says was written rather than read garbage forever.
+                    // says was written rather than read garbage forever, and say so (the
+                    // consumer answers it as a loss).
                     tracing::warn!(
                         len,
                         "eBPF ring record longer than the ring; skipping to the producer"
                     );
+                    self.skipped += 1;
                     self.pos = produced;
                     self.consumer_pos().store(self.pos, Ordering::Release);
-                    return read;
+                    return;
                 }
                 if header & DISCARD == 0 {
                     // SAFETY: the data mapping is `size` long; the kernel does not write a
@@ -184,12 +188,18 @@ impl Ring {
                         len,
                         &mut self.scratch,
                     ));
-                    read += 1;
                 }
                 self.pos += (HEADER + len).next_multiple_of(8);
                 self.consumer_pos().store(self.pos, Ordering::Release);
             }
         }
+    }
+}
+
+impl Ring {
+    /// How many unreadable stretches were skipped since the last call (each lost events).
+    pub fn take_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped)
     }
 }
 
