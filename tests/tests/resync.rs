@@ -195,3 +195,45 @@ async fn redis_restart_while_idle_is_noticed_and_repaired() {
     assert_eq!(orch.sync().await.len(), 4);
     assert!(d.metric(&lab.dut, "neighsyncd_redis_reconnects_total", "") >= 1.0);
 }
+
+/// Redis stops answering with a write out (SIGSTOP: the round trip hangs until its 10 s
+/// timeout) while the kernel keeps changing: the daemon keeps taking the kernel's events in
+/// meanwhile (they land in its state, not in the sources' queues, where a burst would
+/// overflow the ring or the socket), and writes the latest of each key once Redis answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_taken_in_while_a_write_is_out() {
+    require_lab("events_are_taken_in_while_a_write_is_out");
+    let redis = RedisServer::start();
+    let lab = Lab::new();
+    lab.dut.ip("addr add 10.100.0.1/14 dev Ethernet0");
+    let source = neighsyncd_tests::test_source();
+    let d = Daemon::start(&lab.dut, &redis, &["--source", source]);
+    d.wait_ready(&lab.dut).await;
+    let mut orch = Orchagent::new(redis.conn(0).await);
+    let new_events = || d.metric(&lab.dut, "neighsyncd_events_total", "kind=\"new\"");
+    let before = new_events();
+    redis.pause();
+    // The first event's write goes out and hangs; the rest arrive behind it.
+    lab.dut
+        .ip("neigh add 10.100.200.2 lladdr 02:00:00:00:99:02 dev Ethernet0 nud permanent");
+    lab.dut.batch(&burst(2_000, "Ethernet0", 0));
+    // Well within the round trip's 10 s timeout: a loop that waited for the answer would
+    // not have taken any of them in yet.
+    wait::until("the burst taken in", Duration::from_secs(8), async || {
+        let taken = new_events() - before;
+        if taken >= 2_001.0 {
+            Ok(())
+        } else {
+            Err(format!("{taken} of 2001 events taken in"))
+        }
+    })
+    .await;
+    redis.resume();
+    assert_converges(&mut orch, &lab, Duration::from_secs(30)).await;
+    assert_eq!(orch.sync().await.len(), 2_001);
+    assert_eq!(
+        d.metric(&lab.dut, "neighsyncd_redis_reconnects_total", ""),
+        0.0,
+        "the write was answered, not timed out"
+    );
+}

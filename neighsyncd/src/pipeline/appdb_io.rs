@@ -6,10 +6,11 @@ use std::time::Instant;
 
 use tracing::{Instrument, debug, warn};
 
-use super::Pipeline;
+use super::report::Reports;
+use super::{Pipeline, intake};
 use crate::core::appdb_link::AppDbReport;
 use crate::core::control::AppDbWriter;
-use crate::core::engine::Input;
+use crate::core::engine::{Input, Output};
 use crate::core::ops::Op;
 use crate::core::state::Batch;
 
@@ -38,7 +39,15 @@ impl<W: AppDbWriter> Pipeline<W> {
         }
     }
 
-    pub(super) async fn write(&mut self, batch: Batch) -> Input {
+    /// Writes `batch`; the kernel's events that arrive meanwhile are applied (see `intake`),
+    /// and what they leave for the pipeline comes back with the answer.
+    pub(super) async fn write(&mut self, batch: Batch) -> (Input, Vec<Output>) {
+        let mut later = Vec::new();
+        let input = self.write_taking_in(batch, &mut later).await;
+        (input, later)
+    }
+
+    async fn write_taking_in(&mut self, batch: Batch, later: &mut Vec<Output>) -> Input {
         let (n_sets, n_dels) = batch.ops.iter().fold((0, 0), |(s, d), op| match op {
             Op::Set { .. } => (s + 1, d),
             Op::Del { .. } => (s, d + 1),
@@ -56,11 +65,17 @@ impl<W: AppDbWriter> Pipeline<W> {
             dels = n_dels,
             routes = n_routes
         );
-        let result = self
-            .appdb
-            .write(&batch.route_dels, &batch.ops)
-            .instrument(span)
-            .await;
+        let result = {
+            let reports = Reports {
+                metrics: &self.metrics,
+                view: self.view.as_ref(),
+            };
+            let write = self
+                .appdb
+                .write(&batch.route_dels, &batch.ops)
+                .instrument(span);
+            intake::while_writing(write, &mut self.events, &mut self.engine, &reports, later).await
+        };
         match result {
             Ok(()) => {
                 let rtt = started.elapsed();

@@ -1,13 +1,14 @@
 //! The sync loop: source events -> rules -> state -> APPL_DB writer.
 //!
-//! One task owns the state and the APPL_DB connection. Each turn it writes everything dirty in
-//! one round trip, then takes the next chunk of events; while a round trip is in flight, events
-//! queue in the source channel, so batches grow with load (adaptive batching) and an idle
-//! daemon writes each event at once. Redis being down only stops the writing: events keep
-//! updating the state, and once Redis is back APPL_DB is read back and only the difference is
-//! written.
+//! One task owns the state and the APPL_DB connection. Each turn it writes what is due in one
+//! round trip; while the round trip is out it goes on taking the kernel's events into the state
+//! (`intake`), so what is due grows with load (adaptive batching), the sources' queues stay
+//! short, and an idle daemon writes each event at once. Redis being down only stops the
+//! writing: events keep updating the state, and once Redis is back APPL_DB is read back and
+//! only the difference is written.
 
 mod appdb_io;
+mod intake;
 mod report;
 mod standby;
 mod warm;
@@ -189,11 +190,14 @@ impl<W: AppDbWriter> Pipeline<W> {
     async fn drive(&mut self, input: Input) -> Result<(), PipelineError> {
         let mut queue = VecDeque::from([input]);
         while let Some(input) = queue.pop_front() {
-            for o in self.engine.handle(monotonic_ns(), input) {
+            let mut outputs = VecDeque::from(self.engine.handle(monotonic_ns(), input));
+            while let Some(o) = outputs.pop_front() {
                 match o {
                     Output::Write(batch) => {
-                        let result = self.write(batch).await;
+                        // Events taken in meanwhile leave what they could not carry out.
+                        let (result, later) = self.write(batch).await;
                         queue.push_back(result);
+                        outputs.extend(later);
                     }
                     Output::AppDb(AppDbOrder::ReadBack { seed }) => {
                         let result = self.read_back(seed).await;
@@ -215,8 +219,12 @@ impl<W: AppDbWriter> Pipeline<W> {
                         }
                     }
                     Output::Dump(cause) => self.sources.request_resync(cause),
-                    Output::Count(c) => self.count(c),
-                    Output::Note(n) => report::log_note(n),
+                    o @ (Output::Count(_)
+                    | Output::Note(_)
+                    | Output::Kernel { .. }
+                    | Output::KernelGone(_)) => {
+                        self.reports().carry_out(o);
+                    }
                     Output::Synced { neighbors, links } => {
                         self.health.set_source_synced(true);
                         info!(neighbors, links, "initial kernel dump applied");
@@ -229,8 +237,6 @@ impl<W: AppDbWriter> Pipeline<W> {
                     Output::Followed { key, value } => self.followed(key, value),
                     Output::ApplReloaded => self.appl_reloaded(),
                     Output::Gauges => self.publish_gauges(),
-                    Output::KernelGone(keys) => self.kernel_gone(keys),
-                    Output::Kernel { key, side } => self.kernel_side(key, side),
                 }
             }
         }

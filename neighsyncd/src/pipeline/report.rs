@@ -5,34 +5,19 @@ use tracing::{debug, info, warn};
 
 use super::Pipeline;
 use crate::core::control::AppDbWriter;
-use crate::core::engine::{Count, Note};
+use crate::core::engine::{Count, Note, Output};
 use crate::core::key::NeighKey;
 use crate::core::state::Told;
+use crate::northbound::view::ViewPart;
 use crate::runtime::log_throttle;
 use crate::southbound::monotonic_ns;
+use crate::telemetry::metrics::Metrics;
 
 impl<W: AppDbWriter> Pipeline<W> {
-    pub(super) fn count(&self, c: Count) {
-        let m = &self.metrics;
-        match c {
-            Count::Event(source, kind) => m.events.with_label_values(&[source, kind]).inc(),
-            Count::UnknownIfindex => m.unknown_ifindex.inc(),
-            Count::Corrections(side, n) => {
-                m.resync_corrections.with_label_values(&[side]).inc_by(n)
-            }
-            Count::Set => m.decisions.with_label_values(&["set"]).inc(),
-            Count::Del => m.decisions.with_label_values(&["del"]).inc(),
-            Count::Skip(r) => {
-                m.decisions.with_label_values(&["skip"]).inc();
-                m.skips.with_label_values(&[r.as_str()]).inc();
-            }
-            Count::Resync(cause) => m.resync(cause),
-            Count::Malformed(reason) => m.malformed(reason),
-            Count::NoopSuppressed(n) => m.noop_suppressed.inc_by(n),
-            Count::SourceFailure(source, action) => {
-                m.source_failures.with_label_values(&[source, action]).inc()
-            }
-            Count::AppDbReconnect => m.redis_reconnects.inc(),
+    pub(super) fn reports(&self) -> Reports<'_> {
+        Reports {
+            metrics: &self.metrics,
+            view: self.view.as_ref(),
         }
     }
 
@@ -60,25 +45,6 @@ impl<W: AppDbWriter> Pipeline<W> {
         }
     }
 
-    /// The kernel side of a neighbor, for the view (`None`: gone).
-    pub(super) fn kernel_side(&self, key: NeighKey, side: Option<crate::core::neigh::KernelSide>) {
-        if let Some(view) = &self.view {
-            match side {
-                Some(side) => view.kernel_update(key, side),
-                None => view.kernel_remove(key),
-            }
-        }
-    }
-
-    /// Neighbors the kernel no longer has, for the view.
-    pub(super) fn kernel_gone(&self, keys: Vec<NeighKey>) {
-        if let Some(view) = &self.view {
-            for key in keys {
-                view.kernel_remove(key);
-            }
-        }
-    }
-
     /// What APPL_DB holds changed wholesale (a read-back).
     pub(super) fn appl_reloaded(&self) {
         if let Some(view) = &self.view {
@@ -101,6 +67,71 @@ impl<W: AppDbWriter> Pipeline<W> {
             m.neighbors_by_interface
                 .with_label_values(&[ifname.as_str()])
                 .set(*n);
+        }
+    }
+}
+
+/// The reports a kernel event can make that need neither APPL_DB nor the engine: counts, log
+/// lines and the view's kernel side. They are carried out at once even while a round trip is
+/// out (see `intake`).
+pub(super) struct Reports<'a> {
+    pub(super) metrics: &'a Metrics,
+    pub(super) view: Option<&'a ViewPart>,
+}
+
+impl Reports<'_> {
+    /// Carries out `o` if it is one of these; hands it back otherwise.
+    pub(super) fn carry_out(&self, o: Output) -> Option<Output> {
+        match o {
+            Output::Count(c) => self.count(c),
+            Output::Note(n) => log_note(n),
+            Output::Kernel { key, side } => self.kernel_side(key, side),
+            Output::KernelGone(keys) => self.kernel_gone(keys),
+            other => return Some(other),
+        }
+        None
+    }
+
+    fn count(&self, c: Count) {
+        let m = self.metrics;
+        match c {
+            Count::Event(source, kind) => m.events.with_label_values(&[source, kind]).inc(),
+            Count::UnknownIfindex => m.unknown_ifindex.inc(),
+            Count::Corrections(side, n) => {
+                m.resync_corrections.with_label_values(&[side]).inc_by(n)
+            }
+            Count::Set => m.decisions.with_label_values(&["set"]).inc(),
+            Count::Del => m.decisions.with_label_values(&["del"]).inc(),
+            Count::Skip(r) => {
+                m.decisions.with_label_values(&["skip"]).inc();
+                m.skips.with_label_values(&[r.as_str()]).inc();
+            }
+            Count::Resync(cause) => m.resync(cause),
+            Count::Malformed(reason) => m.malformed(reason),
+            Count::NoopSuppressed(n) => m.noop_suppressed.inc_by(n),
+            Count::SourceFailure(source, action) => {
+                m.source_failures.with_label_values(&[source, action]).inc()
+            }
+            Count::AppDbReconnect => m.redis_reconnects.inc(),
+        }
+    }
+
+    /// The kernel side of a neighbor, for the view (`None`: gone).
+    fn kernel_side(&self, key: NeighKey, side: Option<crate::core::neigh::KernelSide>) {
+        if let Some(view) = self.view {
+            match side {
+                Some(side) => view.kernel_update(key, side),
+                None => view.kernel_remove(key),
+            }
+        }
+    }
+
+    /// Neighbors the kernel no longer has, for the view.
+    fn kernel_gone(&self, keys: Vec<NeighKey>) {
+        if let Some(view) = self.view {
+            for key in keys {
+                view.kernel_remove(key);
+            }
         }
     }
 }

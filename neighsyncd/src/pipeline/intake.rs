@@ -1,0 +1,53 @@
+//! Kernel events taken in while an APPL_DB round trip is out.
+//!
+//! A round trip takes milliseconds, and a burst brings tens of thousands of events a second.
+//! A loop that waited for each answer before it read on left the events waiting in the
+//! sources' queues meanwhile: in the channel (a heap copy of each, 64 bytes), in the eBPF ring
+//! (which overflows, and a resync follows), in the netlink socket (ENOBUFS, the same). Taken
+//! in at once, they land in the state, which keeps one slot per key however often the key
+//! changes, and the next batch writes the latest of each.
+//!
+//! The engine is ready for it: it takes no second batch until the first is answered, and a key
+//! an event marks due while its write is out stays due after the answer (`State::commit`).
+
+use std::future::Future;
+
+use tokio::sync::mpsc;
+
+use super::report::Reports;
+use crate::core::engine::{Engine, Input, Output};
+use crate::core::neigh::SourceEvent;
+use crate::southbound::monotonic_ns;
+
+/// Events read off the channel at a time while a write is out.
+const CHUNK: usize = 256;
+
+/// Awaits `write`, applying the events that arrive meanwhile to `engine`. Their counts, log
+/// lines and view updates are carried out at once; what needs the pipeline itself (rare: a
+/// resync to ask for, a source to switch) is left in `later`, in order.
+pub(super) async fn while_writing<F: Future>(
+    write: F,
+    events: &mut mpsc::Receiver<SourceEvent>,
+    engine: &mut Engine,
+    reports: &Reports<'_>,
+    later: &mut Vec<Output>,
+) -> F::Output {
+    tokio::pin!(write);
+    let mut buf = Vec::new();
+    // A closed channel is the main loop's to notice.
+    let mut open = true;
+    loop {
+        tokio::select! {
+            biased;
+            r = &mut write => return r,
+            n = events.recv_many(&mut buf, CHUNK), if open => {
+                open = n > 0;
+                for ev in buf.drain(..) {
+                    for o in engine.handle(monotonic_ns(), Input::Kernel(ev)) {
+                        later.extend(reports.carry_out(o));
+                    }
+                }
+            }
+        }
+    }
+}
