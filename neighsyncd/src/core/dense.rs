@@ -20,6 +20,9 @@ pub struct DenseMap<K, V> {
     len: usize,
     index: HashTable<u32>,
     hasher: foldhash::fast::RandomState,
+    /// Bit `i`: the entry at position `i` is flagged.
+    flags: Vec<u64>,
+    flagged: usize,
 }
 
 impl<K, V> Default for DenseMap<K, V> {
@@ -29,6 +32,8 @@ impl<K, V> Default for DenseMap<K, V> {
             len: 0,
             index: HashTable::new(),
             hasher: foldhash::fast::RandomState::default(),
+            flags: Vec::new(),
+            flagged: 0,
         }
     }
 }
@@ -70,11 +75,74 @@ impl<K: Hash + Eq, V> DenseMap<K, V> {
 
     /// The value at `k`, inserted with `f` if there is none.
     pub fn get_or_insert_with(&mut self, k: K, f: impl FnOnce() -> V) -> &mut V {
-        let i = match self.position(&k) {
+        let i = self.position_or_insert_with(k, f);
+        &mut self.at_mut(i).1
+    }
+
+    /// The position of `k`, inserted with `f` if it is not there.
+    pub fn position_or_insert_with(&mut self, k: K, f: impl FnOnce() -> V) -> u32 {
+        match self.position(&k) {
             Some(i) => i,
             None => self.push(k, f()),
-        };
-        &mut self.at_mut(i).1
+        }
+    }
+
+    /// How many entries are flagged.
+    pub fn flagged(&self) -> usize {
+        self.flagged
+    }
+
+    fn bit(i: u32) -> (usize, u64) {
+        (i as usize / 64, 1 << (i % 64))
+    }
+
+    /// Flags the entry at `i` (a position below `len`); false if it already was.
+    pub fn flag_at(&mut self, i: u32) -> bool {
+        let (w, b) = Self::bit(i);
+        match self.flags.get_mut(w) {
+            Some(x) if *x & b == 0 && (i as usize) < self.len => {
+                *x |= b;
+                self.flagged += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Clears the entry at `i`'s flag; false if it had none.
+    pub fn unflag_at(&mut self, i: u32) -> bool {
+        let (w, b) = Self::bit(i);
+        match self.flags.get_mut(w) {
+            Some(x) if *x & b != 0 => {
+                *x &= !b;
+                self.flagged -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The first flagged position at or after `from`.
+    pub fn next_flagged(&self, from: u32) -> Option<u32> {
+        if self.flagged == 0 {
+            return None;
+        }
+        let (mut w, _) = Self::bit(from);
+        let mut word = self.flags.get(w)? & (u64::MAX << (from % 64));
+        loop {
+            if word != 0 {
+                return Some((w * 64) as u32 + word.trailing_zeros());
+            }
+            w += 1;
+            word = *self.flags.get(w)?;
+        }
+    }
+
+    /// The entry at position `i`, to change its value.
+    pub fn entry_at_mut(&mut self, i: u32) -> Option<(&K, &mut V)> {
+        let i = i as usize;
+        let (k, v) = self.chunks.get_mut(i / CHUNK)?.get_mut(i % CHUNK)?;
+        Some((&*k, v))
     }
 
     /// Inserts or replaces; returns the value replaced.
@@ -98,6 +166,9 @@ impl<K: Hash + Eq, V> DenseMap<K, V> {
             c.push((k, v));
         }
         self.len += 1;
+        if self.flags.len() * 64 < self.len {
+            self.flags.push(0);
+        }
         let (chunks, hasher) = (&self.chunks, &self.hasher);
         self.index.insert_unique(hash, i, |&j| {
             let j = j as usize;
@@ -126,6 +197,14 @@ impl<K: Hash + Eq, V> DenseMap<K, V> {
         }
         self.len -= 1;
         let last = u32::try_from(self.len).unwrap_or(u32::MAX);
+        // The flag goes with its entry: the one at `i` leaves, the last one moves to `i`.
+        self.unflag_at(i);
+        if self.unflag_at(last) {
+            self.flag_at(i);
+        }
+        if self.flags.len() > self.len.div_ceil(64) + 1 {
+            self.flags.truncate(self.len.div_ceil(64));
+        }
         if i == last {
             return Some(tail.1);
         }
@@ -193,11 +272,22 @@ mod tests {
 
         /// The same operations on a `HashMap` and a dense map leave the same entries.
         #[test]
-        fn behaves_as_a_hash_map(ops in prop::collection::vec((0u8..5, 0u32..3000, any::<u16>()), 1..12_000)) {
+        fn behaves_as_a_hash_map(ops in prop::collection::vec((0u8..7, 0u32..3000, any::<u16>()), 1..12_000)) {
             let mut want = HashMap::new();
+            let mut want_flagged = std::collections::HashSet::new();
             let mut got = DenseMap::default();
             for (op, k, v) in ops {
                 match op {
+                    5 => {
+                        if let Some(i) = got.position(&k) {
+                            prop_assert_eq!(got.flag_at(i), want_flagged.insert(k));
+                        }
+                    }
+                    6 => {
+                        if let Some(i) = got.position(&k) {
+                            prop_assert_eq!(got.unflag_at(i), want_flagged.remove(&k));
+                        }
+                    }
                     0 | 1 => prop_assert_eq!(got.insert(k, v), want.insert(k, v)),
                     2 => {
                         let g = got.get_or_insert_with(k, || v);
@@ -211,9 +301,22 @@ mod tests {
                         want.retain(|k, _| k % 7 != v as u32 % 7);
                     }
                 }
+                want_flagged.retain(|k| want.contains_key(k));
                 prop_assert_eq!(got.get(&k), want.get(&k));
                 prop_assert_eq!(got.len(), want.len());
+                prop_assert_eq!(got.flagged(), want_flagged.len());
             }
+            // The flags moved with their entries.
+            let mut flagged = Vec::new();
+            let mut from = 0;
+            while let Some(i) = got.next_flagged(from) {
+                flagged.push(got.at(i).0);
+                from = i + 1;
+            }
+            flagged.sort();
+            let mut expect_flagged: Vec<_> = want_flagged.into_iter().collect();
+            expect_flagged.sort();
+            prop_assert_eq!(flagged, expect_flagged);
             let mut all: Vec<_> = got.iter().map(|(k, v)| (*k, *v)).collect();
             all.sort();
             let mut expect: Vec<_> = want.into_iter().collect();

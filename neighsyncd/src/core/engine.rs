@@ -368,9 +368,9 @@ impl Engine {
         for ifname in sorted_difference(&old.link_local, &self.snapshot.link_local) {
             let id = IfName::new(&ifname);
             let withdrawn = self.state.withdraw(
-                |(_, ip), e| {
+                |kid, e| {
                     e.ifname == id
-                        && matches!(ip, std::net::IpAddr::V6(a) if super::rules::is_v6_link_local(a))
+                        && matches!(kid.ip(), std::net::IpAddr::V6(a) if super::rules::is_v6_link_local(&a))
                 },
                 SkipReason::LinkLocalV6Disabled,
                 now,

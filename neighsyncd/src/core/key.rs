@@ -2,7 +2,7 @@
 //! (`<ifname>:<ip>` without the string), and a link-layer address kept inline.
 //!
 //! At a million neighbors every byte per neighbor is a megabyte: an interface name is one of a
-//! few thousand, so it is stored once and referred to by a 4-byte id; a key is 24 bytes
+//! few thousand, so it is stored once and referred to by a 4-byte id; a key is 20 bytes
 //! instead of a ~40-byte heap string; a MAC is 8 bytes inline (unaligned) instead of a heap `Vec`.
 
 use std::collections::HashMap;
@@ -104,27 +104,83 @@ impl fmt::Debug for IfName {
 
 /// Marks a [`NeighKey`] that is not `<ifname>:<ip>`: its name part holds the key whole.
 const RAW: u32 = 1 << 31;
-/// The bits of an [`IfName`] id that name it; above them, a key's partition (below RAW).
-const NAME_MASK: u32 = (1 << 24) - 1;
+/// The bits of an [`IfName`] id that name it (2^23 names: 8 million interfaces). Above them,
+/// in a key: [`V6`], then the key's partition, then RAW.
+const NAME_MASK: u32 = (1 << 23) - 1;
+/// In a key: the address is IPv6.
+const V6: u32 = 1 << 23;
 const PART_SHIFT: u32 = 24;
-const PART_MASK: u32 = !NAME_MASK & !RAW;
+const PART_MASK: u32 = !(NAME_MASK | V6 | RAW);
 /// How many partitions (namespaces served by one process) a key can tell apart.
 pub const PARTITIONS: usize = 1 << (31 - PART_SHIFT);
 
 /// A `NEIGH_TABLE` key, `<ifname>:<ip>`, as a value. Ordered by interface (in the order
-/// names were first seen), then address.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// names were first seen), then address (IPv4 first).
+///
+/// 20 bytes, aligned to 4: the name's id, whose spare bits say the partition, RAW and
+/// whether the address is IPv6, and the address's 16 bytes (IPv4 in the first 4). An
+/// `(IfName, IpAddr)` is 24: the `IpAddr`'s tag is a 17th byte, padded to 4.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct NeighKey {
-    pub ifname: IfName,
-    pub ip: IpAddr,
+    id: NonZeroU32,
+    addr: [u8; 16],
+}
+
+/// An address as 16 bytes (IPv4 in the first 4) and whether it is IPv6.
+pub(crate) fn addr_bytes(ip: IpAddr) -> ([u8; 16], bool) {
+    match ip {
+        IpAddr::V4(a) => {
+            let mut b = [0; 16];
+            b[..4].copy_from_slice(&a.octets());
+            (b, false)
+        }
+        IpAddr::V6(a) => (a.octets(), true),
+    }
+}
+
+/// The address `addr_bytes` made.
+pub(crate) fn addr_of(b: &[u8; 16], v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(std::net::Ipv6Addr::from(*b))
+    } else {
+        IpAddr::V4(std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+    }
+}
+
+impl Ord for NeighKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let order = |k: &NeighKey| (k.id.get() & !V6, k.id.get() & V6, k.addr);
+        order(self).cmp(&order(other))
+    }
+}
+
+impl PartialOrd for NeighKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl NeighKey {
-    pub fn new(ifname: &str, ip: IpAddr) -> NeighKey {
+    /// The key of `ip` on the interface `ifname` (in `ifname`'s partition, if it has one).
+    pub fn of(ifname: IfName, ip: IpAddr) -> NeighKey {
+        let (addr, v6) = addr_bytes(ip);
         NeighKey {
-            ifname: IfName::new(ifname),
-            ip,
+            id: ifname.0 | if v6 { V6 } else { 0 },
+            addr,
         }
+    }
+
+    pub fn new(ifname: &str, ip: IpAddr) -> NeighKey {
+        NeighKey::of(IfName::new(ifname), ip)
+    }
+
+    /// The interface (with the key's partition and RAW bits).
+    pub fn ifname(&self) -> IfName {
+        IfName(NonZeroU32::new(self.id.get() & !V6).unwrap_or(NonZeroU32::MIN))
+    }
+
+    pub fn ip(&self) -> IpAddr {
+        addr_of(&self.addr, self.id.get() & V6 != 0)
     }
 
     /// Reads `<ifname>:<ip>`, interning the name (keys from APPL_DB or the kernel's side).
@@ -137,15 +193,17 @@ impl NeighKey {
     /// A key APPL_DB holds: `<ifname>:<ip>`, or else (a key someone else wrote, which the
     /// daemon still has to account for) the key whole, as a raw key.
     pub fn from_appl_db(key: &str) -> NeighKey {
-        NeighKey::parse(key).unwrap_or_else(|| NeighKey {
-            ifname: IfName(IfName::new(key).0 | RAW),
-            ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        NeighKey::parse(key).unwrap_or_else(|| {
+            NeighKey::of(
+                IfName(IfName::new(key).0 | RAW),
+                IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            )
         })
     }
 
     /// Not a neighbor's key (see [`NeighKey::from_appl_db`]).
     pub fn is_raw(&self) -> bool {
-        self.ifname.0.get() & RAW != 0
+        self.id.get() & RAW != 0
     }
 
     /// This key in partition `part` (the namespace it is of, when one process serves several):
@@ -155,34 +213,69 @@ impl NeighKey {
         let part = u32::try_from(part)
             .ok()
             .filter(|p| (*p as usize) < PARTITIONS)?;
-        let id = (self.ifname.0.get() & !PART_MASK) | (part << PART_SHIFT);
+        let id = (self.id.get() & !PART_MASK) | (part << PART_SHIFT);
         Some(NeighKey {
-            ifname: IfName(NonZeroU32::new(id)?),
-            ip: self.ip,
+            id: NonZeroU32::new(id)?,
+            addr: self.addr,
         })
     }
 
     /// The partition this key is in (0 unless put in another).
     pub fn partition(&self) -> usize {
-        ((self.ifname.0.get() & PART_MASK) >> PART_SHIFT) as usize
+        ((self.id.get() & PART_MASK) >> PART_SHIFT) as usize
     }
 
     /// Reads `<ifname>:<ip>` without interning: `None` if no such interface was ever seen.
     pub fn parse_existing(key: &str) -> Option<NeighKey> {
         let (ifname, ip) = key.split_once(':')?;
-        Some(NeighKey {
-            ifname: IfName::existing(ifname)?,
-            ip: ip.parse().ok()?,
+        Some(NeighKey::of(IfName::existing(ifname)?, ip.parse().ok()?))
+    }
+}
+
+/// A kernel neighbor's identity: its interface's index and its address, in 20 bytes as a
+/// [`NeighKey`] is. The kernel's ifindex is a positive `int`: its top bit says IPv6 here.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KernelId {
+    ifindex: u32,
+    addr: [u8; 16],
+}
+
+const ID_V6: u32 = 1 << 31;
+
+impl KernelId {
+    /// `None` for an ifindex no kernel gives (above `i32::MAX`).
+    pub fn new(ifindex: u32, ip: IpAddr) -> Option<KernelId> {
+        if ifindex & ID_V6 != 0 {
+            return None;
+        }
+        let (addr, v6) = addr_bytes(ip);
+        Some(KernelId {
+            ifindex: ifindex | if v6 { ID_V6 } else { 0 },
+            addr,
         })
+    }
+
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex & !ID_V6
+    }
+
+    pub fn ip(&self) -> IpAddr {
+        addr_of(&self.addr, self.ifindex & ID_V6 != 0)
+    }
+}
+
+impl fmt::Debug for KernelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "({}, {})", self.ifindex(), self.ip())
     }
 }
 
 impl fmt::Display for NeighKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_raw() {
-            return write!(f, "{}", self.ifname);
+            return write!(f, "{}", self.ifname());
         }
-        write!(f, "{}:{}", self.ifname, self.ip)
+        write!(f, "{}:{}", self.ifname(), self.ip())
     }
 }
 
@@ -282,7 +375,7 @@ mod tests {
             None
         );
         assert_eq!(NeighKey::parse("Ethernet0-key-test:not-an-ip"), None);
-        assert!(std::mem::size_of::<NeighKey>() <= 24);
+        assert_eq!(std::mem::size_of::<NeighKey>(), 20);
         let raw = NeighKey::from_appl_db("no-address-here");
         assert!(raw.is_raw() && !k.is_raw());
         assert_eq!(raw.to_string(), "no-address-here");

@@ -9,7 +9,7 @@
 //! (a REACHABLE/STALE flap with the same MAC writes nothing), and "write only the difference"
 //! for resyncs, Redis reconnects and restarts alike. Pure: no I/O.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use crate::core::dense::DenseMap;
@@ -27,31 +27,6 @@ pub enum Told {
     Foreign,
 }
 
-impl Told {
-    pub fn from_fields(fields: &Fields) -> Told {
-        Told::from_pairs(fields.iter().map(|(f, v)| (f.as_bytes(), v.as_bytes())))
-    }
-
-    /// From a hash's field/value pairs as Redis returns them (no map built: a read-back
-    /// parses a whole table of them).
-    pub fn from_pairs<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Told {
-        let (mut mac, mut family, mut n) = (None, None, 0);
-        for (field, value) in pairs {
-            n += 1;
-            match field {
-                b"neigh" => mac = std::str::from_utf8(value).ok().and_then(Mac::parse),
-                b"family" => family = Some(value),
-                _ => {}
-            }
-        }
-        match (mac, family, n) {
-            (Some(mac), Some(b"IPv4"), 2) => Told::Value(NeighValue { mac, ipv6: false }),
-            (Some(mac), Some(b"IPv6"), 2) => Told::Value(NeighValue { mac, ipv6: true }),
-            _ => Told::Foreign,
-        }
-    }
-}
-
 /// The outcome of the rules for a kernel entry, kept for the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -60,11 +35,12 @@ pub enum Verdict {
     Skip(SkipReason),
 }
 
-/// A kernel neighbor's identity: (ifindex, address).
-pub type KernelId = (u32, IpAddr);
+pub use crate::core::key::KernelId;
 
-/// What the state keeps of a kernel neighbor (its id is the map's key).
-#[derive(Debug, Clone)]
+/// What the state keeps of a kernel neighbor (its id is the map's key). 28 bytes, aligned to
+/// 4 (`packed(4)`: the one u64 would otherwise pad it to 32, 4 MB at a million).
+#[derive(Debug, Clone, Copy)]
+#[repr(C, packed(4))]
 pub struct KernelEntry {
     /// The interface name when the entry was last heard of (its APPL_DB key's first part).
     pub ifname: IfName,
@@ -72,7 +48,8 @@ pub struct KernelEntry {
     /// NUD state bits.
     pub state: u16,
     pub verdict: Verdict,
-    pub flags: u32,
+    /// NTF_* flags (the kernel's `ndm_flags` is 8 bits).
+    pub flags: u8,
     /// CLOCK_MONOTONIC of the last live event for this entry (0: none).
     pub last_event_ns: u64,
     /// The dump generation that last saw the entry.
@@ -81,10 +58,7 @@ pub struct KernelEntry {
 
 impl KernelEntry {
     pub fn key(&self, id: &KernelId) -> NeighKey {
-        NeighKey {
-            ifname: self.ifname,
-            ip: id.1,
-        }
+        NeighKey::of(self.ifname, id.ip())
     }
 }
 
@@ -101,18 +75,20 @@ impl KernelEntry {
         Heard {
             lladdr: self.lladdr.get(),
             state: self.state,
-            flags: self.flags,
+            flags: u32::from(self.flags),
         }
     }
 }
 
 /// One APPL_DB key: what it should hold, what it was told, and whether that is due a write.
-/// A key with none of these is dropped.
+/// A key with none of these is dropped. 24 bytes aligned to 4 (`packed(4)`), so that with its
+/// 20-byte key it takes 44, not 48.
 #[derive(Debug, Clone, Copy, Default)]
+#[repr(C, packed(4))]
 struct ApplSlot {
     desired: Option<NeighValue>,
     told: Option<Told>,
-    /// Queued in `State::dirty`, since `since` (CLOCK_MONOTONIC).
+    /// Due a write since `since` (CLOCK_MONOTONIC); its position is flagged in `State::appl`.
     dirty: bool,
     /// Scratch for whole-table passes (a dump's sweep, a read-back); false between them.
     scratch: bool,
@@ -173,15 +149,20 @@ pub struct Touched {
     pub changed: Vec<(NeighKey, u32)>,
 }
 
+// What a neighbor costs the state: at a million, every byte is a megabyte.
+const _: () = assert!(std::mem::size_of::<(KernelId, KernelEntry)>() == 48);
+const _: () = assert!(std::mem::size_of::<(NeighKey, ApplSlot)>() == 44);
+
 /// Memory is a design constraint here (a million neighbors on a switch CPU): a kernel entry is
-/// ~48 bytes under a 24-byte id, an APPL_DB key ~24 bytes under a 24-byte key, with no heap
-/// allocation of their own (names are interned, MACs inline).
+/// 48 bytes with its id, an APPL_DB key 44 with its key, with no heap allocation of their own
+/// (names are interned, MACs inline); a key due a write is a bit.
 #[derive(Debug, Default)]
 pub struct State {
     kernel: DenseMap<KernelId, KernelEntry>,
     appl: DenseMap<NeighKey, ApplSlot>,
-    /// Dirty keys, oldest first (each once: its slot says it is queued).
-    dirty: VecDeque<NeighKey>,
+    /// Where the writer's next look for dirty keys begins: it goes round the table's flagged
+    /// positions (a dirty key is a flag on its slot's position, no queue of keys).
+    due_cursor: u32,
     route_dels: Vec<String>,
     dump: Option<DumpWindow>,
     /// Entries a live event deleted while a dump window was open, and when: a dump message
@@ -225,7 +206,7 @@ impl State {
     }
 
     pub fn kernel_entry(&self, ifindex: u32, ip: &IpAddr) -> Option<&KernelEntry> {
-        self.kernel.get(&(ifindex, *ip))
+        self.kernel.get(&KernelId::new(ifindex, *ip)?)
     }
 
     /// What APPL_DB holds, as far as we know.
@@ -266,7 +247,7 @@ impl State {
     }
 
     pub fn pending(&self) -> usize {
-        self.dirty.len() + self.route_dels.len()
+        self.appl.flagged() + self.route_dels.len()
     }
 
     /// Records kernel-side changes for [`State::take_touched`] (off by default: costs a
@@ -286,18 +267,9 @@ impl State {
     fn touch(&mut self, key: NeighKey, id: Option<KernelId>) {
         if self.track_touched {
             match id {
-                Some((ifindex, _)) => self.touched.push((key, ifindex)),
+                Some(id) => self.touched.push((key, id.ifindex())),
                 None => self.gone.push(key),
             }
-        }
-    }
-
-    fn mark(&mut self, key: NeighKey, now_ns: u64) {
-        let slot = self.appl.get_or_insert_with(key, Default::default);
-        if !slot.dirty {
-            slot.dirty = true;
-            slot.since = now_ns;
-            self.dirty.push_back(key);
         }
     }
 
@@ -310,7 +282,11 @@ impl State {
         now_ns: u64,
     ) -> Applied {
         let mut applied = Applied::default();
-        let id = (msg.ifindex, msg.ip);
+        let Some(id) = KernelId::new(msg.ifindex, msg.ip) else {
+            // No kernel gives such an index: counted as unknown, and skipped.
+            applied.unknown_ifindex = true;
+            return applied;
+        };
         let live_ts = match msg.origin {
             Origin::Live { ts_ns } => Some(ts_ns),
             Origin::Dump => None,
@@ -338,7 +314,7 @@ impl State {
                 links.ifname(msg.ifindex)
             }
         };
-        let key = NeighKey { ifname, ip: msg.ip };
+        let key = NeighKey::of(ifname, msg.ip);
         let desired_before = (live_ts.is_none() && self.dump.is_some()).then(|| self.desired(&key));
         // A write's latency counts from the kernel's event (eBPF: the kernel's timestamp;
         // netlink: when the socket read it), queueing before the engine included.
@@ -384,7 +360,8 @@ impl State {
                 e.ifname = ifname;
                 e.lladdr = msg.lladdr;
                 e.state = msg.state;
-                e.flags = msg.flags;
+                // ndm_flags: 8 bits (the eBPF record keeps the low byte too).
+                e.flags = (msg.flags & 0xff) as u8;
                 e.verdict = verdict;
                 if let Some(ts) = live_ts {
                     e.last_event_ns = e.last_event_ns.max(ts);
@@ -412,9 +389,9 @@ impl State {
     ) -> Verdict {
         let input = NeighInput {
             kind,
-            ifname: key.ifname.as_str(),
+            ifname: key.ifname().as_str(),
             master,
-            ip: key.ip,
+            ip: key.ip(),
             lladdr: heard.lladdr,
             state: heard.state,
             flags: heard.flags,

@@ -405,8 +405,8 @@ fn dump_into(
 fn missing(host: &Host, state: &State) -> usize {
     let known: BTreeSet<u32> = state
         .kernel()
-        .filter_map(|((_, ip), _)| match ip {
-            IpAddr::V4(a) => Some(u32::from(*a)),
+        .filter_map(|(id, _)| match id.ip() {
+            IpAddr::V4(a) => Some(u32::from(a)),
             IpAddr::V6(_) => None,
         })
         .collect();

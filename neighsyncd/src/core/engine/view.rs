@@ -16,7 +16,7 @@ impl Engine {
         for (key, ifindex) in touched.changed {
             let side = self
                 .state
-                .kernel_entry(ifindex, &key.ip)
+                .kernel_entry(ifindex, &key.ip())
                 .map(|e| KernelSide {
                     vrf: self.links.master_name(ifindex).map(IfName::new),
                     lladdr: e.lladdr,

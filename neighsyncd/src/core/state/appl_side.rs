@@ -4,7 +4,48 @@
 use super::family_of;
 use super::*;
 
+impl Told {
+    pub fn from_fields(fields: &Fields) -> Told {
+        Told::from_pairs(fields.iter().map(|(f, v)| (f.as_bytes(), v.as_bytes())))
+    }
+
+    /// From a hash's field/value pairs as Redis returns them (no map built: a read-back
+    /// parses a whole table of them).
+    pub fn from_pairs<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Told {
+        let (mut mac, mut family, mut n) = (None, None, 0);
+        for (field, value) in pairs {
+            n += 1;
+            match field {
+                b"neigh" => mac = std::str::from_utf8(value).ok().and_then(Mac::parse),
+                b"family" => family = Some(value),
+                _ => {}
+            }
+        }
+        match (mac, family, n) {
+            (Some(mac), Some(b"IPv4"), 2) => Told::Value(NeighValue { mac, ipv6: false }),
+            (Some(mac), Some(b"IPv6"), 2) => Told::Value(NeighValue { mac, ipv6: true }),
+            _ => Told::Foreign,
+        }
+    }
+}
+
 impl State {
+    /// Marks `key` due a write (since `now_ns`), unless it is already.
+    pub(super) fn mark(&mut self, key: NeighKey, now_ns: u64) {
+        let i = self.appl.position_or_insert_with(key, Default::default);
+        self.mark_at(i, now_ns);
+    }
+
+    /// Marks the slot at position `i` of `appl` dirty (since `now_ns`), unless it is already.
+    pub(super) fn mark_at(&mut self, i: u32, now_ns: u64) {
+        if self.appl.flag_at(i)
+            && let Some((_, slot)) = self.appl.entry_at_mut(i)
+        {
+            slot.dirty = true;
+            slot.since = now_ns;
+        }
+    }
+
     /// APPL_DB was read back (start, reconnect, audit): that is now what it was told. Every
     /// key either side knows is re-examined. With `seed_desired` (at start, when we know
     /// nothing yet), what APPL_DB holds is also taken as the starting point of `desired`, so
@@ -39,13 +80,15 @@ impl State {
             *n = 0;
         }
         self.told_by_family = (0, 0);
-        let mut due = Vec::new();
-        for (k, slot) in self.appl.iter_mut() {
+        for i in 0..self.appl.len() as u32 {
+            let Some((k, slot)) = self.appl.entry_at_mut(i) else {
+                continue;
+            };
             if !std::mem::take(&mut slot.scratch) && slot.told.take().is_some() {
                 drift += 1;
             }
             if let Some(t) = slot.told {
-                *self.told_by_if.entry(k.ifname).or_default() += 1;
+                *self.told_by_if.entry(k.ifname()).or_default() += 1;
                 if family_of(&t) == 1 {
                     self.told_by_family.1 += 1;
                 } else {
@@ -53,11 +96,8 @@ impl State {
                 }
             }
             if slot.desired.is_some() || slot.told.is_some() {
-                due.push(*k);
+                self.mark_at(i, now_ns);
             }
-        }
-        for k in due {
-            self.mark(k, now_ns);
         }
         self.appl.retain(|_, s| !s.idle());
         drift
@@ -75,11 +115,20 @@ impl State {
             ..Default::default()
         };
         let mut noop = 0;
-        for _ in 0..max {
-            let Some(key) = self.dirty.pop_front() else {
+        // Round the table from where the last batch stopped, so that every due key is reached
+        // within one round however the positions ahead keep being marked.
+        let mut at = self.due_cursor;
+        while batch.ops.len() < max {
+            let Some(i) = self
+                .appl
+                .next_flagged(at)
+                .or_else(|| self.appl.next_flagged(0))
+            else {
                 break;
             };
-            let Some(slot) = self.appl.get_mut(&key) else {
+            self.appl.unflag_at(i);
+            at = i + 1;
+            let Some((&key, slot)) = self.appl.entry_at_mut(i) else {
                 continue;
             };
             slot.dirty = false;
@@ -107,15 +156,14 @@ impl State {
                 None => {
                     noop += 1;
                     if slot.idle() {
+                        // The last entry moves into `i`: look there again.
                         self.appl.remove(&key);
+                        at = i;
                     }
                 }
             }
         }
-        if self.dirty.is_empty() && self.dirty.capacity() > 1 << 16 {
-            // A burst's queue (24 bytes a key) is not kept once it is drained.
-            self.dirty = VecDeque::new();
-        }
+        self.due_cursor = at;
         (batch, noop)
     }
 
@@ -132,7 +180,7 @@ impl State {
             self.count_told(old, value.map(Told::Value));
             let delta = i64::from(value.is_some()) - i64::from(had);
             if delta != 0 {
-                *self.told_by_if.entry(key.ifname).or_default() += delta;
+                *self.told_by_if.entry(key.ifname()).or_default() += delta;
             }
         }
         batch.targets
@@ -153,7 +201,7 @@ impl State {
         self.count_told(old, told);
         let delta = i64::from(told.is_some()) - i64::from(old.is_some());
         if delta != 0 {
-            *self.told_by_if.entry(key.ifname).or_default() += delta;
+            *self.told_by_if.entry(key.ifname()).or_default() += delta;
         }
         if !settled {
             self.mark(key, now_ns);
@@ -165,10 +213,11 @@ impl State {
     /// Hot standby: forgets the due keys that need no write any more (the leader wrote what
     /// they should hold), so that what is pending is what a takeover would write.
     pub fn drop_settled(&mut self) {
-        let appl = &mut self.appl;
-        self.dirty.retain(|key| {
-            let Some(slot) = appl.get_mut(key) else {
-                return false;
+        let mut at = 0;
+        while let Some(i) = self.appl.next_flagged(at) {
+            at = i + 1;
+            let Some((_, slot)) = self.appl.entry_at_mut(i) else {
+                continue;
             };
             let settled = match (slot.desired, slot.told) {
                 (Some(w), Some(Told::Value(h))) => w == h,
@@ -177,9 +226,9 @@ impl State {
             };
             if settled {
                 slot.dirty = false;
+                self.appl.unflag_at(i);
             }
-            !settled
-        });
+        }
         self.appl.retain(|_, s| !s.idle());
     }
 

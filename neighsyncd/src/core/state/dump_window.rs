@@ -55,8 +55,10 @@ impl State {
         // (an orphan) is wanted no longer; a key APPL_DB holds that nothing in the kernel
         // accounts for (a previous run's) is due, to be deleted. No list of either is built:
         // at a million keys each would be another 24 MB.
-        let dirty = &mut self.dirty;
-        for (k, slot) in self.appl.iter_mut() {
+        for i in 0..self.appl.len() as u32 {
+            let Some((_, slot)) = self.appl.entry_at_mut(i) else {
+                continue;
+            };
             let accounted = std::mem::take(&mut slot.scratch);
             let orphan = slot.desired.is_some() && !accounted;
             let stale = slot.desired.is_none() && slot.told.is_some();
@@ -64,10 +66,8 @@ impl State {
                 slot.desired = None;
                 swept += 1;
             }
-            if (orphan || stale) && !slot.dirty {
-                slot.dirty = true;
-                slot.since = now_ns;
-                dirty.push_back(*k);
+            if orphan || stale {
+                self.mark_at(i, now_ns);
             }
         }
         swept

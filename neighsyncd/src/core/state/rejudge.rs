@@ -22,7 +22,7 @@ impl State {
             let verdict = self.judge(
                 NeighKind::New,
                 key,
-                links.master_name(id.0),
+                links.master_name(id.ifindex()),
                 e.heard(),
                 cfg,
                 now_ns,
@@ -78,7 +78,11 @@ impl State {
     ) {
         let new_name = IfName::new(new_name);
         let mut moved = Vec::new();
-        for (id, e) in self.kernel.iter_mut().filter(|(id, _)| id.0 == ifindex) {
+        for (id, e) in self
+            .kernel
+            .iter_mut()
+            .filter(|(id, _)| id.ifindex() == ifindex)
+        {
             moved.push(e.key(id));
             e.ifname = new_name;
         }
@@ -88,7 +92,7 @@ impl State {
                 self.mark(key, now_ns);
             }
         }
-        self.reevaluate(|id, _| id.0 == ifindex, links, cfg, now_ns);
+        self.reevaluate(|id, _| id.ifindex() == ifindex, links, cfg, now_ns);
     }
 
     /// An interface became known. Neighbors heard of before it (named by their ifindex, as
@@ -105,7 +109,7 @@ impl State {
         if self
             .kernel
             .iter()
-            .any(|(id, e)| id.0 == ifindex && e.ifname != ifname)
+            .any(|(id, e)| id.ifindex() == ifindex && e.ifname != ifname)
         {
             self.rename(ifindex, name, links, cfg, now_ns);
         }
@@ -113,7 +117,7 @@ impl State {
 
     /// An interface went away: the kernel dropped its neighbors with it.
     pub fn link_removed(&mut self, ifindex: u32, cfg: &ConfigSnapshot, now_ns: u64) {
-        for id in self.ids_where(|id, _| id.0 == ifindex) {
+        for id in self.ids_where(|id, _| id.ifindex() == ifindex) {
             self.forget(id, cfg, now_ns);
         }
     }

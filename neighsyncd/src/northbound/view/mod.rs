@@ -8,7 +8,7 @@
 //! behind than the history reaches is told so and starts again from a snapshot, as is one
 //! that resumes from a sequence number the history no longer holds.
 //!
-//! Memory is the point of its shape: per neighbor a 24-byte key (interned interface name and
+//! Memory is the point of its shape: per neighbor a 20-byte key (interned interface name and
 //! address) and 28 bytes of facts, from which records are rendered only when asked for.
 
 use std::collections::VecDeque;
@@ -52,10 +52,10 @@ impl Facts {
         NeighborRecord {
             key: key.to_string(),
             namespace: namespace.map(str::to_string),
-            ifname: key.ifname.as_str().to_string(),
+            ifname: key.ifname().as_str().to_string(),
             vrf: k.and_then(|k| k.vrf).map(|v| v.as_str().to_string()),
-            ip: key.ip,
-            family: if key.ip.is_ipv6() { "IPv6" } else { "IPv4" }.into(),
+            ip: key.ip(),
+            family: if key.ip().is_ipv6() { "IPv6" } else { "IPv4" }.into(),
             kernel_mac: k.and_then(|k| k.lladdr.get().map(mac_text)),
             kernel_state: k.map(|k| k.state_label().into()),
             appl_db_mac: self.appl.map(|v| v.mac.to_string()),

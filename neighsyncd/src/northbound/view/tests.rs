@@ -158,6 +158,6 @@ fn partitions_keep_the_same_key_apart_and_name_their_namespace() {
 }
 
 #[test]
-fn a_neighbor_costs_the_view_52_bytes() {
-    assert_eq!(std::mem::size_of::<(NeighKey, Facts)>(), 52);
+fn a_neighbor_costs_the_view_48_bytes() {
+    assert_eq!(std::mem::size_of::<(NeighKey, Facts)>(), 48);
 }

@@ -167,7 +167,7 @@ impl ApiState {
             .map_err(|_| ServiceError::InvalidArgument(format!("{ip:?} is not an IP address")))?;
         let missing = || ServiceError::NotFound(format!("no neighbor {ifname}:{ip}"));
         let ifname = IfName::existing(ifname).ok_or_else(missing)?;
-        let key = NeighKey { ifname, ip };
+        let key = NeighKey::of(ifname, ip);
         let parts = match namespace {
             Some(ns) => {
                 let p = self
