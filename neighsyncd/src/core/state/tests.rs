@@ -591,3 +591,49 @@ fn neighbors_heard_before_their_link_take_its_name_once_it_is_known() {
     s.link_added(9, "Ethernet9", &l, &c, 12);
     assert!(flush(&mut s).is_empty());
 }
+
+/// A due key is a flag on its slot's position, and the writer goes round the positions from
+/// where its last batch stopped: keys marked again and again ahead of it do not starve one
+/// further on.
+#[test]
+fn the_writer_goes_round_the_due_keys() {
+    let (l, c) = (links(), ConfigSnapshot::default());
+    let mut s = State::default();
+    let mac = |i: u8| [2, 0, 0, 0, 1, i];
+    for i in 0..8u8 {
+        let ip = format!("10.0.0.{}", i + 2);
+        s.apply(
+            &msg(NeighKind::New, 2, &ip, mac(i), nud::REACHABLE, live(1)),
+            &l,
+            &c,
+            1,
+        );
+    }
+    let mut written = std::collections::BTreeSet::new();
+    for round in 0..4u8 {
+        let (b, _) = s.take_batch(2);
+        assert_eq!(b.ops.len(), 2);
+        for op in &b.ops {
+            written.insert(op.key().to_string());
+        }
+        s.commit(b);
+        // The first two keys change again after every batch.
+        for i in 0..2u8 {
+            let ip = format!("10.0.0.{}", i + 2);
+            let m = [2, 0, 0, 0, 2 + round, i];
+            s.apply(
+                &msg(NeighKind::New, 2, &ip, m, nud::REACHABLE, live(2)),
+                &l,
+                &c,
+                2,
+            );
+        }
+    }
+    assert_eq!(
+        written.len(),
+        8,
+        "every key written within one round: {written:?}"
+    );
+    assert_eq!(flush(&mut s).len(), 2);
+    assert_eq!(s.pending(), 0);
+}
