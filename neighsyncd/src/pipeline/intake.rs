@@ -11,16 +11,22 @@
 //! an event marks due while its write is out stays due after the answer (`State::commit`).
 
 use std::future::Future;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TryRecvError;
 
 use super::report::Reports;
 use crate::core::engine::{Engine, Input, Output};
 use crate::core::neigh::SourceEvent;
 use crate::southbound::monotonic_ns;
 
-/// Events read off the channel at a time while a write is out.
-const CHUNK: usize = 256;
+/// How often the channel is emptied while a write is out. Not at every event: a task woken by
+/// every send would wake per record of a burst, and what arrives during a write waits for the
+/// next batch anyway.
+const EVERY: Duration = Duration::from_millis(1);
+/// Events taken in at most per look: the write's answer is looked at in between.
+const CHUNK: usize = 4096;
 
 /// Awaits `write`, applying the events that arrive meanwhile to `engine`. Their counts, log
 /// lines and view updates are carried out at once; what needs the pipeline itself (rare: a
@@ -33,16 +39,22 @@ pub(super) async fn while_writing<F: Future>(
     later: &mut Vec<Output>,
 ) -> F::Output {
     tokio::pin!(write);
-    let mut buf = Vec::new();
     // A closed channel is the main loop's to notice.
     let mut open = true;
     loop {
         tokio::select! {
             biased;
             r = &mut write => return r,
-            n = events.recv_many(&mut buf, CHUNK), if open => {
-                open = n > 0;
-                for ev in buf.drain(..) {
+            _ = tokio::time::sleep(EVERY), if open => {
+                for _ in 0..CHUNK {
+                    let ev = match events.try_recv() {
+                        Ok(ev) => ev,
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            open = false;
+                            break;
+                        }
+                    };
                     for o in engine.handle(monotonic_ns(), Input::Kernel(ev)) {
                         later.extend(reports.carry_out(o));
                     }
