@@ -68,17 +68,18 @@ impl Facts {
 }
 
 /// One change as the history keeps it: the neighbor's facts after it (a removal: before).
+/// Its sequence number is its place in the history (see [`Inner::oldest`]): 52 bytes a
+/// change, not 64.
 struct Delta {
-    seq: u64,
     kind: ChangeKind,
     key: NeighKey,
     facts: Facts,
 }
 
 impl Delta {
-    fn change(&self, namespace: Option<&str>) -> Change {
+    fn change(&self, seq: u64, namespace: Option<&str>) -> Change {
         Change {
-            seq: self.seq,
+            seq,
             kind: self.kind,
             record: self.facts.record(&self.key, namespace),
         }
@@ -90,6 +91,14 @@ struct Inner {
     entries: ChunkedMap<NeighKey, Facts>,
     /// The last changes, oldest first: what subscribers read, and resume from.
     history: VecDeque<Delta>,
+}
+
+impl Inner {
+    /// The sequence number of the history's first change (the last one's is `seq`); one
+    /// past `seq` when the history is empty.
+    fn oldest(&self) -> u64 {
+        self.seq + 1 - self.history.len() as u64
+    }
 }
 
 /// A stretch of the table (see [`View::page`]).
@@ -138,20 +147,17 @@ impl ChangeReceiver {
         if self.next > inner.seq {
             return None;
         }
-        let oldest = inner
-            .history
-            .front()
-            .map(|d| d.seq)
-            .unwrap_or(inner.seq + 1);
+        let oldest = inner.oldest();
         if self.next < oldest {
             let missed = oldest - self.next;
             self.next = oldest;
             return Some(Err(Lagged(missed)));
         }
-        let delta = inner.history.get((self.next - oldest) as usize)?;
+        let seq = self.next;
+        let delta = inner.history.get((seq - oldest) as usize)?;
         self.next += 1;
         Some(Ok(Arc::new(
-            delta.change(self.view.namespace_of(&delta.key)),
+            delta.change(seq, self.view.namespace_of(&delta.key)),
         )))
     }
 }
@@ -313,12 +319,7 @@ impl View {
         if inner.history.capacity() == 0 {
             inner.history.reserve_exact(self.history_len);
         }
-        inner.history.push_back(Delta {
-            seq,
-            kind,
-            key,
-            facts,
-        });
+        inner.history.push_back(Delta { kind, key, facts });
         drop(guard);
         self.notify.send_replace(seq);
     }
@@ -406,11 +407,7 @@ impl View {
         if seq > inner.seq {
             return None;
         }
-        let oldest = inner
-            .history
-            .front()
-            .map(|c| c.seq)
-            .unwrap_or(inner.seq + 1);
+        let oldest = inner.oldest();
         if seq + 1 < oldest && seq != inner.seq {
             return None;
         }

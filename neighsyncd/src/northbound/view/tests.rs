@@ -158,6 +158,7 @@ fn partitions_keep_the_same_key_apart_and_name_their_namespace() {
 }
 
 #[test]
-fn a_neighbor_costs_the_view_48_bytes() {
+fn a_neighbor_costs_the_view_48_bytes_and_a_change_52() {
     assert_eq!(std::mem::size_of::<(NeighKey, Facts)>(), 48);
+    assert_eq!(std::mem::size_of::<Delta>(), 52);
 }
