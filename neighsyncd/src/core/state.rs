@@ -246,6 +246,15 @@ impl State {
         }
     }
 
+    /// Sets what APPL_DB should hold for `key` and marks it due: one lookup for both.
+    fn desire_at(&mut self, key: NeighKey, value: Option<NeighValue>, now_ns: u64) {
+        let i = self.appl.position_or_insert_with(key, Default::default);
+        if let Some((_, slot)) = self.appl.entry_at_mut(i) {
+            slot.desired = value;
+        }
+        self.mark_at(i, now_ns);
+    }
+
     pub fn pending(&self) -> usize {
         self.appl.flagged() + self.route_dels.len()
     }
@@ -307,13 +316,14 @@ impl State {
         }
         // A delete keeps the name the entry was added under (the link may be gone already).
         let known = links.get(msg.ifindex).is_some();
-        let ifname = match (msg.kind, self.kernel.get(&id)) {
-            (NeighKind::Del, Some(e)) => e.ifname,
-            _ => {
-                applied.unknown_ifindex = !known;
-                links.ifname(msg.ifindex)
-            }
+        let added_as = match msg.kind {
+            NeighKind::Del => self.kernel.get(&id).map(|e| e.ifname),
+            NeighKind::New => None,
         };
+        let ifname = added_as.unwrap_or_else(|| {
+            applied.unknown_ifindex = !known;
+            links.ifname(msg.ifindex)
+        });
         let key = NeighKey::of(ifname, msg.ip);
         let desired_before = (live_ts.is_none() && self.dump.is_some()).then(|| self.desired(&key));
         // A write's latency counts from the kernel's event (eBPF: the kernel's timestamp;
@@ -403,13 +413,11 @@ impl State {
                 if let Some(r) = route_del {
                     self.route_dels.push(r);
                 }
-                self.set_desired(key, Some(value));
-                self.mark(key, now_ns);
+                self.desire_at(key, Some(value), now_ns);
                 Verdict::Set
             }
             Decision::Del { .. } => {
-                self.set_desired(key, None);
-                self.mark(key, now_ns);
+                self.desire_at(key, None, now_ns);
                 Verdict::Del
             }
             Decision::Skip(r) => Verdict::Skip(r),

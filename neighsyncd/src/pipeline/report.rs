@@ -95,15 +95,15 @@ impl Reports<'_> {
     fn count(&self, c: Count) {
         let m = self.metrics;
         match c {
-            Count::Event(source, kind) => m.events.with_label_values(&[source, kind]).inc(),
+            Count::Event(source, kind) => m.count_event(source, kind),
             Count::UnknownIfindex => m.unknown_ifindex.inc(),
             Count::Corrections(side, n) => {
                 m.resync_corrections.with_label_values(&[side]).inc_by(n)
             }
-            Count::Set => m.decisions.with_label_values(&["set"]).inc(),
-            Count::Del => m.decisions.with_label_values(&["del"]).inc(),
+            Count::Set => m.count_decision("set"),
+            Count::Del => m.count_decision("del"),
             Count::Skip(r) => {
-                m.decisions.with_label_values(&["skip"]).inc();
+                m.count_decision("skip");
                 m.skips.with_label_values(&[r.as_str()]).inc();
             }
             Count::Resync(cause) => m.resync(cause),

@@ -7,6 +7,14 @@
 /// Entries per chunk at most: an insert moves at most this many entries within one chunk.
 const CHUNK: usize = 256;
 
+/// A key's place in a [`ChunkedMap`]: its chunk, and where in it the key is (`Ok`) or would
+/// go (`Err`).
+#[derive(Debug, Clone, Copy)]
+pub struct Spot {
+    chunk: usize,
+    at: Result<usize, usize>,
+}
+
 pub struct ChunkedMap<K, V> {
     chunks: Vec<Vec<(K, V)>>,
     len: usize,
@@ -50,16 +58,30 @@ impl<K: Ord, V> ChunkedMap<K, V> {
         }
     }
 
-    pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
-        match self.find(k) {
-            (c, Ok(i)) => Some(&mut self.chunks[c][i].1),
-            _ => None,
-        }
+    /// Where `k` is, or would go: for the `_at` methods, which then need not search again.
+    pub fn locate(&self, k: &K) -> Spot {
+        let (chunk, at) = self.find(k);
+        Spot { chunk, at }
+    }
+
+    /// The value at `spot` (from [`ChunkedMap::locate`], the map unchanged since), if the key
+    /// was there.
+    pub fn at_mut(&mut self, spot: Spot) -> Option<&mut V> {
+        let i = spot.at.ok()?;
+        Some(&mut self.chunks.get_mut(spot.chunk)?.get_mut(i)?.1)
     }
 
     /// Inserts or replaces; returns the value replaced.
+    #[cfg(test)]
     pub fn insert(&mut self, k: K, v: V) -> Option<V> {
-        let (c, at) = self.find(&k);
+        let spot = self.locate(&k);
+        self.insert_at(spot, k, v)
+    }
+
+    /// [`ChunkedMap::insert`] at `spot`: `k`'s, from [`ChunkedMap::locate`] with the map
+    /// unchanged since.
+    pub fn insert_at(&mut self, spot: Spot, k: K, v: V) -> Option<V> {
+        let Spot { chunk: c, at } = spot;
         let i = match at {
             Ok(i) => return Some(std::mem::replace(&mut self.chunks[c][i].1, v)),
             Err(i) => i,
@@ -121,8 +143,19 @@ impl<K: Ord, V> ChunkedMap<K, V> {
         None
     }
 
+    #[cfg(test)]
     pub fn remove(&mut self, k: &K) -> Option<V> {
-        let (c, Ok(i)) = self.find(k) else {
+        let spot = self.locate(k);
+        self.remove_at(spot)
+    }
+
+    /// [`ChunkedMap::remove`] at `spot` (from [`ChunkedMap::locate`], the map unchanged since).
+    pub fn remove_at(&mut self, spot: Spot) -> Option<V> {
+        let Spot {
+            chunk: c,
+            at: Ok(i),
+        } = spot
+        else {
             return None;
         };
         self.len -= 1;
@@ -242,5 +275,38 @@ mod tests {
                 .take(12)
                 .collect::<Vec<_>>()
         );
+    }
+
+    /// Inserts, replacements and removals through a key's located spot, against `BTreeMap`.
+    #[test]
+    fn located_inserts_and_removals_keep_the_map_ordered() {
+        let mut m = ChunkedMap::default();
+        let mut model = std::collections::BTreeMap::new();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for step in 0..40_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = (x % 3000) as u32;
+            let spot = m.locate(&k);
+            if x.is_multiple_of(3) {
+                assert_eq!(
+                    m.remove_at(spot),
+                    model.remove(&k),
+                    "step {step}: remove {k}"
+                );
+            } else if let Some(v) = m.at_mut(spot) {
+                *v = step;
+                model.insert(k, step);
+            } else {
+                assert_eq!(m.insert_at(spot, k, step), None, "step {step}: insert {k}");
+                model.insert(k, step);
+            }
+            assert_eq!(m.len(), model.len());
+        }
+        let got: Vec<_> = m.after(None).map(|(k, v)| (*k, *v)).collect();
+        let want: Vec<_> = model.into_iter().collect();
+        assert_eq!(got, want);
+        assert!(m.remove(&u32::MAX).is_none());
     }
 }
