@@ -227,7 +227,6 @@ impl<W: AppDbWriter> Pipeline<W> {
                     }
                     Output::Synced { neighbors, links } => {
                         self.health.set_source_synced(true);
-                        crate::runtime::memory::release_start_up_code();
                         info!(neighbors, links, "initial kernel dump applied");
                     }
                     Output::Landed {

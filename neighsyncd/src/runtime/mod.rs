@@ -1,6 +1,6 @@
 //! The async shell's plumbing, shared by the adapters: named `tasks` joined on shutdown,
-//! test-only `fault` injection, `log_throttle` for bad input, and `memory`: freed heap and the
-//! start-up's code pages back to the system; `netns`: entering `--namespace`'s network namespace.
+//! test-only `fault` injection, `log_throttle` for bad input, and `memory`: freed heap back
+//! to the system after a one-off peak; `netns`: entering `--namespace`'s network namespace.
 
 pub mod fault;
 pub mod log_throttle;
