@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::StreamExt;
+use neighsyncd::core::rules::{Mac, NeighValue};
 use neighsyncd::sonic::appdb::{Op, ProducerStateTable};
 use neighsyncd::sonic::consumer::ConsumerStateTable;
 use neighsyncd_tests::redis_server::RedisServer;
@@ -12,10 +13,10 @@ use neighsyncd_tests::redis_server::RedisServer;
 fn set(key: &str, mac: &str) -> Op {
     Op::Set {
         key: key.into(),
-        fields: vec![
-            ("neigh".into(), mac.into()),
-            ("family".into(), "IPv4".into()),
-        ],
+        value: NeighValue {
+            mac: Mac::parse(mac).expect("a MAC"),
+            ipv6: false,
+        },
     }
 }
 

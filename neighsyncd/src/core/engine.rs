@@ -98,10 +98,16 @@ impl Engine {
 
     pub fn handle(&mut self, now_ns: u64, input: Input) -> Vec<Output> {
         let mut out = Vec::new();
+        self.handle_into(now_ns, input, &mut out);
+        out
+    }
+
+    /// [`Engine::handle`], its outputs appended to `out` (a buffer the caller reuses).
+    pub fn handle_into(&mut self, now_ns: u64, input: Input, out: &mut Vec<Output>) {
         match input {
-            Input::Kernel(ev) => self.kernel(now_ns, ev, &mut out),
-            Input::Config(snapshot) => self.config(now_ns, snapshot, &mut out),
-            Input::Flush => self.flush(&mut out),
+            Input::Kernel(ev) => self.kernel(now_ns, ev, out),
+            Input::Config(snapshot) => self.config(now_ns, snapshot, out),
+            Input::Flush => self.flush(out),
             Input::Written(batch) => {
                 self.writing = false;
                 self.appdb.answered(now_ns, false);
@@ -113,7 +119,7 @@ impl Engine {
                     });
                 }
                 out.push(Output::Gauges);
-                self.finish_warm(&mut out);
+                self.finish_warm(out);
             }
             Input::WriteFailed(batch) => {
                 self.writing = false;
@@ -191,8 +197,7 @@ impl Engine {
                 }
             }
         }
-        self.publish_touched(&mut out);
-        out
+        self.publish_touched(out);
     }
 
     /// Report the kernel side of every changed neighbor ([`Output::Kernel`]) from now on.

@@ -270,6 +270,17 @@ impl fmt::Debug for KernelId {
     }
 }
 
+impl NeighKey {
+    /// The key's text ([`Display`](fmt::Display)), in one allocation of its final size or
+    /// near it: a write makes one per operation.
+    pub fn text(&self) -> String {
+        use fmt::Write;
+        let mut s = String::with_capacity(64);
+        let _ = write!(s, "{self}");
+        s
+    }
+}
+
 impl fmt::Display for NeighKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_raw() {

@@ -3,15 +3,19 @@
 
 use std::collections::HashMap;
 
+use crate::core::rules::NeighValue;
+
 /// Fields of one APPL_DB hash.
 pub type Fields = HashMap<String, String>;
 
 /// One write to a ProducerStateTable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
+    /// Sets the key's fields to the value's (`neigh`, `family`: [`NeighValue::fields`]); the
+    /// writer renders them into the command, with no strings made per operation.
     Set {
         key: String,
-        fields: Vec<(String, String)>,
+        value: NeighValue,
     },
     Del {
         key: String,

@@ -32,6 +32,20 @@ impl Mac {
     }
 }
 
+impl Mac {
+    /// The text [`Display`](fmt::Display) gives (`aa:bb:cc:dd:ee:ff`), made without a
+    /// `String`: what a write puts in APPL_DB, once per operation.
+    pub fn text(&self) -> [u8; 17] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [b':'; 17];
+        for (i, b) in self.0.iter().enumerate() {
+            out[i * 3] = HEX[usize::from(b >> 4)];
+            out[i * 3 + 1] = HEX[usize::from(b & 0xf)];
+        }
+        out
+    }
+}
+
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.0;

@@ -41,6 +41,7 @@ pub(super) async fn while_writing<F: Future>(
     tokio::pin!(write);
     // A closed channel is the main loop's to notice.
     let mut open = true;
+    let mut out = Vec::new();
     loop {
         tokio::select! {
             biased;
@@ -55,7 +56,8 @@ pub(super) async fn while_writing<F: Future>(
                             break;
                         }
                     };
-                    for o in engine.handle(monotonic_ns(), Input::Kernel(ev)) {
+                    engine.handle_into(monotonic_ns(), Input::Kernel(ev), &mut out);
+                    for o in out.drain(..) {
                         later.extend(reports.carry_out(o));
                     }
                 }

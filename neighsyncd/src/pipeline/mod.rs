@@ -8,6 +8,7 @@
 //! only the difference is written.
 
 mod appdb_io;
+mod drive;
 mod intake;
 mod report;
 mod standby;
@@ -15,7 +16,6 @@ mod warm;
 pub use standby::HaLink;
 use warm::restore_wait;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::sleep_until;
 use tracing::{error, info, warn};
 
-use crate::core::appdb_link::{AppDbOrder, LIVENESS};
+use crate::core::appdb_link::LIVENESS;
 use crate::core::control::{AppDbWriter, ResyncRequests, SourceControl};
 use crate::core::engine::{Engine, Input, Output};
 use crate::core::ha::Role;
@@ -33,7 +33,6 @@ use crate::core::source_health::{SourceOrder, SourceReport};
 use crate::northbound::view::ViewPart;
 use crate::sonic::appdb::AppDb;
 use crate::sonic::warm::{WarmDb, WarmError};
-use crate::southbound::monotonic_ns;
 use crate::telemetry::health::Health;
 use crate::telemetry::metrics::Metrics;
 
@@ -143,6 +142,8 @@ pub struct Pipeline<W: AppDbWriter = AppDb> {
     role: Role,
     /// A standby's picture of APPL_DB (see `standby`).
     picture: standby::Picture,
+    /// A kernel event's outputs, reused from event to event (see `kernel_event`).
+    outputs: Vec<Output>,
 }
 
 impl<W: AppDbWriter> Pipeline<W> {
@@ -182,65 +183,8 @@ impl<W: AppDbWriter> Pipeline<W> {
                 .unwrap_or(Role::Single),
             ha: inputs.ha,
             picture: standby::Picture::default(),
+            outputs: Vec::new(),
         }
-    }
-
-    /// Hands `input` to the engine and carries out what it says, feeding back the inputs
-    /// that carrying it out produces (a write's result, a read-back, ...) until none is left.
-    async fn drive(&mut self, input: Input) -> Result<(), PipelineError> {
-        let mut queue = VecDeque::from([input]);
-        while let Some(input) = queue.pop_front() {
-            let mut outputs = VecDeque::from(self.engine.handle(monotonic_ns(), input));
-            while let Some(o) = outputs.pop_front() {
-                match o {
-                    Output::Write(batch) => {
-                        // Events taken in meanwhile leave what they could not carry out.
-                        let (result, later) = self.write(batch).await;
-                        queue.push_back(result);
-                        outputs.extend(later);
-                    }
-                    Output::AppDb(AppDbOrder::ReadBack { seed }) => {
-                        let result = self.read_back(seed).await;
-                        queue.push_back(result);
-                    }
-                    Output::AppDb(AppDbOrder::Probe) => {
-                        let result = self.probe().await;
-                        queue.push_back(result);
-                    }
-                    Output::AppDb(AppDbOrder::Reconnect { after }) => {
-                        self.health.set_redis(false);
-                        self.metrics.redis_connected.set(0);
-                        self.retry_at = Some(tokio::time::Instant::now() + after);
-                    }
-                    Output::Reconciled => self.finish_warm().await?,
-                    Output::Source(order) => {
-                        if let Some(next) = self.carry_out_source(order)? {
-                            queue.push_back(next);
-                        }
-                    }
-                    Output::Dump(cause) => self.sources.request_resync(cause),
-                    o @ (Output::Count(_)
-                    | Output::Note(_)
-                    | Output::Kernel { .. }
-                    | Output::KernelGone(_)) => {
-                        self.reports().carry_out(o);
-                    }
-                    Output::Synced { neighbors, links } => {
-                        self.health.set_source_synced(true);
-                        info!(neighbors, links, "initial kernel dump applied");
-                    }
-                    Output::Landed {
-                        key,
-                        value,
-                        since_ns,
-                    } => self.landed(key, value, since_ns),
-                    Output::Followed { key, value } => self.followed(key, value),
-                    Output::ApplReloaded => self.appl_reloaded(),
-                    Output::Gauges => self.publish_gauges(),
-                }
-            }
-        }
-        Ok(())
     }
 
     /// The source policy's orders while running: a fallback to rtnetlink, or a stop.
@@ -345,7 +289,7 @@ impl<W: AppDbWriter> Pipeline<W> {
                         break;
                     }
                     for ev in std::mem::take(&mut buf) {
-                        self.drive(Input::Kernel(ev)).await?;
+                        self.kernel_event(ev).await?;
                     }
                 }
                 _ = sleep_until(self.retry_at.unwrap_or_else(tokio::time::Instant::now)), if self.retry_at.is_some() => {

@@ -193,8 +193,13 @@ impl ProducerStateTable {
                     .arg(&self.del_set)
                     .arg(super::lease::FENCE_KEY),
             };
+            // One buffer for every staging key of the chunk (Redis copies each argument).
+            let mut staging = String::with_capacity(self.staging_prefix.len() + 64);
             for op in chunk {
-                cmd.arg(self.staging_key(op.key()));
+                staging.clear();
+                staging.push_str(&self.staging_prefix);
+                staging.push_str(op.key());
+                cmd.arg(&staging[..]);
             }
             cmd.arg(NOTIFICATION);
             if let Some(token) = fence {
@@ -202,11 +207,14 @@ impl ProducerStateTable {
             }
             for op in chunk {
                 match op {
-                    Op::Set { key, fields } => {
-                        cmd.arg("S").arg(key).arg(fields.len());
-                        for (f, v) in fields {
-                            cmd.arg(f).arg(v);
-                        }
+                    Op::Set { key, value } => {
+                        cmd.arg("S")
+                            .arg(key)
+                            .arg(2)
+                            .arg("neigh")
+                            .arg(&value.mac.text()[..])
+                            .arg("family")
+                            .arg(value.family());
                     }
                     Op::Del { key } => {
                         cmd.arg("D").arg(key).arg(0);

@@ -182,9 +182,12 @@ impl fmt::Display for Output {
                     .chain(b.ops.iter().map(|op| ("NEIGH_TABLE", op)))
                 {
                     match op {
-                        (t, Op::Set { key, fields }) => {
-                            let fv: Vec<String> =
-                                fields.iter().map(|(f, v)| format!("{f}={v}")).collect();
+                        (t, Op::Set { key, value }) => {
+                            let fv: Vec<String> = value
+                                .fields()
+                                .iter()
+                                .map(|(f, v)| format!("{f}={v}"))
+                                .collect();
                             write!(f, " | SET {t}:{key} {}", fv.join(","))?
                         }
                         (t, Op::Del { key }) => write!(f, " | DEL {t}:{key}")?,

@@ -16,8 +16,12 @@ impl Engine {
     /// The per-entry lines of upstream's reconcile (`NEIGH_TABLE NEW` / `STALE/DELETE`).
     pub(super) fn reconcile_line(&self, op: &Op) -> String {
         match op {
-            Op::Set { key, fields } => {
-                let fv: String = fields.iter().map(|(f, v)| format!("{f}:{v}, ")).collect();
+            Op::Set { key, value } => {
+                let fv: String = value
+                    .fields()
+                    .iter()
+                    .map(|(f, v)| format!("{f}:{v}, "))
+                    .collect();
                 format!("NEIGH_TABLE NEW, key: {key}, {fv}cache-state:NEW, ")
             }
             Op::Del { key } => {

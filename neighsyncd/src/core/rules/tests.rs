@@ -423,3 +423,15 @@ fn decision_table_is_exhaustive() {
         }
     }
 }
+
+#[test]
+fn mac_text_is_its_display() {
+    for m in [
+        Mac::ZERO,
+        Mac::BROADCAST,
+        Mac([0xaa, 0xbb, 0x0c, 0x00, 0x01, 0xff]),
+        Mac([0x02, 0x99, 0x10, 0x9a, 0xf0, 0x0f]),
+    ] {
+        assert_eq!(std::str::from_utf8(&m.text()), Ok(m.to_string().as_str()));
+    }
+}

@@ -137,16 +137,10 @@ impl State {
                 (Some(w), Some(Told::Value(h))) if w == h => None,
                 (None, None) => None,
                 (Some(w), _) => Some(Op::Set {
-                    key: key.to_string(),
-                    fields: w
-                        .fields()
-                        .into_iter()
-                        .map(|(f, v)| (f.to_string(), v))
-                        .collect(),
+                    key: key.text(),
+                    value: w,
                 }),
-                (None, Some(_)) => Some(Op::Del {
-                    key: key.to_string(),
-                }),
+                (None, Some(_)) => Some(Op::Del { key: key.text() }),
             };
             match op {
                 Some(op) => {

@@ -201,8 +201,12 @@ impl World {
         let applied = fail_after.unwrap_or(usize::MAX).min(batch.ops.len());
         for op in &batch.ops[..applied] {
             match op {
-                Op::Set { key, fields } => {
-                    let f: Fields = fields.iter().cloned().collect();
+                Op::Set { key, value } => {
+                    let f: Fields = value
+                        .fields()
+                        .into_iter()
+                        .map(|(f, v)| (f.to_string(), v))
+                        .collect();
                     self.appl.insert(key.clone(), Told::from_fields(&f));
                 }
                 Op::Del { key } => {

@@ -57,7 +57,10 @@ fn flush(s: &mut State) -> Vec<Op> {
 fn set_op(key: &str, mac: &str, fam: &str) -> Op {
     Op::Set {
         key: key.into(),
-        fields: vec![("neigh".into(), mac.into()), ("family".into(), fam.into())],
+        value: NeighValue {
+            mac: Mac::parse(mac).expect("a MAC"),
+            ipv6: fam == "IPv6",
+        },
     }
 }
 

@@ -162,3 +162,13 @@ fn a_neighbor_costs_the_view_48_bytes_and_a_change_52() {
     assert_eq!(std::mem::size_of::<(NeighKey, Facts)>(), 48);
     assert_eq!(std::mem::size_of::<Delta>(), 52);
 }
+
+#[test]
+fn the_coarse_clock_tells_the_unix_time_to_the_second() {
+    let precise = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let coarse = u64::from(unix_s_now());
+    assert!(coarse.abs_diff(precise) <= 1, "{coarse} vs {precise}");
+}
