@@ -7,7 +7,7 @@ use crate::netns::Netns;
 
 pub type Table = BTreeMap<String, BTreeMap<String, String>>;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelNeigh {
     pub dev: String,
     pub dst: String,
@@ -41,6 +41,25 @@ pub fn neighbors(ns: &Netns) -> Vec<KernelNeigh> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The kernel's table once two readings in a row agree. The kernel's neighbor table is one
+/// hash table for every namespace, and a dump does not tell when it raced that table's
+/// growth (another namespace's burst): it can miss entries and say nothing. A single reading
+/// that a test asserts on must be a settled one.
+pub fn neighbors_settled(ns: &Netns) -> Vec<KernelNeigh> {
+    let mut last = neighbors(ns);
+    for _ in 0..10 {
+        let now = neighbors(ns);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!(
+        "the kernel's neighbor table in {} did not read the same twice in 10 tries",
+        ns.name()
+    );
 }
 
 /// What APPL_DB `NEIGH_TABLE` must hold for this kernel table with no dual-ToR, no EVPN, and

@@ -59,7 +59,7 @@ async fn daemon_with_neighbors(
         }
     })
     .await;
-    let expected = neighsyncd_tests::kernel::neighbors(&lab.dut)
+    let expected = neighsyncd_tests::kernel::neighbors_settled(&lab.dut)
         .iter()
         .filter(|k| k.dev == dev && !k.dst.contains(':'))
         .count() as u64;
