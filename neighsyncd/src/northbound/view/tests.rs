@@ -90,6 +90,56 @@ fn a_waiting_subscriber_wakes_for_the_next_change() {
     });
 }
 
+/// Changes made while no one subscribes wake no one (the view skips the wake-up); a
+/// subscriber that comes while a writer runs on another thread still sees every change after
+/// its starting point, and wakes for the last.
+#[test]
+fn subscribers_that_come_while_changes_go_on_miss_nothing() {
+    let v = Arc::new(View::new(1 << 16));
+    for mac in 0..3 {
+        v.kernel_update(key(), side(mac, crate::core::neigh::nud::REACHABLE));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        const CHANGES: u64 = 20_000;
+        let writer = v.clone();
+        let writing = std::thread::spawn(move || {
+            for i in 0..CHANGES {
+                let state = if i % 2 == 0 {
+                    crate::core::neigh::nud::STALE
+                } else {
+                    crate::core::neigh::nud::REACHABLE
+                };
+                writer.kernel_update(key(), side((i % 200) as u8, state));
+            }
+        });
+        let mut readers = Vec::new();
+        for _ in 0..8 {
+            let (from, mut rx) = v.subscribe();
+            readers.push(tokio::spawn(async move {
+                let mut next = from + 1;
+                while next <= 3 + CHANGES {
+                    let c = rx.recv().await.expect("the history holds every change");
+                    assert_eq!(c.seq, next, "changes in order, none missed");
+                    next += 1;
+                }
+            }));
+            tokio::task::yield_now().await;
+        }
+        for r in readers {
+            tokio::time::timeout(std::time::Duration::from_secs(30), r)
+                .await
+                .expect("every subscriber reaches the last change")
+                .unwrap();
+        }
+        writing.join().unwrap();
+    });
+}
+
 #[test]
 fn moves_within_a_state_class_are_no_change_where_only_the_class_is_known() {
     use crate::core::neigh::nud::{REACHABLE, STALE};
