@@ -43,11 +43,6 @@ impl<W: AppDbWriter> Pipeline<W> {
     /// and what they leave for the pipeline comes back with the answer.
     pub(super) async fn write(&mut self, batch: Batch) -> (Input, Vec<Output>) {
         let mut later = Vec::new();
-        let input = self.write_taking_in(batch, &mut later).await;
-        (input, later)
-    }
-
-    async fn write_taking_in(&mut self, batch: Batch, later: &mut Vec<Output>) -> Input {
         let (n_sets, n_dels) = batch.ops.iter().fold((0, 0), |(s, d), op| match op {
             Op::Set { .. } => (s + 1, d),
             Op::Del { .. } => (s, d + 1),
@@ -56,7 +51,7 @@ impl<W: AppDbWriter> Pipeline<W> {
         if !self.role.writes() {
             // A standby: the leader writes the same. What it would have written is noted as
             // written; taking over reads APPL_DB back and writes the difference.
-            return Input::Written(batch);
+            return (Input::Written(batch), later);
         }
         let started = Instant::now();
         let span = tracing::info_span!(
@@ -74,9 +69,16 @@ impl<W: AppDbWriter> Pipeline<W> {
                 .appdb
                 .write(&batch.route_dels, &batch.ops)
                 .instrument(span);
-            intake::while_writing(write, &mut self.events, &mut self.engine, &reports, later).await
+            intake::while_writing(
+                write,
+                &mut self.events,
+                &mut self.engine,
+                &reports,
+                &mut later,
+            )
+            .await
         };
-        match result {
+        let input = match result {
             Ok(()) => {
                 let rtt = started.elapsed();
                 self.metrics.redis_roundtrip.observe(rtt.as_secs_f64());
@@ -104,7 +106,8 @@ impl<W: AppDbWriter> Pipeline<W> {
                 self.drop_connection("APPL_DB write failed", &e);
                 Input::WriteFailed(batch)
             }
-        }
+        };
+        (input, later)
     }
 
     /// Reads APPL_DB back as what it was told. At start the read-back also seeds the desired
