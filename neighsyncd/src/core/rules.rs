@@ -30,11 +30,9 @@ impl Mac {
         }
         parts.next().is_none().then_some(Mac(out))
     }
-}
 
-impl Mac {
-    /// The text [`Display`](fmt::Display) gives (`aa:bb:cc:dd:ee:ff`), made without a
-    /// `String`: what a write puts in APPL_DB, once per operation.
+    /// The MAC's text (`aa:bb:cc:dd:ee:ff`, what [`Display`](fmt::Display) writes), made
+    /// without a `String`: what a write puts in APPL_DB, once per operation.
     pub fn text(&self) -> [u8; 17] {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut out = [b':'; 17];
@@ -48,12 +46,8 @@ impl Mac {
 
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
+        // `text` is ASCII hex digits and colons: always UTF-8.
+        f.write_str(std::str::from_utf8(&self.text()).map_err(|_| fmt::Error)?)
     }
 }
 

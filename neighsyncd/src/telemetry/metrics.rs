@@ -359,9 +359,6 @@ impl Metrics {
         for s in SkipReason::ALL {
             m.skips.with_label_values(&[s.as_str()]);
         }
-        for o in ["set", "del", "skip"] {
-            m.decisions.with_label_values(&[o]);
-        }
         for f in ["IPv4", "IPv6"] {
             m.neighbors.with_label_values(&[f]);
         }
@@ -375,11 +372,7 @@ impl Metrics {
         ] {
             m.appdb_ops.with_label_values(&[t, op]);
         }
-        for source in ["netlink", "ebpf", "dump"] {
-            for kind in ["new", "del"] {
-                m.events.with_label_values(&[source, kind]);
-            }
-        }
+        // Every source's new/del and every decision exist already: `Hot` resolved them.
         m.events.with_label_values(&["netlink", "link"]);
         for reason in MALFORMED_REASONS {
             m.malformed_total.with_label_values(&[reason]);

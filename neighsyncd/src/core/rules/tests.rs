@@ -425,13 +425,20 @@ fn decision_table_is_exhaustive() {
 }
 
 #[test]
-fn mac_text_is_its_display() {
-    for m in [
-        Mac::ZERO,
-        Mac::BROADCAST,
-        Mac([0xaa, 0xbb, 0x0c, 0x00, 0x01, 0xff]),
-        Mac([0x02, 0x99, 0x10, 0x9a, 0xf0, 0x0f]),
+fn mac_text_is_lowercase_hex_with_colons_and_its_display() {
+    for (m, want) in [
+        (Mac::ZERO, "00:00:00:00:00:00"),
+        (Mac::BROADCAST, "ff:ff:ff:ff:ff:ff"),
+        (
+            Mac([0xaa, 0xbb, 0x0c, 0x00, 0x01, 0xff]),
+            "aa:bb:0c:00:01:ff",
+        ),
+        (
+            Mac([0x02, 0x99, 0x10, 0x9a, 0xf0, 0x0f]),
+            "02:99:10:9a:f0:0f",
+        ),
     ] {
-        assert_eq!(std::str::from_utf8(&m.text()), Ok(m.to_string().as_str()));
+        assert_eq!(std::str::from_utf8(&m.text()), Ok(want));
+        assert_eq!(m.to_string(), want);
     }
 }
