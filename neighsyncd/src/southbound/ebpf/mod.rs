@@ -5,12 +5,12 @@
 pub mod btf;
 pub(crate) mod canary;
 mod consumer;
+mod loader;
 mod offsets;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aya::Ebpf;
 use tokio::sync::mpsc;
 
 use crate::core::neigh::{ResyncCause, SourceEvent};
@@ -18,6 +18,7 @@ use crate::runtime::netns::Netns;
 use crate::telemetry::metrics::Metrics;
 
 pub use consumer::{ConsumerError, Record, Verified, decode, to_neigh_msg};
+use loader::Program;
 pub use offsets::own_netns;
 
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +61,7 @@ pub struct EbpfStats {
 
 /// The attached program; dropping it detaches and stops the consumer.
 pub struct EbpfSource {
-    _ebpf: Ebpf,
+    _program: Program,
     stats: Arc<EbpfStats>,
     consumer: tokio::task::AbortHandle,
 }
@@ -85,7 +86,10 @@ pub struct Started {
 
 /// Fills the program's namespace filter. Fault injection (`ebpf_silent`): a filter that
 /// matches none of them, as a program reading the wrong namespace would.
-fn serve_namespaces(ebpf: &mut Ebpf, inodes: impl Iterator<Item = u32>) -> Result<(), EbpfError> {
+fn serve_namespaces(
+    ebpf: &mut Program,
+    inodes: impl Iterator<Item = u32>,
+) -> Result<(), EbpfError> {
     let map = ebpf
         .map_mut("NETNS")
         .ok_or_else(|| EbpfError::Map("NETNS", "missing".into()))?;
@@ -125,30 +129,26 @@ pub struct Route {
 
 /// The program in the kernel, its maps made, not yet attached.
 pub struct Loaded {
-    ebpf: Ebpf,
+    ebpf: Program,
     offsets: neighsyncd_common::Offsets,
 }
 
 impl Loaded {
     /// Resolves the kernel's struct offsets from its BTF and loads the object.
     ///
-    /// The daemon does this first thing, before its runtime, logging and tables exist. aya's
-    /// loader parses the kernel's whole BTF when it is made (~15 MB at its peak, although this
-    /// object needs none of it: offsets come from our own reader, programs are raw
-    /// tracepoints). Made later, that transient came on top of the running daemon and was its
-    /// peak of memory; made first, it is over before the daemon has grown.
+    /// The daemon does this first thing, before its runtime, logging and tables exist: reading
+    /// the kernel's BTF for the offsets takes a few megabytes for a moment (see
+    /// [`loader`] for the far larger parse aya's own loader would add).
     pub fn load(cfg: &EbpfConfig) -> Result<Loaded, EbpfError> {
         if OBJECT.is_empty() {
             return Err(EbpfError::NotBuilt);
         }
         let offsets = offsets::resolve()?;
-        let ebpf = aya::EbpfLoader::new()
-            .btf(None)
-            .override_global("OFFSETS", &offsets, true)
-            .map_max_entries("EVENTS", cfg.ring_bytes)
-            .map_max_entries("DEDUP", cfg.lru_entries)
-            .load(OBJECT)
-            .map_err(|e| EbpfError::Load(e.to_string()))?;
+        let ebpf = Program::load(
+            OBJECT,
+            &[("OFFSETS", loader::bytes_of(&offsets))],
+            &[("EVENTS", cfg.ring_bytes), ("DEDUP", cfg.lru_entries)],
+        )?;
         crate::runtime::memory::release_free_heap();
         Ok(Loaded { ebpf, offsets })
     }
@@ -180,15 +180,7 @@ impl EbpfSource {
         tracing::info!(?offsets, "eBPF: kernel struct offsets from BTF");
         serve_namespaces(&mut ebpf, routes.iter().map(|r| r.netns))?;
         for tp in TRACEPOINTS {
-            let prog: &mut aya::programs::RawTracePoint = ebpf
-                .program_mut(tp)
-                .ok_or_else(|| EbpfError::Attach(tp, "program missing from the object".into()))?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| EbpfError::Attach(tp, e.to_string()))?;
-            prog.load()
-                .map_err(|e| EbpfError::Attach(tp, e.to_string()))?;
-            prog.attach(tp)
-                .map_err(|e| EbpfError::Attach(tp, e.to_string()))?;
+            ebpf.attach(tp)?;
         }
         let stats = Arc::new(EbpfStats::default());
         let spawned = consumer::spawn(
@@ -201,7 +193,7 @@ impl EbpfSource {
         )?;
         Ok(Started {
             source: EbpfSource {
-                _ebpf: ebpf,
+                _program: ebpf,
                 stats,
                 consumer: spawned.task.abort_handle(),
             },

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use aya::Ebpf;
 use aya::maps::{Map, MapData, PerCpuArray};
 use neighsyncd_common::{KIND_REMOVE, NeighEvent, RECORD_VERSION};
 use tokio::io::Interest;
@@ -118,7 +117,7 @@ pub struct Spawned {
 }
 
 pub fn spawn(
-    ebpf: &mut Ebpf,
+    ebpf: &mut super::loader::Program,
     routes: Vec<Route>,
     canary_netns: Option<Arc<Netns>>,
     stats: Arc<EbpfStats>,
