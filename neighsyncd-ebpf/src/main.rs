@@ -65,7 +65,7 @@ static OFFSETS: Offsets = Offsets {
 
 /// Sized by the loader (`ebpf_ring_bytes`).
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 21, 0);
+static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 19, 0);
 
 /// The network namespaces served (inode numbers -> 1), filled by the loader: events of any
 /// other namespace are dropped before anything is read or reserved. One program serves every

@@ -233,7 +233,7 @@ impl Options {
             api_tls_key: None,
             api_tls_client_ca: None,
             profiler: Some(false),
-            ebpf_ring_bytes: Some(2 << 20),
+            ebpf_ring_bytes: Some(512 << 10),
             ebpf_lru_entries: Some(262_144),
             ebpf_watchdog: Some(60),
             warm_restore_timeout: Some(180),
