@@ -174,6 +174,7 @@ fn the_docs_table_is_the_declared_options() {
 fn human_bytes(n: u64) -> String {
     match n {
         n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
         n => n.to_string(),
     }
 }

@@ -278,3 +278,25 @@ fn load_program(name: &str, insns: &[bpf_insn], license: &CString) -> Result<Own
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_object_that_is_not_one_is_a_load_error_before_any_call() {
+        for bytes in [&b""[..], b"\x7fELF", &[0u8; 64]] {
+            match Program::load(bytes, &[], &[]) {
+                Err(EbpfError::Load(e)) => assert!(!e.is_empty()),
+                Err(other) => panic!("{other}"),
+                Ok(_) => panic!("{bytes:?} loaded"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_global_s_bytes_are_its_memory() {
+        let v: u32 = 0x0403_0201;
+        assert_eq!(bytes_of(&v), &v.to_ne_bytes());
+    }
+}
