@@ -78,7 +78,7 @@ impl Program {
                 .get(&prog.function_key())
                 .ok_or_else(|| load(format!("{name}: its function is missing")))?;
             let fd = load_program(name, &function.instructions, &prog.license)
-                .map_err(|e| EbpfError::Attach("load", format!("{name}: {e}")))?;
+                .map_err(|e| load(format!("program {name}: {e}")))?;
             programs.insert(name.clone(), fd);
         }
         let mut maps = HashMap::new();
@@ -103,20 +103,20 @@ impl Program {
     }
 
     /// Attaches program `name` to the raw tracepoint of the same name, until this is dropped.
-    pub fn attach(&mut self, name: &str) -> Result<(), EbpfError> {
+    pub fn attach(&mut self, name: &'static str) -> Result<(), EbpfError> {
         let fd = self
             .programs
             .get(name)
-            .ok_or_else(|| EbpfError::Attach("attach", format!("{name}: no such program")))?;
+            .ok_or_else(|| EbpfError::Attach(name, "the object has no such program".into()))?;
         let tp = CString::new(name)
-            .map_err(|_| EbpfError::Attach("attach", format!("{name}: not a name")))?;
+            .map_err(|_| EbpfError::Attach(name, "not a tracepoint name".into()))?;
         let mut attr = RawTracepointOpen {
             name: tp.as_ptr() as u64,
             prog_fd: fd.as_raw_fd() as u32,
             _pad: 0,
         };
         let link = bpf(bpf_cmd::BPF_RAW_TRACEPOINT_OPEN, &mut attr)
-            .map_err(|e| EbpfError::Attach("attach", format!("{name}: {e}")))?;
+            .map_err(|e| EbpfError::Attach(name, e.to_string()))?;
         self.links.push(link);
         Ok(())
     }
@@ -291,6 +291,24 @@ mod tests {
                 Err(other) => panic!("{other}"),
                 Ok(_) => panic!("{bytes:?} loaded"),
             }
+        }
+    }
+
+    #[test]
+    fn a_program_the_verifier_refuses_is_an_error_with_its_reasons() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: loading a BPF program needs root (CI runs as root)");
+            return;
+        }
+        // `exit` with R0 never set: every kernel's verifier refuses it.
+        // SAFETY: bpf_insn is plain data; all zeros is `r0 = r0 + 0`'s encoding, made `exit`.
+        let mut exit: bpf_insn = unsafe { std::mem::zeroed() };
+        exit.code = 0x95;
+        let license = CString::new("GPL").unwrap();
+        match load_program("refused", &[exit], &license) {
+            Ok(_) => panic!("the verifier took a program that returns nothing"),
+            Err(e) => assert!(e.contains("the verifier said") && e.contains("R0"), "{e}"),
         }
     }
 
