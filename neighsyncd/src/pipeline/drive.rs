@@ -7,6 +7,8 @@ use std::collections::VecDeque;
 
 use tracing::info;
 
+use super::intake::take_in;
+use super::report::Reports;
 use super::{Pipeline, PipelineError};
 use crate::core::appdb_link::AppDbOrder;
 use crate::core::control::AppDbWriter;
@@ -25,12 +27,12 @@ impl<W: AppDbWriter> Pipeline<W> {
     /// A kernel event, most of a burst: its counts, notes and view updates are carried out at
     /// once, in a reused buffer; anything else goes the way of every input's outputs.
     pub(super) async fn kernel_event(&mut self, ev: SourceEvent) -> Result<(), PipelineError> {
-        let mut out = std::mem::take(&mut self.outputs);
-        self.engine
-            .handle_into(monotonic_ns(), Input::Kernel(ev), &mut out);
-        let reports = self.reports();
-        let rest: VecDeque<Output> = out.drain(..).filter_map(|o| reports.carry_out(o)).collect();
-        self.outputs = out;
+        let reports = Reports {
+            metrics: &self.metrics,
+            view: self.view.as_ref(),
+        };
+        let mut rest = VecDeque::new();
+        take_in(&mut self.engine, &reports, ev, &mut self.outputs, &mut rest);
         if rest.is_empty() {
             return Ok(());
         }

@@ -28,6 +28,20 @@ const EVERY: Duration = Duration::from_millis(1);
 /// Events taken in at most per look: the write's answer is looked at in between.
 const CHUNK: usize = 4096;
 
+/// Takes one kernel event into `engine` and carries out at once what needs neither APPL_DB nor
+/// the pipeline (counts, log lines, the view); the rest is added to `rest`, in order. `out` is
+/// a buffer kept from event to event.
+pub(super) fn take_in(
+    engine: &mut Engine,
+    reports: &Reports<'_>,
+    ev: SourceEvent,
+    out: &mut Vec<Output>,
+    rest: &mut impl Extend<Output>,
+) {
+    engine.handle_into(monotonic_ns(), Input::Kernel(ev), out);
+    rest.extend(out.drain(..).filter_map(|o| reports.carry_out(o)));
+}
+
 /// Awaits `write`, applying the events that arrive meanwhile to `engine`. Their counts, log
 /// lines and view updates are carried out at once; what needs the pipeline itself (rare: a
 /// resync to ask for, a source to switch) is left in `later`, in order.
@@ -56,10 +70,7 @@ pub(super) async fn while_writing<F: Future>(
                             break;
                         }
                     };
-                    engine.handle_into(monotonic_ns(), Input::Kernel(ev), &mut out);
-                    for o in out.drain(..) {
-                        later.extend(reports.carry_out(o));
-                    }
+                    take_in(engine, reports, ev, &mut out, later);
                 }
             }
         }
