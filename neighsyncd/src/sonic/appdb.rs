@@ -1,7 +1,6 @@
 //! The Redis side: where the databases are, the producer protocol, and the APPL_DB connection
 //! the pipeline writes through.
 
-use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use redis::AsyncConnectionConfig;
@@ -149,29 +148,21 @@ impl AppDb {
     /// `NEIGH_TABLE:*` with the pending staging operations applied on top, each key with what
     /// its fields say.
     ///
-    /// Staging is read before the table: we are the only producer, so anything the consumer
-    /// moves between the two reads is seen in the table, and applying it twice is harmless.
-    ///
-    /// The table is read as SCAN hands it over, a batch at a time, each key's fields turned
-    /// into a [`Told`] at once: at a million keys the read-back costs one small entry per key,
-    /// not every key's fields as strings (it runs at start and at every audit).
+    /// Staged keys are read first, a page at a time (`SSCAN`), each page's staged fields, table
+    /// fields and del-set membership in one `MULTI`: orchagent pops a key atomically, so a
+    /// page sees each of its keys either still staged or already applied, and the result is
+    /// the same. The table is read next, without the staged keys: we are the only producer, so
+    /// a key staged after its page was read is not. Whatever is read is turned into a [`Told`]
+    /// at once: at a million keys, with orchagent stalled and all of them staged, the read-back
+    /// costs one small entry per key, not every key's fields as strings (it runs at start and
+    /// at every audit).
     pub async fn read_neighbors(&mut self) -> Result<Vec<(NeighKey, Told)>, AppDbError> {
         let table_prefix = format!("{NEIGH_TABLE}{}", self.separator);
         let neigh = self.neigh.clone();
         let res = async {
             let conn = self.conn()?;
-            let (pending, deleted): (Vec<String>, Vec<String>) = redis::pipe()
-                .cmd("SMEMBERS")
-                .arg(neigh.key_set())
-                .cmd("SMEMBERS")
-                .arg(neigh.del_set())
-                .query_async(conn)
-                .await?;
-            let staged = hgetall_many(conn, pending.iter().map(|k| neigh.staging_key(k))).await?;
-            // Keys with staged operations keep their fields, to apply the staging on top.
-            let mut held: HashMap<String, Fields> = HashMap::new();
-            let pending_set: HashSet<&str> = pending.iter().map(String::as_str).collect();
             let mut out = Vec::new();
+            let staged = read_staged(conn, &neigh, &table_prefix, &mut out).await?;
             let pattern = format!("{table_prefix}*");
             let scan = |cursor: u64| {
                 let mut c = redis::cmd("SCAN");
@@ -184,15 +175,30 @@ impl AppDb {
             };
             let (mut next, mut keys): (u64, Vec<String>) = scan(0).query_async(conn).await?;
             while !keys.is_empty() || next != 0 {
-                // A page's hashes, and the next page's SCAN in the same round trip.
+                // A page's hashes (staged keys were read with the staging), and the next page's
+                // SCAN, in one round trip.
+                let page: Vec<(NeighKey, &str)> = keys
+                    .iter()
+                    .filter_map(|k| {
+                        let key = NeighKey::from_appl_db(k.strip_prefix(&table_prefix)?);
+                        staged
+                            .binary_search(&key)
+                            .is_err()
+                            .then_some((key, k.as_str()))
+                    })
+                    .collect();
                 let mut p = redis::pipe();
-                for k in &keys {
-                    p.cmd("HGETALL").arg(k);
+                for (_, k) in &page {
+                    p.cmd("HGETALL").arg(*k);
                 }
                 if next != 0 {
                     p.add_command(scan(next));
                 }
-                let mut replies: Vec<redis::Value> = p.query_async(conn).await?;
+                let mut replies: Vec<redis::Value> = if page.is_empty() && next == 0 {
+                    Vec::new() // every key of the last page was staged: nothing to ask
+                } else {
+                    p.query_async(conn).await?
+                };
                 let following = match next {
                     0 => None,
                     _ => Some(
@@ -202,38 +208,17 @@ impl AppDb {
                         .map_err(redis::RedisError::from)?,
                     ),
                 };
-                for (k, value) in keys.into_iter().zip(replies) {
-                    let Some(key) = k.strip_prefix(&table_prefix) else {
-                        continue;
-                    };
-                    if pending_set.contains(key) {
-                        let fields =
-                            redis::from_redis_value(value).map_err(redis::RedisError::from)?;
-                        held.insert(key.to_string(), fields);
-                        continue;
-                    }
+                for ((key, _), value) in page.into_iter().zip(replies) {
                     let Some(pairs) = value.as_map_iter() else {
                         continue;
                     };
-                    let mut pairs = pairs
-                        .map(|pair| match pair {
-                            (redis::Value::BulkString(f), redis::Value::BulkString(v)) => {
-                                (f.as_slice(), v.as_slice())
-                            }
-                            // Counted, so that the entry reads as not ours.
-                            _ => (&[][..], &[][..]),
-                        })
-                        .peekable();
+                    let mut pairs = pairs.map(bulk_pair).peekable();
                     // Empty: deleted between the SCAN and the HGETALL.
                     if pairs.peek().is_some() {
-                        out.push((NeighKey::from_appl_db(key), Told::from_pairs(pairs)));
+                        out.push((key, Told::from_pairs(pairs)));
                     }
                 }
                 (next, keys) = following.unwrap_or_default();
-            }
-            let staged: Vec<(String, Fields)> = pending.iter().cloned().zip(staged).collect();
-            for (key, fields) in super::producer::with_staged(held, staged, &deleted) {
-                out.push((NeighKey::from_appl_db(&key), Told::from_fields(&fields)));
             }
             // SCAN may return a key twice (it guarantees at least once): keep one.
             out.sort_unstable_by_key(|e| e.0);
@@ -245,25 +230,73 @@ impl AppDb {
     }
 }
 
+/// A hash's field and value as Redis returns them; anything else reads as an empty pair, so
+/// that the entry reads as not ours.
+fn bulk_pair<'a>(pair: (&'a redis::Value, &'a redis::Value)) -> (&'a [u8], &'a [u8]) {
+    match pair {
+        (redis::Value::BulkString(f), redis::Value::BulkString(v)) => (f.as_slice(), v.as_slice()),
+        _ => (&[][..], &[][..]),
+    }
+}
+
+/// Staged keys per page of [`read_staged`]: one `MULTI` reads three things of each.
+const STAGED_PAGE: usize = 512;
+
+/// Reads every staged key with what it will hold once consumed (see
+/// [`AppDb::read_neighbors`]) into `out`; returns the staged keys, sorted.
+async fn read_staged(
+    conn: &mut MultiplexedConnection,
+    neigh: &ProducerStateTable,
+    table_prefix: &str,
+    out: &mut Vec<(NeighKey, Told)>,
+) -> Result<Vec<NeighKey>, redis::RedisError> {
+    let mut staged = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SSCAN")
+            .arg(neigh.key_set())
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(STAGED_PAGE)
+            .query_async(conn)
+            .await?;
+        if !keys.is_empty() {
+            let mut p = redis::pipe();
+            p.atomic();
+            for k in &keys {
+                p.cmd("HGETALL")
+                    .arg(neigh.staging_key(k))
+                    .cmd("HGETALL")
+                    .arg(format!("{table_prefix}{k}"))
+                    .cmd("SISMEMBER")
+                    .arg(neigh.del_set())
+                    .arg(k);
+            }
+            let replies: Vec<redis::Value> = p.query_async(conn).await?;
+            for (k, three) in keys.iter().zip(replies.chunks_exact(3)) {
+                let key = NeighKey::from_appl_db(k);
+                staged.push(key);
+                let staging: Fields = redis::from_redis_value_ref(&three[0])?;
+                let table: Fields = redis::from_redis_value_ref(&three[1])?;
+                let deleted: bool = redis::from_redis_value_ref(&three[2])?;
+                let fields = super::producer::with_staged((!deleted).then_some(table), staging);
+                if !fields.is_empty() {
+                    out.push((key, Told::from_fields(&fields)));
+                }
+            }
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    staged.sort_unstable();
+    staged.dedup();
+    Ok(staged)
+}
+
 /// Keys per SCAN page: each page's hashes are read in one pipelined round trip.
 const SCAN_COUNT: usize = 2048;
-
-async fn hgetall_many(
-    conn: &mut MultiplexedConnection,
-    keys: impl Iterator<Item = String>,
-) -> Result<Vec<Fields>, redis::RedisError> {
-    let keys: Vec<String> = keys.collect();
-    let mut out = Vec::with_capacity(keys.len());
-    for chunk in keys.chunks(2048) {
-        let mut p = redis::pipe();
-        for k in chunk {
-            p.cmd("HGETALL").arg(k);
-        }
-        let part: Vec<Fields> = p.query_async(conn).await?;
-        out.extend(part);
-    }
-    Ok(out)
-}
 
 impl crate::core::control::AppDbWriter for AppDb {
     type Error = AppDbError;

@@ -12,29 +12,15 @@
 use redis::aio::MultiplexedConnection;
 use redis::{Pipeline, RedisResult, Script};
 
-use std::collections::{HashMap, HashSet};
-
 use crate::core::ops::{Fields, Op};
 
-/// What a consumer will hold once it has consumed everything staged: `table` (the table's
-/// entries, by key) with the staged operations applied on top. A key in `deleted` (the del
-/// set) is deleted first, then its staged fields (if any) set again, as the consumer pops it.
-pub fn with_staged(
-    mut table: HashMap<String, Fields>,
-    staged: Vec<(String, Fields)>,
-    deleted: &[String],
-) -> HashMap<String, Fields> {
-    let deleted: HashSet<&String> = deleted.iter().collect();
-    for (key, fields) in staged {
-        if deleted.contains(&key) {
-            table.remove(&key);
-        }
-        if !fields.is_empty() {
-            table.entry(key).or_default().extend(fields);
-        }
-    }
-    table.retain(|_, f| !f.is_empty());
-    table
+/// What a consumer will hold for one key once it has consumed what is staged for it: the
+/// table's fields (`None` when the key is in the del set: it is deleted first), with the staged
+/// fields set on top. Empty: the key is gone.
+pub fn with_staged(table: Option<Fields>, staged: Fields) -> Fields {
+    let mut fields = table.unwrap_or_default();
+    fields.extend(staged);
+    fields
 }
 
 /// Operations per script invocation: large enough to amortise, small enough not to stall Redis.
@@ -249,60 +235,26 @@ mod tests {
 
     #[test]
     fn staged_operations_apply_on_top_of_the_table() {
-        let table: HashMap<String, Fields> = [
-            (
-                "Ethernet0:10.0.0.1".to_string(),
-                fields("02:00:00:00:00:01"),
-            ),
-            (
-                "Ethernet0:10.0.0.2".to_string(),
-                fields("02:00:00:00:00:02"),
-            ),
-            (
-                "Ethernet0:10.0.0.3".to_string(),
-                fields("02:00:00:00:00:03"),
-            ),
-        ]
-        .into_iter()
-        .collect();
-        let staged = vec![
-            // A set over an existing entry: its fields win.
-            (
-                "Ethernet0:10.0.0.1".to_string(),
-                fields("02:00:00:00:00:aa"),
-            ),
-            // A delete (in the del set, nothing staged).
-            ("Ethernet0:10.0.0.2".to_string(), Fields::default()),
-            // A delete then a set again: the new value.
-            (
-                "Ethernet0:10.0.0.3".to_string(),
-                fields("02:00:00:00:00:cc"),
-            ),
-            // A new key.
-            (
-                "Ethernet0:10.0.0.4".to_string(),
-                fields("02:00:00:00:00:04"),
-            ),
-        ];
-        let deleted = vec![
-            "Ethernet0:10.0.0.2".to_string(),
-            "Ethernet0:10.0.0.3".to_string(),
-        ];
-        let out = with_staged(table, staged, &deleted);
-        let mac = |k: &str| out.get(k).and_then(|f| f.get("neigh")).cloned();
-        assert_eq!(
-            mac("Ethernet0:10.0.0.1").as_deref(),
-            Some("02:00:00:00:00:aa")
+        let mac = |f: &Fields| f.get("neigh").cloned();
+        // A set over an existing entry: its fields win.
+        let out = with_staged(
+            Some(fields("02:00:00:00:00:01")),
+            fields("02:00:00:00:00:aa"),
         );
-        assert_eq!(mac("Ethernet0:10.0.0.2"), None);
-        assert_eq!(
-            mac("Ethernet0:10.0.0.3").as_deref(),
-            Some("02:00:00:00:00:cc")
-        );
-        assert_eq!(
-            mac("Ethernet0:10.0.0.4").as_deref(),
-            Some("02:00:00:00:00:04")
-        );
-        assert_eq!(out.len(), 3);
+        assert_eq!(mac(&out).as_deref(), Some("02:00:00:00:00:aa"));
+        // A delete (in the del set, nothing staged): gone.
+        assert!(with_staged(None, Fields::default()).is_empty());
+        // A delete then a set again: the new value only.
+        let out = with_staged(None, fields("02:00:00:00:00:cc"));
+        assert_eq!(out, fields("02:00:00:00:00:cc"));
+        // A new key.
+        let out = with_staged(Some(Fields::default()), fields("02:00:00:00:00:04"));
+        assert_eq!(out, fields("02:00:00:00:00:04"));
+        // A field the table has and the staging does not set stays.
+        let mut table = fields("02:00:00:00:00:01");
+        table.insert("extra".into(), "x".into());
+        let out = with_staged(Some(table), fields("02:00:00:00:00:aa"));
+        assert_eq!(out.get("extra").map(String::as_str), Some("x"));
+        assert_eq!(mac(&out).as_deref(), Some("02:00:00:00:00:aa"));
     }
 }
