@@ -215,7 +215,7 @@ impl Options {
             )),
             source: Some(SourceKind::Auto),
             netlink_rcvbuf: Some(16 * 1024 * 1024),
-            batch_max: Some(2048),
+            batch_max: Some(512),
             audit_interval: None,
             ignore_interfaces: Some(Vec::new()),
             config_db_poll: Some(5),

@@ -112,7 +112,7 @@ fn the_example_config_loads_and_names_every_key() {
     let text = include_str!("../../../deploy/neighsyncd.toml.example");
     let file: Options = toml::from_str(text).expect("example parses (no unknown keys)");
     let c = Config::merge(Args::default(), file).expect("example validates");
-    assert_eq!(c.batch_max, 2048);
+    assert_eq!(c.batch_max, 512);
     assert_eq!(c.log_target, LogTarget::Stderr);
     let keys: Vec<&str> = text
         .lines()
@@ -183,7 +183,7 @@ fn human_bytes(n: u64) -> String {
 #[test]
 fn help_shows_the_declared_defaults() {
     let help = Args::command_with_defaults().render_help().to_string();
-    assert!(help.contains("[default: 2048]"), "{help}");
+    assert!(help.contains("[default: 512]"), "{help}");
     assert!(
         help.contains("[default: unix:/run/neighsyncd/rest.sock]"),
         "{help}"
