@@ -1,6 +1,8 @@
 //! Cold start at scale: N neighbors in the kernel; the daemon starts (a) with APPL_DB already
-//! holding exactly them (a restart: it must write nothing) and (b) with APPL_DB empty (it must
-//! write them all). Timed from the process's start to `/ready`, and to APPL_DB complete.
+//! holding exactly them (a restart: it must write nothing), (b) with APPL_DB empty (it must
+//! write them all) and (c) with all of them written but staged, orchagent stalled (a restart
+//! while orchagent is behind: it must read the staging back, and write nothing). Timed from the
+//! process's start to `/ready`, and to APPL_DB complete (orchagent popping from then on).
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -32,8 +34,8 @@ pub async fn run(mode: &str, args: &[&str], n: u32) -> anyhow::Result<Vec<Row>> 
     wait_count(&mut orch, n as usize, limit).await?;
     first.stop();
     let mut rows = Vec::new();
-    for appl_db in ["already equal", "empty"] {
-        if appl_db == "empty" {
+    for appl_db in ["already equal", "empty", STAGED] {
+        if appl_db != "already equal" {
             let socket = redis.socket();
             let flushed = std::process::Command::new("redis-cli")
                 .arg("-s")
@@ -42,6 +44,13 @@ pub async fn run(mode: &str, args: &[&str], n: u32) -> anyhow::Result<Vec<Row>> 
                 .status()?;
             anyhow::ensure!(flushed.success(), "redis-cli FLUSHDB failed");
             orch = Orchagent::new(redis.conn(0).await);
+        }
+        if appl_db == STAGED {
+            // A daemon writes them all while orchagent pops nothing.
+            let mut writer = Daemon::start(&lab.dut, &redis, args);
+            writer.wait_ready(&lab.dut).await;
+            wait_staged(&redis, n, limit).await?;
+            writer.stop();
         }
         let t0 = Instant::now();
         let mut d = Daemon::start(&lab.dut, &redis, args);
@@ -66,6 +75,32 @@ pub async fn run(mode: &str, args: &[&str], n: u32) -> anyhow::Result<Vec<Row>> 
         });
     }
     Ok(rows)
+}
+
+const STAGED: &str = "staged, orchagent stalled";
+
+/// Until `NEIGH_TABLE_KEY_SET` holds `n` keys.
+async fn wait_staged(
+    redis: &neighsyncd_tests::redis_server::RedisServer,
+    n: u32,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let mut c = redis.conn(0).await;
+    let t0 = Instant::now();
+    loop {
+        let staged: u64 = redis::cmd("SCARD")
+            .arg("NEIGH_TABLE_KEY_SET")
+            .query_async(&mut c)
+            .await?;
+        if staged >= u64::from(n) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            t0.elapsed() < limit,
+            "{staged} of {n} keys staged within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 pub fn render(meta: &Meta, rows: &[Row]) -> String {
