@@ -8,6 +8,7 @@ use neighsyncd::config::{Args, Command, Config};
 use neighsyncd::restore::RestoreOptions;
 
 fn main() -> ExitCode {
+    neighsyncd::one_arena();
     let args = Args::parse_with_defaults();
     let command = args.command.clone();
     let cfg = match Config::load(args) {
