@@ -163,8 +163,8 @@ struct RawTracepointOpen {
     _pad: u32,
 }
 
-/// The `bpf` system call; a new fd for the commands that make one.
-fn bpf<T>(cmd: bpf_cmd, attr: &mut T) -> std::io::Result<OwnedFd> {
+/// The `bpf` system call: its non-negative return, or the error.
+fn sys_bpf<T>(cmd: bpf_cmd, attr: &mut T) -> std::io::Result<libc::c_long> {
     // SAFETY: `attr` is one of the `#[repr(C)]` prefixes of `union bpf_attr` above, valid for
     // its size, and lives across the call; pointers in it point at live buffers.
     let r = unsafe {
@@ -178,26 +178,19 @@ fn bpf<T>(cmd: bpf_cmd, attr: &mut T) -> std::io::Result<OwnedFd> {
     if r < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    // SAFETY: a non-negative return of these commands is a new fd that nothing else owns
-    // (commands that return 0 without one are wrapped by `bpf_ok`).
-    Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
+    Ok(r)
+}
+
+/// A `bpf` command that makes an fd: the fd.
+fn bpf<T>(cmd: bpf_cmd, attr: &mut T) -> std::io::Result<OwnedFd> {
+    let fd = sys_bpf(cmd, attr)?;
+    // SAFETY: what these commands return is a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// A `bpf` command that returns 0 rather than an fd.
 fn bpf_ok<T>(cmd: bpf_cmd, attr: &mut T) -> std::io::Result<()> {
-    // SAFETY: as in `bpf`.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd as libc::c_long,
-            attr as *mut T,
-            std::mem::size_of::<T>(),
-        )
-    };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    sys_bpf(cmd, attr).map(drop)
 }
 
 /// A global data map (`.rodata`, `.data`, `.bss`) gets its one value, the section's bytes;
