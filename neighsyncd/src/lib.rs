@@ -30,7 +30,6 @@ pub mod pipeline;
 pub mod restore;
 pub(crate) mod runtime;
 
-pub use runtime::memory::one_arena;
 /// Entering a named network namespace (`--namespace`), for the binary's `main`.
 pub use runtime::netns;
 pub mod sonic;

@@ -8,7 +8,6 @@ use neighsyncd::config::{Args, Command, Config};
 use neighsyncd::restore::RestoreOptions;
 
 fn main() -> ExitCode {
-    neighsyncd::one_arena();
     let args = Args::parse_with_defaults();
     let command = args.command.clone();
     let cfg = match Config::load(args) {
