@@ -4,7 +4,7 @@
 //! even when told afterwards to use none (`.btf(None)`): 5.5 MB read, about 20 MB at its peak
 //! while parsed. This object needs none of it: the struct offsets come from our own reader
 //! (`offsets`), the programs are raw tracepoints without CO-RE relocations, and the maps are
-//! plain. That parse was the eBPF daemon's peak of memory (29 MB at start-up with no neighbor,
+//! plain. That parse was the eBPF daemon's peak of memory (28 MiB at start-up with no neighbor,
 //! above what 100k neighbors take later). aya 0.15 reads the BTF only when an object needs
 //! it, but asks for a newer Rust than ours.
 //!
