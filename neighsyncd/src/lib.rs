@@ -30,6 +30,8 @@ pub mod pipeline;
 pub mod restore;
 pub(crate) mod runtime;
 
+/// The allocator's setting the binary's `main` makes first.
+pub use runtime::memory::keep_large_blocks_mapped;
 /// Entering a named network namespace (`--namespace`), for the binary's `main`.
 pub use runtime::netns;
 pub mod sonic;

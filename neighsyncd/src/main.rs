@@ -8,6 +8,8 @@ use neighsyncd::config::{Args, Command, Config};
 use neighsyncd::restore::RestoreOptions;
 
 fn main() -> ExitCode {
+    // Before any allocation worth the name, and before any thread (see its doc).
+    neighsyncd::keep_large_blocks_mapped();
     let args = Args::parse_with_defaults();
     let command = args.command.clone();
     let cfg = match Config::load(args) {
