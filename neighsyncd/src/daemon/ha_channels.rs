@@ -1,6 +1,8 @@
 //! Hot standby's subscriptions: the leader's release announcements (a standby takes over at
 //! once), and the leader's writes (a standby's picture of APPL_DB follows them).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -9,7 +11,7 @@ use tracing::warn;
 
 use crate::sonic::appdb::NEIGH_TABLE;
 use crate::sonic::dbconfig::DbLayout;
-use crate::sonic::lease::{Observation, decode};
+use crate::sonic::lease::{Observation, decode, is_marker};
 use crate::sonic::producer::writes_channel;
 
 /// The leader's release announcements, on a subscription of its own (re-made when it
@@ -59,9 +61,13 @@ impl Releases {
 
 /// Follows the leader's writes on the writes channel, for the pipeline: every (re)made
 /// subscription is announced as a gap first (what came before it was missed).
+///
+/// While `following` says the pipeline does not follow them (it leads), writes are dropped
+/// undecoded; markers are always passed on.
 pub(super) async fn follow_writes(
     db: DbLayout,
     tx: mpsc::UnboundedSender<Observation>,
+    following: Arc<AtomicBool>,
     mut stop: watch::Receiver<bool>,
 ) {
     let channel = writes_channel(NEIGH_TABLE, db.appl.id);
@@ -86,6 +92,9 @@ pub(super) async fn follow_writes(
                     _ = crate::runtime::tasks::shutdown_signalled(&mut stop) => return,
                 };
                 let Some(msg) = msg else { break };
+                if !following.load(Ordering::Acquire) && !is_marker(msg.get_payload_bytes()) {
+                    continue;
+                }
                 let payload: String = msg.get_payload().unwrap_or_default();
                 match decode(&payload) {
                     Some(o) => {

@@ -6,6 +6,7 @@
 //! daemon with an error; a management listener that fails never stops neighbor sync.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use tokio::sync::{mpsc, watch};
@@ -141,14 +142,21 @@ pub async fn run(
         ha_status = Some(e.status());
         let (fenced_tx, fenced_rx) = mpsc::unbounded_channel();
         let (observed_tx, observed) = mpsc::unbounded_channel();
+        let following = Arc::new(AtomicBool::new(true));
         tasks.spawn_until_shutdown(
             "ha_follow_writes",
-            ha_channels::follow_writes(specs[0].db.clone(), observed_tx, shutdown_rx.clone()),
+            ha_channels::follow_writes(
+                specs[0].db.clone(),
+                observed_tx,
+                following.clone(),
+                shutdown_rx.clone(),
+            ),
         );
         ha_link = Some(HaLink {
             role,
             fenced: fenced_tx,
             observed,
+            following,
         });
         election = Some(tokio::spawn(e.run(fenced_rx, election_stopped)));
     }

@@ -161,7 +161,7 @@ impl<W: AppDbWriter> Pipeline<W> {
             appdb.set_fence(role.token());
             outputs.health.set_role(role.as_str());
         }
-        Pipeline {
+        let pipeline = Pipeline {
             audit_interval: cfg.audit_interval,
             engine,
             appdb,
@@ -184,7 +184,9 @@ impl<W: AppDbWriter> Pipeline<W> {
             ha: inputs.ha,
             picture: standby::Picture::default(),
             outputs: Vec::new(),
-        }
+        };
+        pipeline.publish_following();
+        pipeline
     }
 
     /// The source policy's orders while running: a fallback to rtnetlink, or a stop.

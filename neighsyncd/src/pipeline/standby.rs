@@ -8,6 +8,8 @@
 //!   picture may have a gap: the subscription broke, it just stepped down, or no mark came.
 //! - A leader that APPL_DB fences off steps down.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -31,6 +33,10 @@ pub struct HaLink {
     /// The token APPL_DB refused.
     pub fenced: mpsc::UnboundedSender<u64>,
     pub observed: mpsc::UnboundedReceiver<Observation>,
+    /// Set by the pipeline: whether it follows the writes channel's writes now (a standby,
+    /// or a new leader waiting for its mark). While it does not, the subscriber drops them
+    /// undecoded: they are this daemon's own writes, a leader's whole output.
+    pub following: Arc<AtomicBool>,
 }
 
 /// Where a standby's picture of APPL_DB stands.
@@ -48,6 +54,16 @@ impl<W: AppDbWriter> Pipeline<W> {
     /// Whether to write now: not as a standby, nor while a takeover waits for its mark.
     pub(super) fn writing(&self) -> bool {
         self.role.writes() && self.picture.awaiting.is_none()
+    }
+
+    /// Tells the writes channel's subscriber whether the writes are followed now: by a
+    /// daemon that does not write, or does not yet. Called wherever the role or the wait for
+    /// a mark changes. Writes it drops while this says no are this daemon's own; a leader
+    /// that steps down reads APPL_DB back before it follows again.
+    pub(super) fn publish_following(&self) {
+        if let Some(ha) = &self.ha {
+            ha.following.store(!self.writing(), Ordering::Release);
+        }
     }
 
     /// The election's news: leading now, or standing by.
@@ -90,6 +106,7 @@ impl<W: AppDbWriter> Pipeline<W> {
             }
             _ => {}
         }
+        self.publish_following();
         Ok(())
     }
 
@@ -108,6 +125,7 @@ impl<W: AppDbWriter> Pipeline<W> {
                 self.picture.last_mark = Some(token);
                 if self.picture.awaiting.is_some_and(|(t, _)| t == token) {
                     self.picture.awaiting = None;
+                    self.publish_following();
                     info!(
                         token,
                         pending = self.engine.pending(),
@@ -127,6 +145,7 @@ impl<W: AppDbWriter> Pipeline<W> {
                 "no mark on the writes channel in time: reading APPL_DB back"
             );
             self.drive(Input::TakeOver).await?;
+            self.publish_following();
         }
         Ok(())
     }
@@ -166,6 +185,7 @@ impl<W: AppDbWriter> Pipeline<W> {
         let token = self.role.token();
         self.role = Role::Standby { leader: None };
         self.picture = Picture::default();
+        self.publish_following();
         self.appdb.set_fence(None);
         self.health.set_role(self.role.as_str());
         if let (Some(ha), Some(t)) = (&self.ha, token) {

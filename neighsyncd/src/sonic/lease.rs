@@ -273,8 +273,16 @@ pub fn decode(msg: &str) -> Option<Observation> {
 
 /// A new leader's marker message.
 pub fn marker(token: u64) -> String {
-    format!("[\"M\",\"{token}\"]")
+    format!("[\"{MARKER}\",\"{token}\"]")
 }
+
+/// Whether a writes-channel message is a marker, without decoding it.
+pub fn is_marker(msg: &[u8]) -> bool {
+    msg.starts_with(format!("[\"{MARKER}\"").as_bytes())
+}
+
+/// A marker message's kind.
+const MARKER: &str = "M";
 
 #[cfg(test)]
 mod tests {
@@ -291,6 +299,8 @@ mod tests {
         assert!(matches!(w[0].1, Some(crate::core::state::Told::Value(_))));
         assert_eq!(w[1], ("Ethernet0:10.0.0.3".to_string(), None));
         assert_eq!(decode(&marker(42)), Some(Observation::Marker(42)));
+        assert!(is_marker(marker(42).as_bytes()));
+        assert!(!is_marker(msg.as_bytes()));
         for bad in [
             "",
             "{}",
