@@ -59,31 +59,47 @@ impl Releases {
     }
 }
 
+/// How long start-up waits for its first subscription (then the task keeps trying).
+pub(super) const FIRST_SUBSCRIPTION: Duration = Duration::from_secs(2);
+
+/// A subscription to the writes channel, and when Redis had it: a read-back that starts
+/// later misses nothing.
+pub(super) type Subscription = (Instant, redis::aio::PubSubStream);
+
+/// Subscribes to `db`'s writes channel (`None`: Redis could not be reached).
+pub(super) async fn subscribe_writes(db: &DbLayout) -> Option<Subscription> {
+    let client = redis::Client::open(db.appl.url.as_str()).ok()?;
+    let mut ps = client.get_async_pubsub().await.ok()?;
+    ps.subscribe(writes_channel(NEIGH_TABLE, db.appl.id))
+        .await
+        .ok()?;
+    Some((Instant::now(), ps.into_on_message()))
+}
+
 /// Follows the leader's writes on the writes channel, for the pipeline: every (re)made
-/// subscription is announced as a gap first (what came before it was missed).
+/// subscription is announced as a gap first (what came before it was missed). `first` is a
+/// subscription made already (at start, before APPL_DB is read back).
 ///
 /// While `following` says the pipeline does not follow them (it leads), writes are dropped
 /// undecoded; markers are always passed on.
 pub(super) async fn follow_writes(
     db: DbLayout,
+    mut first: Option<Subscription>,
     tx: mpsc::UnboundedSender<Observation>,
     following: Arc<AtomicBool>,
     mut stop: watch::Receiver<bool>,
 ) {
     let channel = writes_channel(NEIGH_TABLE, db.appl.id);
     loop {
-        let subscribed = async {
-            let client = redis::Client::open(db.appl.url.as_str()).ok()?;
-            let mut ps = client.get_async_pubsub().await.ok()?;
-            ps.subscribe(&channel).await.ok()?;
-            Some(ps.into_on_message())
+        let stream = match first.take() {
+            Some(s) => Some(s),
+            None => tokio::select! {
+                s = subscribe_writes(&db) => s,
+                _ = crate::runtime::tasks::shutdown_signalled(&mut stop) => return,
+            },
         };
-        let stream = tokio::select! {
-            s = subscribed => s,
-            _ = crate::runtime::tasks::shutdown_signalled(&mut stop) => return,
-        };
-        if let Some(mut stream) = stream {
-            if tx.send(Observation::Gap).is_err() {
+        if let Some((since, mut stream)) = stream {
+            if tx.send(Observation::Gap { since }).is_err() {
                 return;
             }
             loop {

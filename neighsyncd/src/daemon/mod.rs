@@ -143,10 +143,20 @@ pub async fn run(
         let (fenced_tx, fenced_rx) = mpsc::unbounded_channel();
         let (observed_tx, observed) = mpsc::unbounded_channel();
         let following = Arc::new(AtomicBool::new(true));
+        // Subscribed before APPL_DB is read back, so that a standby's picture can stand on
+        // the cold start's read-back (else it reads APPL_DB again).
+        let first = tokio::time::timeout(
+            ha_channels::FIRST_SUBSCRIPTION,
+            ha_channels::subscribe_writes(&specs[0].db),
+        )
+        .await
+        .ok()
+        .flatten();
         tasks.spawn_until_shutdown(
             "ha_follow_writes",
             ha_channels::follow_writes(
                 specs[0].db.clone(),
+                first,
                 observed_tx,
                 following.clone(),
                 shutdown_rx.clone(),

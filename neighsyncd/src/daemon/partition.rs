@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::core::engine::{Engine, EngineConfig};
 use crate::core::neigh::SourceEvent;
 use crate::core::source_health::Wanted;
-use crate::core::state::Told;
+use crate::pipeline::Prefetched;
 use crate::runtime::netns::Netns;
 use crate::runtime::tasks::Tasks;
 use crate::sonic::appdb::AppDb;
@@ -76,9 +76,6 @@ impl Spec {
     }
 }
 
-/// APPL_DB's neighbors as read back: each key, and what its fields say.
-type ReadBack = Vec<(crate::core::key::NeighKey, Told)>;
-
 /// A namespace's sources running, its engine not yet started.
 pub(super) struct Started {
     pub(super) engine: Engine,
@@ -90,7 +87,7 @@ pub(super) struct Started {
     pub(super) netlink: tokio::task::JoinHandle<Result<(), SourceGaveUp>>,
     pub(super) config: watch::Receiver<Option<crate::core::rules::ConfigSnapshot>>,
     /// A cold start's APPL_DB read-back, fetched while the sources start.
-    pub(super) prefetch: Option<tokio::task::JoinHandle<Option<ReadBack>>>,
+    pub(super) prefetch: Option<tokio::task::JoinHandle<Option<Prefetched>>>,
 }
 
 impl Started {
@@ -108,7 +105,7 @@ impl Started {
         })
     }
 
-    pub(super) async fn read_back(&mut self) -> Option<ReadBack> {
+    pub(super) async fn read_back(&mut self) -> Option<Prefetched> {
         match self.prefetch.take() {
             Some(task) => task.await.ok().flatten(),
             None => None,
@@ -168,7 +165,9 @@ pub(super) fn start(
         tokio::spawn(async move {
             let mut appdb = AppDb::new(&db.url, db.id, &db.separator);
             appdb.connect().await.ok()?;
-            appdb.read_neighbors().await.ok()
+            let started = std::time::Instant::now();
+            let entries = appdb.read_neighbors().await.ok()?;
+            Some(Prefetched { entries, started })
         })
     });
     Ok(Started {

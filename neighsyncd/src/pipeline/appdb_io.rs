@@ -113,10 +113,14 @@ impl<W: AppDbWriter> Pipeline<W> {
     /// Reads APPL_DB back as what it was told. At start the read-back also seeds the desired
     /// state (see [`crate::core::state::State::replace_told`]).
     pub(super) async fn read_back(&mut self, seed: bool) -> Input {
-        if seed && let Some(entries) = self.prefetched.take() {
+        if seed && let Some(p) = self.prefetched.take() {
             self.health.set_redis(true);
             self.metrics.redis_connected.set(1);
-            return Input::ReadBack { entries, seed };
+            self.picture.read_at = Some(p.started);
+            return Input::ReadBack {
+                entries: p.entries,
+                seed,
+            };
         }
         let started = Instant::now();
         match self
@@ -132,6 +136,7 @@ impl<W: AppDbWriter> Pipeline<W> {
                     .stage_seconds
                     .with_label_values(&["appl_db_read_back"])
                     .observe(started.elapsed().as_secs_f64());
+                self.picture.read_at = Some(started);
                 Input::ReadBack { entries, seed }
             }
             Err(e) => self.unreachable("cannot read APPL_DB back", &e),

@@ -97,6 +97,13 @@ impl ResyncRequests for Commands {
     }
 }
 
+/// A read-back made before the pipeline started.
+pub struct Prefetched {
+    pub entries: Vec<(crate::core::key::NeighKey, crate::core::state::Told)>,
+    /// When its first command was sent (what a standby's picture stands on; see `standby`).
+    pub started: std::time::Instant,
+}
+
 /// Where the engine's inputs come from.
 pub struct Inputs {
     pub events: mpsc::Receiver<SourceEvent>,
@@ -105,7 +112,7 @@ pub struct Inputs {
     pub commands: Option<mpsc::UnboundedReceiver<Command>>,
     /// APPL_DB as read back while the sources were starting (a cold start reads it once,
     /// beside the eBPF program's loading): the first seeding read-back uses it.
-    pub read_back: Option<Vec<(crate::core::key::NeighKey, crate::core::state::Told)>>,
+    pub read_back: Option<Prefetched>,
     /// Hot standby: the election's role for this daemon (`None`: the only writer).
     pub ha: Option<HaLink>,
 }
@@ -136,7 +143,7 @@ pub struct Pipeline<W: AppDbWriter = AppDb> {
     view: Option<ViewPart>,
     warm_plan: Option<WarmPlan>,
     warm: Option<WarmPhase>,
-    prefetched: Option<Vec<(crate::core::key::NeighKey, crate::core::state::Told)>>,
+    prefetched: Option<Prefetched>,
     ha: Option<HaLink>,
     /// What this daemon is to APPL_DB (a standby writes nothing).
     role: Role,

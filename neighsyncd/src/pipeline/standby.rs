@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
@@ -24,6 +24,34 @@ use crate::sonic::lease::Observation;
 /// How long a new leader waits for its own mark on the writes channel before it reads
 /// APPL_DB back instead.
 const MARK_WAIT: Duration = Duration::from_secs(1);
+
+impl Picture {
+    /// No gap: the subscription was made before the read-back started, so every write since
+    /// that read-back was followed. A cold start's own read-back (prefetched, or the seeding
+    /// one) usually is: the subscription is made first.
+    pub(super) fn current(&self) -> bool {
+        matches!((self.subscribed, self.read_at), (Some(s), Some(r)) if s <= r)
+    }
+
+    /// The subscription was (re)made at `since`. The first one leaves a later read-back
+    /// standing: nothing was followed before it. One made again does not: the writes the old
+    /// one carried came before the read-back may have, and were applied on top of it.
+    pub(super) fn subscribed_at(&mut self, since: Instant) {
+        if self.subscribed.is_some() {
+            self.read_at = None;
+        }
+        self.subscribed = Some(since);
+    }
+
+    /// What was followed no longer counts (the writes were not followed while leading): a
+    /// read-back is due. The subscription stands.
+    fn forget(&mut self) {
+        *self = Picture {
+            subscribed: self.subscribed,
+            ..Picture::default()
+        };
+    }
+}
 
 /// The pipeline's side of the election: the role it publishes, where the pipeline says that
 /// APPL_DB refused its leader's token, and the leader's writes as the writes channel carries
@@ -39,11 +67,14 @@ pub struct HaLink {
     pub following: Arc<AtomicBool>,
 }
 
-/// Where a standby's picture of APPL_DB stands.
+/// Where a standby's picture of APPL_DB stands: a read-back, and every write the channel
+/// carried since.
 #[derive(Debug, Default)]
 pub(super) struct Picture {
-    /// It follows every write since a read-back (no gap since).
-    pub(super) current: bool,
+    /// When the writes channel's subscription was last (re)made.
+    pub(super) subscribed: Option<Instant>,
+    /// When the read-back the picture stands on started (`None`: it stands on none).
+    pub(super) read_at: Option<Instant>,
     /// Taking over: waiting for this token's mark, until then.
     pub(super) awaiting: Option<(u64, tokio::time::Instant)>,
     /// The last mark seen (it may come before the election says who leads).
@@ -77,7 +108,7 @@ impl<W: AppDbWriter> Pipeline<W> {
         self.health.set_role(role.as_str());
         match (&was, &role) {
             (Role::Leader { .. }, Role::Leader { .. }) => {}
-            (_, Role::Leader { token }) if self.picture.current => {
+            (_, Role::Leader { token }) if self.picture.current() => {
                 if self.picture.last_mark == Some(*token) {
                     info!(
                         token,
@@ -102,7 +133,7 @@ impl<W: AppDbWriter> Pipeline<W> {
             (Role::Leader { .. }, Role::Standby { leader }) => {
                 warn!(leader = ?leader, "another daemon leads: standing by, writing nothing");
                 // What the new leader wrote while this one still led was not followed.
-                self.picture = Picture::default();
+                self.picture.forget();
             }
             _ => {}
         }
@@ -113,8 +144,8 @@ impl<W: AppDbWriter> Pipeline<W> {
     /// What the writes channel said.
     pub(super) async fn observed(&mut self, o: Observation) -> Result<(), PipelineError> {
         match o {
-            // A standby reads APPL_DB back (at the loop's top, once connected).
-            Observation::Gap => self.picture.current = false,
+            // A standby reads APPL_DB back (at the loop's top, once connected) if need be.
+            Observation::Gap { since } => self.picture.subscribed_at(since),
             // A leader knows what it wrote; its own echo arrives late and is not followed.
             Observation::Writes(w) if !self.role.writes() || self.picture.awaiting.is_some() => {
                 self.drive(Input::Observed(w)).await?;
@@ -152,23 +183,25 @@ impl<W: AppDbWriter> Pipeline<W> {
 
     /// A standby whose picture may have a gap, connected to APPL_DB: it reads it back.
     pub(super) async fn mend_picture(&mut self) -> Result<(), PipelineError> {
-        if self.ha.is_some()
-            && !self.role.writes()
-            && !self.picture.current
-            && self.appdb.is_connected()
-        {
+        if self.role.writes() || self.picture.current() || !self.appdb.is_connected() {
+            return Ok(());
+        }
+        // What the channel already holds first: at start, the subscription's own notice
+        // (made before the cold start's read-back, it spares a second one).
+        while let Some(o) = self.ha.as_mut().and_then(|h| h.observed.try_recv().ok()) {
+            self.observed(o).await?;
+        }
+        if self.ha.is_some() && !self.role.writes() && !self.picture.current() {
             self.resync_picture().await?;
         }
         Ok(())
     }
 
-    /// A standby reads APPL_DB back: its picture is current from here on.
+    /// A standby reads APPL_DB back: its picture is current from here on (the read-back
+    /// records when it started).
     async fn resync_picture(&mut self) -> Result<(), PipelineError> {
         let read = self.read_back(false).await;
-        let ok = matches!(read, Input::ReadBack { .. });
-        self.drive(read).await?;
-        self.picture.current = ok;
-        Ok(())
+        self.drive(read).await
     }
 
     /// APPL_DB refused a write (`ops` operations): a newer leader holds the fence. This
@@ -184,7 +217,7 @@ impl<W: AppDbWriter> Pipeline<W> {
         );
         let token = self.role.token();
         self.role = Role::Standby { leader: None };
-        self.picture = Picture::default();
+        self.picture.forget();
         self.publish_following();
         self.appdb.set_fence(None);
         self.health.set_role(self.role.as_str());
@@ -220,5 +253,42 @@ pub(super) async fn mark_deadline(picture: &Picture) {
     match picture.awaiting {
         Some((_, at)) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::Picture;
+
+    #[test]
+    fn a_picture_stands_on_a_read_back_made_after_the_first_subscription_only() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut p = Picture::default();
+        assert!(!p.current(), "no read-back, no subscription");
+        p.read_at = Some(at(10));
+        assert!(
+            !p.current(),
+            "a read-back alone: writes since are not followed"
+        );
+        p.subscribed_at(at(5));
+        assert!(p.current(), "subscribed before the read-back started");
+        let mut late = Picture {
+            read_at: Some(at(10)),
+            ..Picture::default()
+        };
+        late.subscribed_at(at(20));
+        assert!(!late.current(), "subscribed after the read-back started");
+        // A subscription made again: a read-back is due, whenever the old one was made.
+        p.subscribed_at(at(8));
+        assert!(!p.current());
+        p.read_at = Some(at(30));
+        assert!(p.current());
+        // Stepping down: the subscription stands, the read-back does not.
+        p.forget();
+        assert_eq!((p.subscribed, p.read_at), (Some(at(8)), None));
+        assert!(!p.current());
     }
 }

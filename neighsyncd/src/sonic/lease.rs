@@ -241,8 +241,8 @@ pub enum Observation {
     /// A new leader's mark, published once its fence is up: every write of an older leader
     /// was published before it.
     Marker(u64),
-    /// The subscription was (re)made: writes may have been missed before it.
-    Gap,
+    /// The subscription was (re)made at `since`: writes before it may have been missed.
+    Gap { since: std::time::Instant },
 }
 
 /// A writes-channel message: the fenced script's ops (`kind`, `key`, field count, fields and
