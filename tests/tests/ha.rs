@@ -374,6 +374,45 @@ fn run_in(lab: &Lab, cmd: &[&str]) -> (bool, String) {
     )
 }
 
+/// docs/UPGRADE.md: a standby "reads APPL_DB once when it starts", and follows the leader's
+/// writes from there. Its subscription to the writes channel is made before that read-back,
+/// so its picture stands on it (it used to read APPL_DB three times as it started).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_reads_appl_db_once_then_follows_the_leader() {
+    require_lab("a_standby_reads_appl_db_once_then_follows_the_leader");
+    let lab = Lab::new();
+    let redis = RedisServer::start();
+    lab.dut.batch(&burst_lines(1, 20));
+    let leader = start(&lab, &redis, 0);
+    wait_role(&leader, &lab, "leader").await;
+    let standby = start(&lab, &redis, 1);
+    wait_role(&standby, &lab, "standby").await;
+    // One neighbor more: the leader writes it; the standby's APPL_DB count moves only by
+    // what it reads back or follows.
+    lab.dut.batch(&burst_lines(1, 21));
+    let t0 = Instant::now();
+    while standby.metric(&lab.dut, "neighsyncd_neighbors", "family=\"IPv4\"") < 21.0 {
+        assert!(
+            t0.elapsed() < T,
+            "the standby never counted the leader's 21st neighbor\n{}",
+            standby.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Followed: any read-back its subscription's notice called for came before it.
+    let read_backs = standby
+        .log()
+        .lines()
+        .filter(|l| l.contains("APPL_DB NEIGH_TABLE read back"))
+        .count();
+    assert_eq!(
+        read_backs,
+        1,
+        "the standby read APPL_DB back {read_backs} times\n{}",
+        standby.tail()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_serves_reads_names_its_role_and_refuses_writes() {
     require_lab("a_standby_serves_reads_names_its_role_and_refuses_writes");
