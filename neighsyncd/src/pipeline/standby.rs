@@ -25,34 +25,6 @@ use crate::sonic::lease::Observation;
 /// APPL_DB back instead.
 const MARK_WAIT: Duration = Duration::from_secs(1);
 
-impl Picture {
-    /// No gap: the subscription was made before the read-back started, so every write since
-    /// that read-back was followed. A cold start's own read-back (prefetched, or the seeding
-    /// one) usually is: the subscription is made first.
-    pub(super) fn current(&self) -> bool {
-        matches!((self.subscribed, self.read_at), (Some(s), Some(r)) if s <= r)
-    }
-
-    /// The subscription was (re)made at `since`. The first one leaves a later read-back
-    /// standing: nothing was followed before it. One made again does not: the writes the old
-    /// one carried came before the read-back may have, and were applied on top of it.
-    pub(super) fn subscribed_at(&mut self, since: Instant) {
-        if self.subscribed.is_some() {
-            self.read_at = None;
-        }
-        self.subscribed = Some(since);
-    }
-
-    /// What was followed no longer counts (the writes were not followed while leading): a
-    /// read-back is due. The subscription stands.
-    fn forget(&mut self) {
-        *self = Picture {
-            subscribed: self.subscribed,
-            ..Picture::default()
-        };
-    }
-}
-
 /// The pipeline's side of the election: the role it publishes, where the pipeline says that
 /// APPL_DB refused its leader's token, and the leader's writes as the writes channel carries
 /// them.
@@ -79,6 +51,34 @@ pub(super) struct Picture {
     pub(super) awaiting: Option<(u64, tokio::time::Instant)>,
     /// The last mark seen (it may come before the election says who leads).
     pub(super) last_mark: Option<u64>,
+}
+
+impl Picture {
+    /// No gap: the subscription was made before the read-back started, so every write since
+    /// that read-back was followed. A cold start's own read-back (prefetched, or the seeding
+    /// one) usually is: the subscription is made first.
+    pub(super) fn current(&self) -> bool {
+        matches!((self.subscribed, self.read_at), (Some(s), Some(r)) if s <= r)
+    }
+
+    /// The subscription was (re)made at `since`. The first one leaves a later read-back
+    /// standing: nothing was followed before it. One made again does not: writes the old
+    /// subscription carried may be older than the read-back, and were applied on top of it.
+    pub(super) fn subscribed_at(&mut self, since: Instant) {
+        if self.subscribed.is_some() {
+            self.read_at = None;
+        }
+        self.subscribed = Some(since);
+    }
+
+    /// What was followed no longer counts (the writes were not followed while leading): a
+    /// read-back is due. The subscription stands.
+    fn forget(&mut self) {
+        *self = Picture {
+            subscribed: self.subscribed,
+            ..Picture::default()
+        };
+    }
 }
 
 impl<W: AppDbWriter> Pipeline<W> {
