@@ -25,13 +25,13 @@ use crate::southbound::supervisor::SourceGaveUp;
 use crate::telemetry::metrics::Metrics;
 
 /// Events queued between the sources and a namespace's pipeline: one chunk of the pipeline's
-/// intake (`pipeline::EVENT_CHUNK`). When full, the source stops reading and the kernel
+/// intake. When full, the source stops reading and the kernel
 /// socket buffer (or the ring) absorbs the burst (an overflow there triggers a resync).
 ///
 /// It was 65,536, about 4 MiB of events when full. It is full at every cold start: the first
 /// dump arrives while the pipeline waits for APPL_DB's read-back. With 8192, a 100k burst still
 /// overflows neither the ring nor the socket (docs/BENCHMARKING.md, "Cold start at 100k").
-const EVENT_QUEUE: usize = 8192;
+const EVENT_QUEUE: usize = crate::pipeline::EVENT_CHUNK;
 
 /// Which namespace, where its databases are, and how to reach its kernel tables.
 pub(super) struct Spec {

@@ -65,7 +65,8 @@ pub enum PipelineError {
     ConfigWatchEnded,
 }
 
-const EVENT_CHUNK: usize = 8192;
+/// Events the pipeline takes in at a time; the sources queue at most this many ahead of it.
+pub(crate) const EVENT_CHUNK: usize = 8192;
 /// How long shutdown waits to write what is pending.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(3);
 

@@ -183,15 +183,20 @@ impl<W: AppDbWriter> Pipeline<W> {
 
     /// A standby whose picture may have a gap, connected to APPL_DB: it reads it back.
     pub(super) async fn mend_picture(&mut self) -> Result<(), PipelineError> {
-        if self.role.writes() || self.picture.current() || !self.appdb.is_connected() {
+        if self.ha.is_none()
+            || self.role.writes()
+            || self.picture.current()
+            || !self.appdb.is_connected()
+        {
             return Ok(());
         }
         // What the channel already holds first: at start, the subscription's own notice
-        // (made before the cold start's read-back, it spares a second one).
+        // (made before the cold start's read-back, it spares a second one). Following
+        // changes no role.
         while let Some(o) = self.ha.as_mut().and_then(|h| h.observed.try_recv().ok()) {
             self.observed(o).await?;
         }
-        if self.ha.is_some() && !self.role.writes() && !self.picture.current() {
+        if !self.picture.current() {
             self.resync_picture().await?;
         }
         Ok(())
